@@ -1,0 +1,187 @@
+"""Row capture cost and undo time of run_sql, on SQLite and PostgreSQL.
+
+- UPDATE and DELETE touching 1, 1,000 and 100,000 rows of a 100,000-row table: run_sql
+  (classify, journal, capture every changed row, commit) vs the same raw statement in a
+  transaction on the same driver (apsw for SQLite, psycopg for PostgreSQL).
+- Rolling such a step back (goex.rollback) vs the raw inverse statement.
+No targets: these figures describe the cost of exact undo; read them as ratios.
+
+Run: .venv/bin/python -m benchmarks.bench_sql [--quick]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import apsw
+import sqlalchemy as sa
+
+import goex_tools as goex
+from benchmarks.harness import Report, Row, Timing, measure
+from goex_tools.domains.sql import run_sql
+
+POSTGRES_URL = os.environ.get(
+    "GOEX_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+TABLE_ROWS = 100_000
+FILL = "INSERT INTO bench (id, v, s) SELECT x, x % 97, 'row ' || x FROM series"
+
+
+class Database:
+    """A 100,000-row table on one dialect, with a raw executor and a refill."""
+
+    def __init__(self, url: str, raw: Callable[[str], None]) -> None:
+        self.url = url
+        self.raw = raw
+
+    def refill(self) -> None:
+        self.raw("DELETE FROM bench")
+        self.raw(self.fill_sql)
+
+    fill_sql = ""
+
+
+def sqlite_database(tmp: Path) -> Database:
+    path = tmp / "bench.db"
+    conn = apsw.Connection(str(path))
+    conn.execute("CREATE TABLE bench (id INTEGER PRIMARY KEY, v INTEGER, s TEXT)")
+
+    def raw(sql: str) -> None:
+        conn.execute("BEGIN")
+        conn.execute(sql)
+        conn.execute("COMMIT")
+
+    db = Database(f"sqlite:///{path}", raw)
+    db.fill_sql = (
+        f"WITH RECURSIVE series(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM series "
+        f"WHERE x < {TABLE_ROWS}) " + FILL
+    )
+    return db
+
+
+def postgres_database() -> tuple[Database, Callable[[], None]]:
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    name = f"goex_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = sa.engine.make_url(POSTGRES_URL).set(database=name).render_as_string(False)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE bench (id integer PRIMARY KEY, v integer, s text)")
+
+    def raw(sql: str) -> None:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(sql.replace("%", "%%"))
+
+    def drop() -> None:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+    db = Database(url, raw)
+    db.fill_sql = f"WITH series(x) AS (SELECT generate_series(1, {TABLE_ROWS})) " + FILL
+    return db, drop
+
+
+def bench(report: Report, label: str, db: Database, sizes: list[int], rounds: int) -> None:
+    journal = goex.Journal(f"sqlite:///{tempfile.mkdtemp()}/journal.db")
+    db.refill()
+    for rows in sizes:
+        r = max(3, rounds if rows < 100_000 else 3)
+        update = f"UPDATE bench SET v = v + 1, s = s || '.' WHERE id <= {rows}"
+        delete = f"DELETE FROM bench WHERE id <= {rows}"
+        for verb, sql, setup in (("UPDATE", update, None), ("DELETE", delete, db.refill)):
+            base = measure(lambda s=sql: db.raw(s), rounds=r, setup=setup)
+            steps: list[str] = []
+
+            def goex_statement(s: str = sql, steps: list[str] = steps) -> None:
+                with goex.run("bench", journal=journal) as run:
+                    run_sql(s, db.url)
+                steps.append(run.id)
+
+            timed = measure(goex_statement, rounds=r, setup=setup)
+            add(report, f"run_sql ({label})", f"{verb} {rows:,} rows", base, timed, r)
+            undo_rollback(report, label, db, journal, verb, rows, sql, r)
+        db.refill()
+
+
+def undo_rollback(
+    report: Report,
+    label: str,
+    db: Database,
+    journal: goex.Journal,
+    verb: str,
+    rows: int,
+    sql: str,
+    rounds: int,
+) -> None:
+    """goex.rollback of one step vs the raw statement that reverses it."""
+    inverse = (
+        f"UPDATE bench SET v = v - 1, s = substr(s, 1, length(s) - 1) WHERE id <= {rows}"
+        if verb == "UPDATE"
+        else "INSERT INTO bench (id, v, s) SELECT x, x % 97, 'row ' || x FROM "
+        + (
+            f"(WITH RECURSIVE series(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM series "
+            f"WHERE x < {rows}) SELECT x FROM series) AS series"
+            if db.url.startswith("sqlite")
+            else f"generate_series(1, {rows}) AS series(x)"
+        )
+    )
+    pending: list[str] = []
+
+    def apply_step() -> None:
+        if verb == "DELETE":
+            db.refill()
+        with goex.run("bench undo", journal=journal) as run:
+            run_sql(sql, db.url)
+        pending.append(run.id)
+
+    def apply_raw() -> None:
+        if verb == "DELETE":
+            db.refill()
+        db.raw(sql)
+
+    base = measure(lambda: db.raw(inverse), rounds=rounds, setup=apply_raw)
+    timed = measure(
+        lambda: goex.rollback(pending.pop(), journal=journal), rounds=rounds, setup=apply_step
+    )
+    add(report, f"rollback ({label})", f"undo {verb} of {rows:,} rows", base, timed, rounds)
+
+
+def add(
+    report: Report, benchmark: str, case: str, base: Timing, timed: Timing, rounds: int
+) -> None:
+    report.add(
+        Row(
+            benchmark=benchmark,
+            case=case,
+            baseline_s=base.median,
+            goex_s=timed.median,
+            spread=timed.spread,
+            extra={"baseline_spread": base.spread, "rounds": rounds},
+        )
+    )
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    sizes = [1, 1_000] if quick else [1, 1_000, 100_000]
+    rounds = 3 if quick else 7
+    report = Report("sql")
+    bench(report, "SQLite", sqlite_database(Path(tempfile.mkdtemp())), sizes, rounds)
+    db, drop = postgres_database()
+    try:
+        bench(report, "PostgreSQL", db, sizes, rounds)
+    finally:
+        drop()
+    report.write()
+
+
+if __name__ == "__main__":
+    main()

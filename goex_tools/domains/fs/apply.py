@@ -1,0 +1,101 @@
+"""Bringing workspace paths to their recorded before- or after-state, refusing on conflicts.
+
+The same code applies an action (to `after`), keeps a held one (to `after`), and undoes or
+discards one (to `before`). A path already in the target state is left alone, so a crash in
+the middle is repaired by running it again. A path in neither recorded state was changed by
+someone else: nothing is touched and a conflict names it (unless `force`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from goex_tools.domains.fs.changes import PathChange, Side
+from goex_tools.domains.fs.entries import Entry, matches
+from goex_tools.domains.fs.store import BlobStore
+from goex_tools.errors import CompensationConflict, GoexError
+
+MAX_NAMED = 10
+
+
+def materialize(
+    root: Path,
+    store: BlobStore,
+    changes: list[PathChange],
+    side: Side,
+    *,
+    force: bool = False,
+    conflict: type[GoexError] = CompensationConflict,
+    hint: str = "",
+) -> list[PathChange]:
+    """Make every path match its `side` entry; return the changes that needed work."""
+    other: Side = "after" if side == "before" else "before"
+    todo = [c for c in changes if not matches(root / c.path, c.side(side))]
+    strangers = [c.path for c in todo if not matches(root / c.path, c.side(other))]
+    if strangers and not force:
+        raise conflict(_conflict_message(strangers, hint))
+    for change in sorted(todo, key=_depth, reverse=True):
+        _clear(root / change.path, change.side(side), force, conflict)
+    for change in sorted(todo, key=_depth):
+        _create(root / change.path, change.side(side), store)
+    for change in sorted(todo, key=_depth, reverse=True):
+        entry = change.side(side)
+        if entry.type == "dir" and entry.mode is not None:
+            os.chmod(root / change.path, entry.mode)
+    return todo
+
+
+def _depth(change: PathChange) -> int:
+    return change.path.count("/")
+
+
+def _clear(path: Path, target: Entry, force: bool, conflict: type[GoexError]) -> None:
+    """Remove what is at `path` unless it already has the target's type (dirs are kept)."""
+    if not os.path.lexists(path):
+        return
+    if path.is_dir() and not path.is_symlink():
+        if target.type == "dir":
+            return
+        try:
+            os.rmdir(path)
+        except OSError:
+            if not force:
+                raise conflict(
+                    f"{path} holds files that goex did not record for this step; "
+                    f"nothing was removed there (force overwrites)"
+                ) from None
+            shutil.rmtree(path)
+    elif target.type != "file":  # files are replaced atomically by _create
+        os.unlink(path)
+
+
+def _create(path: Path, entry: Entry, store: BlobStore) -> None:
+    if entry.type == "dir":
+        if not path.is_dir() or path.is_symlink():
+            path.mkdir(mode=0o700)
+    elif entry.type == "symlink":
+        assert entry.target is not None
+        if os.path.lexists(path):
+            os.unlink(path)
+        os.symlink(entry.target, path)
+    elif entry.type == "file":
+        assert entry.sha256 is not None and entry.mode is not None
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".goex-")
+        try:
+            with os.fdopen(fd, "wb") as dst, open(store.path(entry.sha256), "rb") as src:
+                shutil.copyfileobj(src, dst)
+            os.chmod(tmp, entry.mode)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _conflict_message(paths: list[str], hint: str) -> str:
+    named = ", ".join(paths[:MAX_NAMED])
+    more = f" and {len(paths) - MAX_NAMED} more" if len(paths) > MAX_NAMED else ""
+    text = f"changed since it was recorded: {named}{more}; nothing was touched"
+    return f"{text}. {hint}" if hint else text

@@ -1,0 +1,114 @@
+"""`run_shell`: a command in a sandbox over an overlay of the workspace, then its changes.
+
+The command writes only the overlay's upper layer. Afterwards its changes are read from
+that layer (cost proportional to the change), their before-images are captured, the
+`fs.restore` undo is journaled (write-ahead), and only then are the changes applied to the
+workspace, or held for a person to keep or discard.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import TYPE_CHECKING
+
+from goex_tools.domains.fs.apply import materialize
+from goex_tools.domains.fs.changes import effect_summary
+from goex_tools.domains.fs.compensation import restore_compensation
+from goex_tools.domains.fs.errors import CommandTimedOut, WorkspaceChanged
+from goex_tools.domains.fs.plan import plan_upper
+from goex_tools.domains.fs.results import ShellResult, changed
+from goex_tools.model import Proposal, Reversibility
+from goex_tools.runtime import StepHandle, execute
+from goex_tools.sandbox import Limits
+from goex_tools.sandbox.overlay import make_layers, remove_layers
+
+if TYPE_CHECKING:
+    from goex_tools.domains.fs.workspace import Workspace
+
+OUTSIDE_EFFECTS = (
+    "effects outside the workspace (network calls, processes on other machines) are not "
+    "recorded and cannot be undone"
+)
+
+
+def run_shell(
+    ws: Workspace,
+    command: str,
+    *,
+    tentative: bool = False,
+    timeout: float | None = None,
+    network: bool | None = None,
+) -> ShellResult:
+    """Run `command` in the workspace's sandbox; return its exit code, stdout and stderr.
+
+    `tentative=True` holds the changes until `keep(step_id)` or `discard(step_id)`.
+    """
+    limits = ws.limits.model_copy()
+    if timeout is not None:
+        limits.timeout = timeout
+    if network is not None:
+        limits.network = network
+    notes = ws.sandbox.notes(limits)
+    if limits.network or ws.sandbox.name == "none":
+        notes.append(OUTSIDE_EFFECTS)
+    predicted = ws.predicted([]) | {
+        "command": command,
+        "sandbox": ws.sandbox.name,
+        "network": limits.network,
+    }
+    proposal = Proposal(
+        tool="run_shell",
+        domain="fs",
+        inputs={"command": command, "tentative": tentative, "timeout": limits.timeout},
+        reversibility=Reversibility.REVERSIBLE,
+        compensation=restore_compensation(ws.root, ws.store.root, []),
+        predicted=predicted,
+        notes=notes,
+    )
+
+    def effect(handle: StepHandle) -> ShellResult:
+        return _effect(ws, handle, command, limits, tentative)
+
+    result: ShellResult = execute(proposal, effect)
+    return result
+
+
+def _effect(
+    ws: Workspace, handle: StepHandle, command: str, limits: Limits, tentative: bool
+) -> ShellResult:
+    scratch = ws.store.scratch / f"shell-{handle.id}"
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    layers = make_layers(ws.root, scratch)
+    try:
+        execution = ws.sandbox.run(command, layers, limits)
+        if execution.timed_out:
+            raise CommandTimedOut(
+                f"the command ran past its {limits.timeout:g} s limit and was killed; its "
+                f"changes were discarded. Output so far: {execution.stdout[-500:]!r} "
+                f"{execution.stderr[-500:]!r}"
+            )
+        with ws.store.lock(ws.root):
+            changes = plan_upper(ws.root, layers.upper, ws.store)
+            handle.set_compensation(restore_compensation(ws.root, ws.store.root, changes))
+            handle.effect.update(effect_summary(changes))
+            handle.effect["exit_code"] = execution.exit_code
+            if tentative:
+                handle.hold()
+                handle.notes.append("tentative: changes held until kept or discarded")
+            handle.save("changes recorded before they are applied")
+            if not tentative:
+                materialize(ws.root, ws.store, changes, "after", conflict=WorkspaceChanged)
+    finally:
+        remove_layers(layers)
+    return ShellResult(
+        step_id=handle.id,
+        exit_code=execution.exit_code,
+        stdout=execution.stdout,
+        stderr=execution.stderr,
+        stdout_truncated=execution.stdout_truncated,
+        stderr_truncated=execution.stderr_truncated,
+        changes=changed(changes),
+        held=tentative,
+        notes=handle.notes,
+    )

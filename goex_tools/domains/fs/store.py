@@ -1,0 +1,98 @@
+"""A content-addressed blob store outside the workspace: file contents by sha256.
+
+Before- and after-images of the paths an action touched are kept here, never in the
+workspace (nor in its `.git`), so the workspace's own history stays untouched.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+CHUNK = 1 << 20
+
+
+class BlobStore:
+    """`objects/ab/cdef...` files, written once by atomic rename; safe to share by processes."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.objects = root / "objects"
+        self.scratch = root / "scratch"
+        for path in (self.objects, self.scratch):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        return self.objects / sha256[:2] / sha256[2:]
+
+    def has(self, sha256: str) -> bool:
+        return self.path(sha256).exists()
+
+    def put_file(self, source: Path) -> tuple[str, int]:
+        """Copy `source` in (hashing while copying); return its sha256 and size."""
+        digest = hashlib.sha256()
+        size = 0
+        fd, tmp = tempfile.mkstemp(dir=self.scratch, prefix="blob-")
+        try:
+            with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
+                while chunk := src.read(CHUNK):
+                    digest.update(chunk)
+                    dst.write(chunk)
+                    size += len(chunk)
+            self._commit(Path(tmp), digest.hexdigest())
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return digest.hexdigest(), size
+
+    def adopt(self, source: Path) -> tuple[str, int]:
+        """Move `source` in (it must be on the store's filesystem and be ours to consume)."""
+        sha, size = hash_file(source), source.stat().st_size
+        self._commit(source, sha)
+        return sha, size
+
+    def put_bytes(self, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        if not self.has(sha):
+            fd, tmp = tempfile.mkstemp(dir=self.scratch, prefix="blob-")
+            with os.fdopen(fd, "wb") as dst:
+                dst.write(data)
+            self._commit(Path(tmp), sha)
+        return sha
+
+    @contextmanager
+    def lock(self, workspace: Path) -> Iterator[None]:
+        """Serialise applying changes to one workspace across threads and processes."""
+        name = hashlib.sha256(str(workspace).encode()).hexdigest()[:32]
+        locks = self.root / "locks"
+        locks.mkdir(exist_ok=True)
+        with open(locks / name, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def read(self, sha256: str) -> bytes:
+        return self.path(sha256).read_bytes()
+
+    def _commit(self, tmp: Path, sha256: str) -> None:
+        target = self.path(sha256)
+        if target.exists():
+            tmp.unlink()
+            return
+        target.parent.mkdir(exist_ok=True)
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, target)
+
+
+def hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

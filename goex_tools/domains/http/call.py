@@ -1,0 +1,67 @@
+"""A REST call as the agent wrote it (placeholders unresolved), and what the model gets back."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from goex_tools.secrets import PLACEHOLDER
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+METHODS = SAFE_METHODS | {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class HttpCall(BaseModel):
+    """One request: method, absolute URL, headers and JSON body, secrets as placeholders."""
+
+    model_config = ConfigDict(frozen=True)
+
+    method: str
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: Any = None
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, method: str) -> str:
+        method = method.strip().upper()
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(sorted(METHODS))}")
+        return method
+
+    @field_validator("url")
+    @classmethod
+    def _absolute_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("url must be an absolute http:// or https:// URL")
+        if PLACEHOLDER.search(parts.netloc):
+            raise ValueError("a secret placeholder cannot stand in the host part of the url")
+        return url
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int | None:
+        return urlsplit(self.url).port
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.url).path or "/"
+
+    def inputs(self) -> dict[str, Any]:
+        """The call as journaled: what the agent asked, secrets still placeholders."""
+        return {"method": self.method, "url": self.url, "headers": self.headers, "json": self.body}
+
+
+class HttpResult(BaseModel):
+    """What the model sees: status, headers and a size-limited body, secrets masked."""
+
+    status_code: int
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: Any = None
+    truncated: bool = False

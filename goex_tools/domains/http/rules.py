@@ -1,0 +1,169 @@
+"""Undo rules: which REST call is undone by which, registered by hand or read from OpenAPI.
+
+A rule matches a method and a URL template (`https://api.example.com/items/{id}`) and says
+what kind of action the call is:
+- create: undone by deleting what it created, found at `item_url` with the id the response
+  carried in `id_field`;
+- update: undone by writing back (`restore_method`) the state read just before;
+- delete: undone by writing the state read just before back (`recreate_method` on
+  `recreate_url`, by default PUT on the deleted item's own URL);
+- irreversible: nothing can undo it (sending an email), so policy can refuse it up front.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, field_validator
+
+Action = Literal["create", "update", "delete", "irreversible"]
+Source = Literal["registered", "openapi"]
+TEMPLATE_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class UndoRule(BaseModel):
+    """How calls matching `method` + `url` are undone."""
+
+    action: Action
+    method: str
+    url: str
+    item_url: str | None = None
+    id_field: str = "id"
+    restore_method: Literal["PUT", "PATCH"] = "PUT"
+    recreate_method: Literal["PUT", "POST"] = "PUT"
+    recreate_url: str | None = None
+    ignore_fields: list[str] = Field(default_factory=list)
+    source: Source = "registered"
+
+    @field_validator("method")
+    @classmethod
+    def _upper(cls, method: str) -> str:
+        return method.upper()
+
+    @field_validator("url", "item_url", "recreate_url")
+    @classmethod
+    def _template(cls, url: str | None) -> str | None:
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"{url!r} is not an absolute http(s) URL template")
+        return url
+
+
+@dataclass(frozen=True)
+class RuleMatch:
+    rule: UndoRule
+    params: dict[str, str]
+
+    def fill(self, template: str, **extra: str) -> str:
+        """`template` with the matched path parameters (and `extra`) put in."""
+        values = {**self.params, **extra}
+        return TEMPLATE_PARAM.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+
+    def new_id_param(self) -> str | None:
+        """The parameter of `item_url` that the created resource's id fills."""
+        names = TEMPLATE_PARAM.findall(self.rule.item_url or "")
+        unbound = [n for n in names if n not in self.params]
+        return unbound[-1] if unbound else None
+
+
+class UndoRules:
+    """An ordered set of rules; registered rules win over ones inferred from OpenAPI."""
+
+    def __init__(self, rules: list[UndoRule] | None = None) -> None:
+        self.rules: list[UndoRule] = list(rules or [])
+
+    def add(self, *rules: UndoRule) -> UndoRules:
+        self.rules.extend(rules)
+        return self
+
+    def create(
+        self, url: str, *, item_url: str, method: str = "POST", id_field: str = "id"
+    ) -> UndoRules:
+        """`POST url` creates a resource at `item_url` (its last `{param}` = the new id)."""
+        return self.add(
+            UndoRule(action="create", method=method, url=url, item_url=item_url, id_field=id_field)
+        )
+
+    def update(
+        self,
+        url: str,
+        *,
+        methods: tuple[str, ...] = ("PUT", "PATCH"),
+        restore_method: Literal["PUT", "PATCH"] = "PUT",
+        ignore_fields: list[str] | None = None,
+    ) -> UndoRules:
+        """`PUT/PATCH url` changes the resource at `url`; undone by writing it back."""
+        for method in methods:
+            self.add(
+                UndoRule(
+                    action="update",
+                    method=method,
+                    url=url,
+                    restore_method=restore_method,
+                    ignore_fields=ignore_fields or [],
+                )
+            )
+        return self
+
+    def delete(
+        self,
+        url: str,
+        *,
+        recreate_method: Literal["PUT", "POST"] = "PUT",
+        recreate_url: str | None = None,
+        ignore_fields: list[str] | None = None,
+    ) -> UndoRules:
+        """`DELETE url` removes the resource; undone by `recreate_method recreate_url`."""
+        return self.add(
+            UndoRule(
+                action="delete",
+                method="DELETE",
+                url=url,
+                recreate_method=recreate_method,
+                recreate_url=recreate_url,
+                ignore_fields=ignore_fields or [],
+            )
+        )
+
+    def irreversible(self, method: str, url: str) -> UndoRules:
+        """Calls nothing can undo: classified irreversible before they are sent."""
+        return self.add(UndoRule(action="irreversible", method=method, url=url))
+
+    def add_openapi(self, document: object, *, base_url: str | None = None) -> UndoRules:
+        """Add the rules inferred from an OpenAPI 3 document (dict, file path or URL)."""
+        from goex_tools.domains.http.openapi import rules_from_openapi
+
+        return self.add(*rules_from_openapi(document, base_url=base_url))
+
+    def match(self, method: str, url: str) -> RuleMatch | None:
+        method = method.upper()
+        ordered = sorted(self.rules, key=lambda r: r.source != "registered")
+        for rule in ordered:
+            if rule.method == method:
+                params = match_template(rule.url, url)
+                if params is not None:
+                    return RuleMatch(rule, params)
+        return None
+
+
+def match_template(template: str, url: str) -> dict[str, str] | None:
+    """The path parameters if `url` (query ignored) fits `template`, else None."""
+    want, have = urlsplit(template), urlsplit(url)
+    if (want.scheme, want.netloc.lower()) != (have.scheme, have.netloc.lower()):
+        return None
+    want_parts = want.path.rstrip("/").split("/")
+    have_parts = have.path.rstrip("/").split("/")
+    if len(want_parts) != len(have_parts):
+        return None
+    params: dict[str, str] = {}
+    for pattern, segment in zip(want_parts, have_parts, strict=True):
+        name = TEMPLATE_PARAM.fullmatch(pattern)
+        if name is not None and segment:
+            params[name.group(1)] = segment
+        elif pattern != segment:
+            return None
+    return params

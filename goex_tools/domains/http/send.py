@@ -1,0 +1,196 @@
+"""Sending a call: secrets substituted for its host only, errors and bodies redacted.
+
+Redirects are never followed, so a secret cannot be carried to a host it is not bound to.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import httpx
+from pydantic import BaseModel
+
+from goex_tools.domains.http.call import HttpCall, HttpResult
+from goex_tools.errors import GoexError, TransientError
+from goex_tools.redaction import redact
+from goex_tools.secrets import SecretStore
+
+TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+MAX_RETRY_AFTER = 5.0  # seconds a compensation waits for a Retry-After before retrying
+DEFAULT_TIMEOUT = 30.0
+
+
+class HttpError(GoexError):
+    """A request that could not be sent or answered; the message is redacted."""
+
+
+class HttpUnreachable(HttpError):
+    """No answer: the connection failed or timed out (worth retrying for an undo)."""
+
+
+class HttpStatusError(HttpError):
+    """The service answered with an error status."""
+
+    def __init__(self, message: str, status_code: int, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+
+class State(BaseModel):
+    """A resource as a GET saw it: absent, or present with its body."""
+
+    exists: bool
+    body: Any = None
+
+    def same_as(self, other: State, ignore: list[str]) -> bool:
+        return self.exists == other.exists and _without(self.body, ignore) == _without(
+            other.body, ignore
+        )
+
+    def short(self) -> str:
+        if not self.exists:
+            return "absent"
+        text = json.dumps(self.body, default=str)
+        return text if len(text) <= 200 else text[:197] + "..."
+
+
+_clients: dict[float, httpx.Client] = {}
+_clients_lock = threading.Lock()
+
+
+def client_for(timeout: float = DEFAULT_TIMEOUT) -> httpx.Client:
+    """A process-wide client per timeout: building one (its TLS context) costs ~25 ms, and a
+    shared one keeps connections alive. httpx clients are safe to share between threads."""
+    with _clients_lock:
+        client = _clients.get(timeout)
+        if client is None or client.is_closed:
+            client = _clients[timeout] = httpx.Client(timeout=timeout, follow_redirects=False)
+        return client
+
+
+def open_response(client: httpx.Client, call: HttpCall, store: SecretStore) -> httpx.Response:
+    """Send `call` with its placeholders resolved; the response is streamed, not yet read."""
+    url = store.substitute(call.url, call.host, call.port)
+    headers = store.substitute(call.headers, call.host, call.port)
+    body = store.substitute(call.body, call.host, call.port)
+    try:
+        request = client.build_request(
+            call.method, url, headers=headers, json=body if call.body is not None else None
+        )
+        return client.send(request, stream=True)
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        error = _error(f"{call.method} {call.url} failed", exc)
+    raise error  # outside the handler: the httpx error (it holds the real URL) is not chained
+
+
+def request(client: httpx.Client, call: HttpCall, store: SecretStore) -> httpx.Response:
+    """Send `call` and read its whole response."""
+    response = open_response(client, call, store)
+    try:
+        response.read()
+        return response
+    except httpx.HTTPError as exc:
+        error = _error(f"{call.method} {call.url}: reading the response failed", exc)
+    finally:
+        response.close()
+    raise error
+
+
+def result_of(response: httpx.Response, limit: int) -> HttpResult:
+    """Read at most `limit` bytes of a streamed response into a redacted HttpResult."""
+    chunks: list[bytes] = []
+    size = 0
+    truncated = False
+    error: HttpError | None = None
+    try:
+        for chunk in response.iter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                truncated = True
+                break
+    except httpx.HTTPError as exc:
+        error = _error("reading the response failed", exc)
+    finally:
+        response.close()
+    if error is not None:
+        raise error
+    raw = b"".join(chunks)[:limit]
+    text = redact(raw.decode(response.encoding or "utf-8", errors="replace"))
+    body: Any = text
+    if not truncated and "json" in response.headers.get("content-type", ""):
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = text
+    headers = {k: redact(v) for k, v in response.headers.items()}
+    return HttpResult(
+        status_code=response.status_code, headers=headers, body=body, truncated=truncated
+    )
+
+
+def check_status(call: HttpCall, response: httpx.Response) -> None:
+    """Raise HttpStatusError for a non-2xx answer to a fully read response."""
+    if not response.is_success:
+        raise status_error(call, response.status_code, response.text, retry_after(response))
+
+
+def status_error(
+    call: HttpCall, status: int, body: Any, wait: float | None = None
+) -> HttpStatusError:
+    """An HttpStatusError whose message names the call and shows the body's start, redacted."""
+    text = body if isinstance(body, str) else json.dumps(body, default=str)
+    text = text if len(text) <= 300 else text[:297] + "..."
+    return HttpStatusError(
+        redact(f"{call.method} {call.url} answered {status}: {text}"), status, wait
+    )
+
+
+def read_state(
+    client: httpx.Client, url: str, headers: dict[str, str], store: SecretStore
+) -> State:
+    """GET `url`: absent on 404/410, the JSON (or text) body on 2xx, HttpStatusError else."""
+    call = HttpCall(method="GET", url=url, headers=headers)
+    response = request(client, call, store)
+    if response.status_code in (404, 410):
+        return State(exists=False)
+    check_status(call, response)
+    try:
+        return State(exists=True, body=response.json())
+    except ValueError:
+        return State(exists=True, body=response.text)
+
+
+def as_transient(exc: HttpError) -> GoexError:
+    """The error a compensation raises: TransientError (retried) or the permanent one."""
+    if isinstance(exc, HttpStatusError) and exc.status_code in TRANSIENT_STATUS:
+        if exc.retry_after:
+            time.sleep(min(exc.retry_after, MAX_RETRY_AFTER))
+        return TransientError(str(exc))
+    if isinstance(exc, HttpUnreachable):
+        return TransientError(str(exc))
+    return exc
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date, or absent: fall back to the rollback's own backoff
+
+
+def _error(what: str, exc: Exception) -> HttpError:
+    """A redacted error for an httpx failure, to raise outside the handler (unchained)."""
+    kind = HttpUnreachable if isinstance(exc, httpx.TransportError) else HttpError
+    return kind(redact(f"{what}: {type(exc).__name__}: {exc}"))
+
+
+def _without(body: Any, ignore: list[str]) -> Any:
+    if ignore and isinstance(body, dict):
+        return {k: v for k, v in body.items() if k not in ignore}
+    return body

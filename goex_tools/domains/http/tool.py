@@ -1,0 +1,327 @@
+"""The `http_request` tool: classify a REST call, then send it through the step lifecycle.
+
+Before anything is sent the call is classified, in order of trust: a registered undo rule,
+a rule inferred from the service's OpenAPI document, an undo proposed by an LLM and verified
+by the caller's verifier; otherwise it is irreversible. Reads (GET, HEAD, OPTIONS) have no
+effect. Policy and approval hooks see the classification in `Proposal.predicted`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import quote, urljoin
+
+from pydantic import ValidationError
+
+from goex_tools.domains.http.call import SAFE_METHODS, HttpCall, HttpResult
+from goex_tools.domains.http.rules import RuleMatch, UndoRules, match_template
+from goex_tools.domains.http.send import (
+    DEFAULT_TIMEOUT,
+    HttpError,
+    State,
+    client_for,
+    open_response,
+    read_state,
+    result_of,
+    status_error,
+)
+from goex_tools.domains.http.undo import UndoCall, revert, unavailable
+from goex_tools.errors import GoexError
+from goex_tools.model import Compensation, JSONDict, Proposal, Reversibility
+from goex_tools.redaction import MASK, redact
+from goex_tools.runtime import StepHandle, execute
+from goex_tools.secrets import SecretStore, default_store, placeholders
+
+TOOL = "http_request"
+DEFAULT_MAX_BODY = 64 * 1024  # bytes of a response body shown to the model
+
+UndoProposer = Callable[[HttpCall], Compensation | None]
+"""Proposes an undo for a call no rule covers (e.g. by asking an LLM); None if it has none."""
+UndoVerifier = Callable[[HttpCall, Compensation], bool]
+"""Says whether a proposed undo was verified (e.g. tested against a copy of the service)."""
+
+Source = Literal["registered", "openapi", "llm"]
+
+
+class InvalidHttpCall(GoexError):
+    """A call that cannot be sent as written; nothing was journaled or sent."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a call will be undone, decided before it is sent."""
+
+    action: Literal["read", "create", "update", "delete", "irreversible", "llm"]
+    source: Source | None
+    match: RuleMatch | None = None
+    compensation: Compensation | None = None
+    note: str = ""
+
+
+class HttpTool:
+    """Sends REST calls as reversible, journaled steps.
+
+    `rules` holds registered and OpenAPI-inferred undo rules; `proposer` and `verifier` are
+    the hook for LLM-proposed undos (both are needed: an unverified proposal is not used).
+    """
+
+    def __init__(
+        self,
+        rules: UndoRules | None = None,
+        *,
+        secrets: SecretStore | None = None,
+        proposer: UndoProposer | None = None,
+        verifier: UndoVerifier | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> None:
+        self.rules = rules if rules is not None else UndoRules()
+        self.secrets = secrets
+        self.proposer = proposer
+        self.verifier = verifier
+        self.timeout = timeout
+        self.max_body = max_body
+
+    @property
+    def store(self) -> SecretStore:
+        return self.secrets if self.secrets is not None else default_store()
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str] | None = None,
+        json: Any = None,
+    ) -> HttpResult:
+        """Send a call (secrets as `{{secret:NAME}}`) and return its redacted result.
+
+        Raises ActionRefused if policy refuses it or a secret is not bound to the URL's host,
+        and HttpError (redacted) if it cannot be sent or the service answers an error status.
+        """
+        call = parse_call(method, url, headers, json)
+        plan = self.plan(call)
+        proposal = self.proposal(call, plan)
+        return execute(proposal, lambda handle: self._effect(handle, call, plan))
+
+    def classify(
+        self, method: str, url: str, headers: dict[str, str] | None = None, json: Any = None
+    ) -> Proposal:
+        """The proposal a call would be journaled with; nothing is sent."""
+        call = parse_call(method, url, headers, json)
+        return self.proposal(call, self.plan(call))
+
+    def plan(self, call: HttpCall) -> Plan:
+        self.store.check(placeholders(call.inputs()), call.host, call.port)
+        if call.method in SAFE_METHODS:
+            return Plan("read", None)
+        found = self.rules.match(call.method, call.url)
+        if found is not None and found.rule.action == "irreversible":
+            note = f"{call.method} {call.path} is {found.rule.source} as irreversible"
+            return Plan("irreversible", None, match=found, note=note)
+        if found is not None:
+            return Plan(found.rule.action, found.rule.source, match=found)
+        return self._llm_plan(call)
+
+    def _llm_plan(self, call: HttpCall) -> Plan:
+        uncovered = f"no registered pair or OpenAPI operation covers {call.method} {call.path}"
+        if self.proposer is None:
+            return Plan("irreversible", None, note=uncovered)
+        candidate = self.proposer(call)
+        if candidate is None:
+            return Plan("irreversible", None, note=f"{uncovered}; the proposer had no undo")
+        if self.verifier is None or not self.verifier(call, candidate):
+            return Plan(
+                "irreversible",
+                None,
+                note=f"{uncovered}; the proposed undo ({candidate.kind}) was not verified",
+            )
+        return Plan("llm", "llm", compensation=candidate, note="undo proposed by an LLM, verified")
+
+    def proposal(self, call: HttpCall, plan: Plan) -> Proposal:
+        reversibility = {
+            "read": Reversibility.NO_EFFECT,
+            "irreversible": Reversibility.IRREVERSIBLE,
+        }.get(plan.action, Reversibility.REVERSIBLE)
+        return Proposal(
+            tool=TOOL,
+            domain="http",
+            inputs=call.inputs(),
+            reversibility=reversibility,
+            compensation=plan.compensation or _template(call, plan),
+            predicted={
+                "method": call.method,
+                "url": call.url,
+                "host": call.host,
+                "path": call.path,
+                "compensation_source": plan.source,
+                "action": plan.action,
+            },
+            notes=[plan.note] if plan.note else [],
+        )
+
+    def _effect(self, handle: StepHandle, call: HttpCall, plan: Plan) -> HttpResult:
+        client = client_for(self.timeout)
+        before = None
+        if plan.action in ("update", "delete"):
+            before = read_state(client, call.url, call.headers, self.store)
+            self._set_undo(handle, call, plan, before, None)
+            handle.save()
+        try:
+            result = result_of(open_response(client, call, self.store), self.max_body)
+            handle.effect["status_code"] = result.status_code
+            if not 200 <= result.status_code < 300:
+                raise status_error(call, result.status_code, result.body)
+        except HttpError:
+            if before is not None and plan.action == "update":
+                # an error or a lost answer does not prove nothing changed: record what
+                # the resource is now, so the runtime's probe can tell
+                after = self._read_after(client, call.url, call.headers)
+                self._set_undo(handle, call, plan, before, after)
+            raise
+        if plan.action == "create":
+            self._set_create_undo(handle, client, call, plan, result)
+        elif before is not None:
+            after = self._read_after(client, call.url, call.headers)
+            self._set_undo(handle, call, plan, before, after)
+        if plan.action in ("create", "update", "delete"):
+            handle.save("undo completed with the state the call left")  # for recovery
+        return result
+
+    def _set_undo(
+        self,
+        handle: StepHandle,
+        call: HttpCall,
+        plan: Plan,
+        before: State,
+        after: State | None,
+    ) -> None:
+        """Journal how to return the resource at the call's URL to `before`."""
+        assert plan.match is not None
+        rule, url = plan.match.rule, call.url
+        if not _journalable(before):
+            _no_undo(
+                handle,
+                "the state read before holds a secret value, which the journal masks, "
+                "so it cannot be written back exactly",
+            )
+            return
+        if not before.exists:
+            undo = UndoCall(method="DELETE", url=url)  # the call creates what was absent
+        elif plan.action == "delete":
+            target = plan.match.fill(rule.recreate_url) if rule.recreate_url else url
+            undo = UndoCall(method=rule.recreate_method, url=target, json_body=before.body)
+        else:
+            undo = UndoCall(method=rule.restore_method, url=url, json_body=before.body)
+        handle.set_compensation(
+            revert(
+                undo,
+                headers=call.headers,
+                check_url=url,
+                before=before,
+                after=after if plan.action == "update" else State(exists=False),
+                ignore_fields=rule.ignore_fields,
+                description=f"{undo.method} {undo.url} back to the state read before "
+                f"{call.method} ({plan.source})",
+            )
+        )
+
+    def _set_create_undo(
+        self,
+        handle: StepHandle,
+        client: Any,
+        call: HttpCall,
+        plan: Plan,
+        result: HttpResult,
+    ) -> None:
+        """Journal `DELETE item_url` with the id the response carried."""
+        assert plan.match is not None
+        rule = plan.match.rule
+        assert rule.item_url is not None
+        item_url = _created_url(plan.match, result)
+        if item_url is None:
+            _no_undo(
+                handle,
+                f"the response carried neither `{rule.id_field}` nor a Location header, so "
+                f"what the call created cannot be found",
+            )
+            return
+        after = self._read_after(client, item_url, call.headers)
+        handle.set_compensation(
+            revert(
+                UndoCall(method="DELETE", url=item_url),
+                headers=call.headers,
+                check_url=item_url,
+                before=State(exists=False),
+                after=after,
+                ignore_fields=rule.ignore_fields,
+                description=f"DELETE {item_url}, created by {call.method} {call.url} "
+                f"({plan.source})",
+            )
+        )
+
+    def _read_after(self, client: Any, url: str, headers: dict[str, str]) -> State | None:
+        """The state the call left, or None (unknown: conflicts go unchecked) if unreadable."""
+        try:
+            after = read_state(client, url, headers, self.store)
+        except HttpError:
+            return None
+        return after if _journalable(after) else None
+
+
+def _created_url(match: RuleMatch, result: HttpResult) -> str | None:
+    """Where the created resource lives: `item_url` with the response's id, or its Location."""
+    rule = match.rule
+    assert rule.item_url is not None
+    param = match.new_id_param()
+    new_id = result.body.get(rule.id_field) if isinstance(result.body, dict) else None
+    if new_id is not None and param is not None and MASK not in str(new_id):
+        return match.fill(rule.item_url, **{param: quote(str(new_id), safe="")})
+    location = result.headers.get("location")
+    if location and MASK not in location:
+        url = urljoin(rule.url, location)
+        return url if match_template(rule.item_url, url) is not None else None
+    return None
+
+
+def _no_undo(handle: StepHandle, reason: str) -> None:
+    assert handle.compensation is not None
+    if handle.compensation.args.get("unavailable"):
+        return  # already marked when the state was read before the call
+    handle.notes.append(f"this step cannot be undone: {reason}")
+    handle.set_compensation(unavailable(handle.compensation, reason))
+
+
+def parse_call(method: str, url: str, headers: dict[str, str] | None, json: Any) -> HttpCall:
+    try:
+        return HttpCall(method=method, url=url, headers=headers or {}, body=json)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "call"
+        raise InvalidHttpCall(redact(f"invalid http_request {where}: {err['msg']}")) from None
+
+
+def _template(call: HttpCall, plan: Plan) -> Compensation | None:
+    """The undo as known before the call: described, its state or id filled in later."""
+    if plan.match is None or plan.action not in ("create", "update", "delete"):
+        return None
+    rule = plan.match.rule
+    if plan.action == "create":
+        assert rule.item_url is not None
+        url = plan.match.fill(rule.item_url)
+        undo = UndoCall(method="DELETE", url=url)
+        what = f"DELETE {url} with the `{rule.id_field}` of the response ({plan.source})"
+    elif plan.action == "update":
+        undo = UndoCall(method=rule.restore_method, url=call.url)
+        what = f"{rule.restore_method} {call.url} back to the state read just before"
+    else:
+        target = plan.match.fill(rule.recreate_url) if rule.recreate_url else call.url
+        undo = UndoCall(method=rule.recreate_method, url=target)
+        what = f"{rule.recreate_method} {target} re-creating the state read just before"
+    return revert(undo, headers=call.headers, check_url=None, before=None, description=what)
+
+
+def _journalable(state: State) -> bool:
+    data: JSONDict = state.model_dump(mode="json")
+    return bool(redact(data) == data)

@@ -1,0 +1,48 @@
+"""Database actions: `run_sql` over SQLite, PostgreSQL and MySQL/MariaDB, undoable after commit.
+
+    from goex_tools.domains.sql import run_sql, register_database
+    register_database("shop", "postgresql+psycopg://app:secret@db/shop")
+    with goex.run("agent"):
+        run_sql("DELETE FROM orders WHERE status = 'stale'", "shop")
+    goex.rollback(run_id)      # restores every row the DELETE removed, cascades included
+
+SQLite is captured by the session extension (apsw), PostgreSQL by row triggers that live only
+in the step's transaction; MySQL/MariaDB batches run and are journaled, but data changes there
+are irreversible (no row capture yet). DDL is irreversible everywhere.
+"""
+
+from goex_tools.domains.sql import compensations as _compensations  # registers the kinds
+from goex_tools.domains.sql.changes import ChangeSummary, RowChange, TableChanges
+from goex_tools.domains.sql.databases import DatabaseRef, register_database
+from goex_tools.domains.sql.results import StatementResult
+from goex_tools.domains.sql.statements import InvalidSql, Statement, classify
+from goex_tools.domains.sql.tool import (
+    Confirm,
+    DeclinedByConfirm,
+    Plan,
+    SqlResult,
+    plan,
+    propose,
+    run_sql,
+)
+
+del _compensations
+
+__all__ = [
+    "ChangeSummary",
+    "Confirm",
+    "DatabaseRef",
+    "DeclinedByConfirm",
+    "InvalidSql",
+    "Plan",
+    "RowChange",
+    "SqlResult",
+    "Statement",
+    "StatementResult",
+    "TableChanges",
+    "classify",
+    "plan",
+    "propose",
+    "run_sql",
+    "register_database",
+]

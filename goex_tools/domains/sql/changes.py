@@ -1,0 +1,109 @@
+"""What a batch did to the database, row by row: the records confirm callbacks and budgets see.
+
+A `RowChange` is one captured row event with its before and after images (column -> value);
+`ChangeSummary` groups them per table, with counts and a size-limited sample of images.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from goex_tools.domains.sql.statements import Statement
+from goex_tools.model import JSONDict
+
+Operation = Literal["insert", "update", "delete"]
+Image = dict[str, Any]
+COUNTERS = {"insert": "inserted", "update": "updated", "delete": "deleted"}
+SAMPLE_ROWS = 20  # rows per table shown to a confirm callback
+VALUE_LIMIT = 200  # characters of one value shown
+
+
+class RowChange(BaseModel):
+    table: str
+    op: Operation
+    before: Image | None = None
+    after: Image | None = None
+
+
+class TableChanges(BaseModel):
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    rows: list[RowChange] = Field(default_factory=list)  # a sample, see `truncated`
+    truncated: bool = False
+
+
+class ChangeSummary(BaseModel):
+    """Shown to a `confirm` callback before the transaction commits."""
+
+    database: str
+    statements: list[Statement]
+    reversible_by: str | None
+    rows_changed: int = 0
+    tables: dict[str, TableChanges] = Field(default_factory=dict)
+
+    def effect(self) -> JSONDict:
+        """The step's effect in the contract's shape."""
+        return {
+            "rows_changed": self.rows_changed,
+            "tables": {
+                name: {"inserted": t.inserted, "updated": t.updated, "deleted": t.deleted}
+                for name, t in self.tables.items()
+            },
+        }
+
+
+Decision = Literal["commit", "rollback"]
+
+
+def summarize(
+    database: str,
+    statements: list[Statement],
+    reversible_by: str | None,
+    changes: Iterable[RowChange],
+    sample: int = SAMPLE_ROWS,
+) -> ChangeSummary:
+    summary = ChangeSummary(database=database, statements=statements, reversible_by=reversible_by)
+    for change in changes:
+        table = summary.tables.setdefault(change.table, TableChanges())
+        counter = COUNTERS[change.op]
+        setattr(table, counter, getattr(table, counter) + 1)
+        summary.rows_changed += 1
+        if len(table.rows) < sample:
+            table.rows.append(
+                RowChange(
+                    table=change.table,
+                    op=change.op,
+                    before=shown(change.before),
+                    after=shown(change.after),
+                )
+            )
+        else:
+            table.truncated = True
+    return summary
+
+
+def shown(image: Image | None) -> Image | None:
+    """An image fit for display and JSON: bytes as base64, long values cut."""
+    if image is None:
+        return None
+    return {column: shown_value(value) for column, value in image.items()}
+
+
+def shown_value(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = "base64:" + base64.b64encode(value).decode()
+    if isinstance(value, str) and len(value) > VALUE_LIMIT:
+        return value[: VALUE_LIMIT - 3] + "..."
+    return value
+
+
+def conflict_report(conflicts: list[str], limit: int = 10) -> str:
+    """One message for a refused undo: how many rows others changed, and the first few."""
+    more = f" (and {len(conflicts) - limit} more)" if len(conflicts) > limit else ""
+    head = "; ".join(conflicts[:limit])
+    return f"{len(conflicts)} row(s) changed by someone else since the step: {head}{more}"

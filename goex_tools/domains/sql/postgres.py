@@ -1,0 +1,417 @@
+"""PostgreSQL: row images captured by triggers that exist only inside the step's transaction.
+
+Before the batch runs, the transaction creates a temporary trigger function and an AFTER ROW
+trigger on every ordinary table; each writes `to_jsonb(OLD)` / `to_jsonb(NEW)` into a temporary
+log. The triggers are dropped before COMMIT, so no other session ever sees them and nothing is
+left in the schema. They catch what a before-image SELECT misses: rows removed by ON DELETE
+CASCADE, rows written by triggers, defaults and generated keys.
+
+The undo replays the log backwards in one transaction with `session_replication_role =
+replica` (user triggers and foreign-key actions off, so it restores rows, not side effects),
+locking and comparing each row with its after-image first: a row someone changed since is a
+conflict unless forced. Images stay JSON text, restored with `jsonb_populate_record`, so every
+type round-trips exactly. The transaction id is journaled before COMMIT; after a crash,
+`pg_xact_status` says whether the batch committed.
+
+Costs: creating the triggers takes a SHARE ROW EXCLUSIVE lock on every table until the
+transaction ends (concurrent writers wait; readers do not). Sequences are not rewound.
+TRUNCATE fires no row triggers, so it is classified as DDL (irreversible).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from itertools import groupby
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlalchemy.engine import Connection
+from sqlalchemy.pool import NullPool
+
+from goex_tools.domains.sql.changes import RowChange, conflict_report
+from goex_tools.domains.sql.databases import DatabaseRef, resolve
+from goex_tools.domains.sql.results import StatementResult, collect
+from goex_tools.errors import CompensationConflict, GoexError, TransientError
+from goex_tools.model import JSONDict
+from goex_tools.registry import EffectState
+
+MECHANISM = "postgresql-row-triggers"
+KIND = "sql.restore_rows"
+TRIGGER = "goex_capture_tx"
+
+INSTALL = f"""
+CREATE TEMP TABLE goex_changes (
+    seq bigserial, sch text, tbl text, op text, old jsonb, new jsonb
+) ON COMMIT DROP;
+CREATE OR REPLACE FUNCTION pg_temp.goex_capture() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+    INSERT INTO goex_changes (sch, tbl, op, old, new) VALUES (
+        TG_TABLE_SCHEMA, TG_TABLE_NAME, lower(TG_OP),
+        CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END,
+        CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END);
+    RETURN NULL;
+END $f$;
+DO $d$ DECLARE r record; BEGIN
+    FOR r IN SELECT n.nspname, c.relname FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind = 'r' AND n.nspname <> 'information_schema'
+               AND n.nspname NOT LIKE 'pg\\_%' AND c.relpersistence <> 't'
+    LOOP
+        EXECUTE format('CREATE TRIGGER {TRIGGER} AFTER INSERT OR UPDATE OR DELETE ON %I.%I '
+                       'FOR EACH ROW EXECUTE FUNCTION pg_temp.goex_capture()',
+                       r.nspname, r.relname);
+    END LOOP;
+END $d$;
+"""
+
+UNINSTALL = f"""
+DO $d$ DECLARE r record; BEGIN
+    FOR r IN SELECT n.nspname, c.relname FROM pg_trigger t
+             JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE t.tgname = '{TRIGGER}'
+    LOOP
+        EXECUTE format('DROP TRIGGER {TRIGGER} ON %I.%I', r.nspname, r.relname);
+    END LOOP;
+END $d$;
+"""
+
+
+class LoggedRow(BaseModel):
+    schema_: str
+    table: str
+    op: Literal["insert", "update", "delete"]
+    old: str | None = None  # jsonb text, exact
+    new: str | None = None
+
+
+class RestoreRowsArgs(BaseModel):
+    """Arguments of `sql.restore_rows`: the row log of a committed batch, oldest first."""
+
+    database: DatabaseRef
+    txid: str | None = None  # None until captured (then nothing was committed)
+    rows: list[LoggedRow] = []
+
+
+def engine_for(url: str) -> sa.Engine:
+    return sa.create_engine(url, poolclass=NullPool)
+
+
+class SqlAlchemyTransaction:
+    """One transaction through SQLAlchemy; on PostgreSQL, optionally capturing row images."""
+
+    def __init__(self, url: str, *, capture: bool, read_only: bool) -> None:
+        self.engine = engine_for(url)
+        self.conn = self.engine.connect()
+        self.tx = self.conn.begin()
+        self.capture = capture
+        self.txid: str | None = None
+        self._log: list[LoggedRow] | None = None
+        if read_only:
+            self.conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+        if capture:
+            self.conn.exec_driver_sql(escaped(INSTALL))
+            self.txid = str(self.conn.exec_driver_sql("SELECT pg_current_xact_id()").scalar())
+
+    def execute(self, sql: str, limit: int) -> StatementResult:
+        result = self.conn.exec_driver_sql(escaped(sql))
+        if result.returns_rows:
+            return collect(result, list(result.keys()), limit)
+        return StatementResult(row_count=result.rowcount)
+
+    def log(self) -> list[LoggedRow]:
+        if not self.capture:
+            return []
+        if self._log is None:
+            self.conn.exec_driver_sql(escaped(UNINSTALL))
+            rows = self.conn.exec_driver_sql(
+                "SELECT sch, tbl, op, old::text, new::text FROM goex_changes ORDER BY seq"
+            )
+            self._log = [
+                LoggedRow(schema_=s, table=t, op=o, old=old, new=new) for s, t, o, old, new in rows
+            ]
+        return self._log
+
+    def changes(self) -> list[RowChange]:
+        return [
+            RowChange(
+                table=_display_name(row),
+                op=row.op,
+                before=json.loads(row.old) if row.old else None,
+                after=json.loads(row.new) if row.new else None,
+            )
+            for row in self.log()
+        ]
+
+    def compensation_args(self, ref: DatabaseRef) -> JSONDict:
+        return RestoreRowsArgs(database=ref, txid=self.txid, rows=self.log()).model_dump(
+            mode="json"
+        )
+
+    def commit(self) -> None:
+        self.tx.commit()
+
+    def rollback(self) -> None:
+        if self.tx.is_active:
+            self.tx.rollback()
+
+    def close(self) -> None:
+        self.conn.close()
+        self.engine.dispose()
+
+
+def restore(args: JSONDict, force: bool) -> None:
+    """Replay the row log backwards in one transaction (the compensation)."""
+    parsed = RestoreRowsArgs.model_validate(args)
+    with _transient_errors(), engine_for(resolve(parsed.database)).begin() as conn:
+        _replica_role(conn)
+        tables: dict[tuple[str, str], _Table] = {}
+        conflicts: list[str] = []
+        for (schema, name, _), group in groupby(
+            reversed(parsed.rows), key=lambda r: (r.schema_, r.table, r.op)
+        ):
+            key = (schema, name)
+            table = tables.get(key) or tables.setdefault(key, _Table.load(conn, *key))
+            conflicts += table.undo_many(conn, list(group), force)
+        if conflicts and not force:
+            raise CompensationConflict(conflict_report(conflicts))
+
+
+def probe(args: JSONDict) -> EffectState:
+    """Did the batch commit? PostgreSQL remembers its transaction's fate."""
+    parsed = RestoreRowsArgs.model_validate(args)
+    if parsed.txid is None:
+        return EffectState.NOT_HAPPENED  # the row log is journaled before COMMIT
+    with engine_for(resolve(parsed.database)).connect() as conn:
+        status = conn.execute(
+            sa.text("SELECT pg_xact_status(CAST(:txid AS xid8))"), {"txid": parsed.txid}
+        ).scalar()
+    return {"committed": EffectState.HAPPENED, "aborted": EffectState.NOT_HAPPENED}.get(
+        str(status), EffectState.UNKNOWN
+    )
+
+
+class _Table:
+    """The catalog facts an undo needs: writable columns, key, identity columns."""
+
+    def __init__(self, name: str, columns: list[str], key: list[str], always: list[str]) -> None:
+        self.name = name
+        self.columns = columns  # every column an INSERT may write
+        self.key = key
+        self.identity = bool(always)  # GENERATED ALWAYS AS IDENTITY: insert with OVERRIDING
+        self.updatable = [c for c in columns if c not in always]
+
+    @classmethod
+    def load(cls, conn: Connection, schema: str, table: str) -> _Table:
+        name = f"{_ident(schema)}.{_ident(table)}"
+        facts = conn.execute(
+            sa.text(
+                "SELECT a.attname, a.attidentity, "
+                "  coalesce(a.attnum = ANY (i.indkey), false) AS in_key "
+                "FROM pg_attribute a "
+                "LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary "
+                "WHERE a.attrelid = CAST(:name AS regclass) AND a.attnum > 0 "
+                "  AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum"
+            ),
+            {"name": name},
+        ).all()
+        if not facts:
+            raise GoexError(f"table {schema}.{table} no longer exists; its rows cannot be restored")
+        return cls(
+            name,
+            [str(f[0]) for f in facts],
+            [str(f[0]) for f in facts if f[2]],
+            [str(f[0]) for f in facts if f[1] == "a"],
+        )
+
+    def undo_many(self, conn: Connection, rows: list[LoggedRow], force: bool) -> list[str]:
+        """Undo a run of same-kind events on this table: set-based when every row is as the
+        step left it (the common case), row by row otherwise (to report or force conflicts).
+        """
+        if len(rows) > 1 and self.key and self._undo_clean_batch(conn, rows):
+            return []
+        return [problem for row in rows if (problem := self.undo(conn, row, force))]
+
+    def _undo_clean_batch(self, conn: Connection, rows: list[LoggedRow]) -> bool:
+        op = rows[0].op
+        images = [row.old if op == "delete" else row.new for row in rows]
+        if len({tuple(json.loads(i or "{}").get(c) for c in self.key) for i in images}) < len(
+            images
+        ):
+            return False  # the same row twice: order matters, undo row by row
+        array = "[" + ",".join(i or "null" for i in images) + "]"
+        found = self._locate_many(conn, array)
+        if op == "delete":
+            if found:
+                return False
+            self._insert(conn, array)
+            return True
+        if len(found) < len(images) or not all(same for _, same in found.values()):
+            return False
+        ctids = "{" + ",".join(f'"{ctid}"' for ctid, _ in found.values()) + "}"
+        if op == "insert":
+            conn.execute(
+                sa.text(f"DELETE FROM {self.name} WHERE ctid = ANY (CAST(:ctids AS tid[]))"),
+                {"ctids": ctids},
+            )
+            return True
+        olds = "[" + ",".join(row.old or "null" for row in rows) + "]"
+        cols = ", ".join(_ident(c) for c in self.updatable)
+        conn.execute(
+            sa.text(
+                f"UPDATE {self.name} AS t SET ({cols}) = ROW({cols_of('r', self.updatable)}) "
+                f"FROM unnest(CAST(:ctids AS tid[])) WITH ORDINALITY AS c(ctid, ord) "
+                f"JOIN jsonb_array_elements(CAST(:olds AS jsonb)) WITH ORDINALITY AS o(img, ord) "
+                f"USING (ord) CROSS JOIN LATERAL jsonb_populate_record(NULL::{self.name}, o.img) "
+                f"AS r WHERE t.ctid = c.ctid"
+            ),
+            {
+                "ctids": "{" + ",".join(f'"{found[i + 1][0]}"' for i in range(len(rows))) + "}",
+                "olds": olds,
+            },
+        )
+        return True
+
+    def _locate_many(self, conn: Connection, images: str) -> dict[int, tuple[str, bool]]:
+        """Ordinal (1-based) -> (ctid, equals the image) of the rows with the images' keys."""
+        on = " AND ".join(f"t.{_ident(c)} = r.{_ident(c)}" for c in self.key)
+        found = conn.execute(
+            sa.text(
+                f"SELECT x.ord, t.ctid::text, to_jsonb(t) = x.img "
+                f"FROM jsonb_array_elements(CAST(:imgs AS jsonb)) WITH ORDINALITY AS x(img, ord) "
+                f"CROSS JOIN LATERAL jsonb_populate_record(NULL::{self.name}, x.img) AS r "
+                f"JOIN {self.name} AS t ON {on} FOR UPDATE OF t"
+            ),
+            {"imgs": images},
+        )
+        return {int(o): (str(ctid), bool(same)) for o, ctid, same in found}
+
+    def undo(self, conn: Connection, row: LoggedRow, force: bool) -> str | None:
+        """Undo one logged row event; returns a conflict description, if any."""
+        if row.op == "delete":
+            assert row.old is not None
+            found = self._locate(conn, row.old, by_key=True)
+            problem = None
+            if found is not None and self.key:
+                problem = f"{self.name} row {self._key_of(row.old)} exists again since the step"
+                if force:
+                    self._delete(conn, found[0])
+            if problem is None or force:
+                self._insert(conn, f"[{row.old}]")
+            return problem
+        assert row.new is not None
+        found = self._locate(conn, row.new, by_key=bool(self.key))
+        if found is not None and found[1]:
+            problem = None
+        elif found is None:
+            problem = f"{self.name} row {self._key_of(row.new)} was deleted since the step"
+        else:
+            problem = f"{self.name} row {self._key_of(row.new)} was changed since the step"
+        if problem is not None and not force:
+            return problem
+        if row.op == "insert":
+            if found is not None:
+                self._delete(conn, found[0])
+        elif found is not None:
+            assert row.old is not None
+            self._update(conn, found[0], row.old)
+        else:
+            assert row.old is not None
+            self._insert(conn, f"[{row.old}]")
+        return problem
+
+    def _locate(self, conn: Connection, image: str, *, by_key: bool) -> tuple[str, bool] | None:
+        """(ctid, equals the image) of the row with the image's key, or an equal row."""
+        if by_key and self.key:
+            cols = ", ".join(_ident(c) for c in self.key)
+            where = (
+                f"({cols}) = (SELECT {cols} FROM "
+                f"jsonb_populate_record(NULL::{self.name}, CAST(:img AS jsonb)))"
+            )
+        else:
+            where = "to_jsonb(t) = CAST(:img AS jsonb)"
+        found = conn.execute(
+            sa.text(
+                f"SELECT t.ctid::text, to_jsonb(t) = CAST(:img AS jsonb) FROM {self.name} AS t "
+                f"WHERE {where} LIMIT 1 FOR UPDATE OF t"
+            ),
+            {"img": image},
+        ).first()
+        return (str(found[0]), bool(found[1])) if found is not None else None
+
+    def _insert(self, conn: Connection, images: str) -> None:
+        """Insert the rows of a JSON array of images, exactly (identity values included)."""
+        cols = ", ".join(_ident(c) for c in self.columns)
+        overriding = " OVERRIDING SYSTEM VALUE" if self.identity else ""
+        conn.execute(
+            sa.text(
+                f"INSERT INTO {self.name} ({cols}){overriding} SELECT {cols} FROM "
+                f"jsonb_populate_recordset(NULL::{self.name}, CAST(:imgs AS jsonb))"
+            ),
+            {"imgs": images},
+        )
+
+    def _update(self, conn: Connection, ctid: str, image: str) -> None:
+        cols = ", ".join(_ident(c) for c in self.updatable)
+        conn.execute(
+            sa.text(
+                f"UPDATE {self.name} AS t SET ({cols}) = ROW(r.*) FROM (SELECT {cols} FROM "
+                f"jsonb_populate_record(NULL::{self.name}, CAST(:img AS jsonb))) AS r "
+                f"WHERE t.ctid = CAST(:ctid AS tid)"
+            ),
+            {"img": image, "ctid": ctid},
+        )
+
+    def _delete(self, conn: Connection, ctid: str) -> None:
+        conn.execute(
+            sa.text(f"DELETE FROM {self.name} WHERE ctid = CAST(:ctid AS tid)"), {"ctid": ctid}
+        )
+
+    def _key_of(self, image: str) -> str:
+        values: dict[str, Any] = json.loads(image)
+        if not self.key:
+            return json.dumps(values, default=str)[:200]
+        return "(" + ", ".join(f"{c}={values.get(c)!r}" for c in self.key) + ")"
+
+
+def _replica_role(conn: Connection) -> None:
+    try:
+        with conn.begin_nested():
+            conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+    except sa.exc.DBAPIError as exc:
+        raise GoexError(
+            "restoring rows exactly needs triggers and foreign-key actions off during the "
+            "undo (SET session_replication_role = replica): grant it to this role "
+            "(superuser, or on PostgreSQL 15+ GRANT SET ON PARAMETER session_replication_role)"
+            f": {type(exc.orig).__name__}"
+        ) from None
+
+
+@contextmanager
+def _transient_errors() -> Iterator[None]:
+    """A dropped connection is worth retrying: the undo transaction did not commit."""
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError):
+            raise TransientError(f"database connection failed: {type(exc.orig).__name__}") from None
+        raise
+
+
+def escaped(sql: str) -> str:
+    """SQL text for a driver that formats `%` placeholders even without parameters."""
+    return sql.replace("%", "%%")
+
+
+def cols_of(alias: str, columns: list[str]) -> str:
+    return ", ".join(f"{alias}.{_ident(c)}" for c in columns)
+
+
+def _display_name(row: LoggedRow) -> str:
+    return row.table if row.schema_ == "public" else f"{row.schema_}.{row.table}"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

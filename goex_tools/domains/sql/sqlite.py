@@ -1,0 +1,347 @@
+"""SQLite through apsw: statements recorded by the session extension, undone by its inverse.
+
+The session records every row the transaction changes on its connection, in every table:
+rows a statement names, rows removed by ON DELETE CASCADE, rows written by triggers, keys
+SQLite generated. Tables without a primary key are recorded by rowid. The inverted changeset
+is the compensation; applying it with triggers and foreign-key actions switched off restores
+exactly those rows, and its conflict handler says which rows someone else changed since.
+AUTOINCREMENT counters live in `sqlite_sequence`, which the session does not record, so they
+are journaled and restored alongside.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import apsw
+from pydantic import BaseModel
+
+from goex_tools.domains.sql.changes import Image, RowChange, conflict_report
+from goex_tools.domains.sql.databases import DatabaseRef, resolve, sqlite_path
+from goex_tools.domains.sql.results import StatementResult, collect
+from goex_tools.errors import CompensationConflict, GoexError
+from goex_tools.model import JSONDict
+from goex_tools.registry import EffectState
+
+MECHANISM = "sqlite-session"
+KIND = "sql.sqlite_changeset"
+BUSY_TIMEOUT_MS = 5000
+OPERATIONS = {"INSERT": "insert", "UPDATE": "update", "DELETE": "delete"}
+Sequences = dict[str, int]
+
+
+class UpdatedRow(BaseModel):
+    """A row the batch updated, in full (a changeset keeps only the changed columns)."""
+
+    table: str
+    key: JSONDict  # the row's key after the update (rowid for tables without a primary key)
+    before: JSONDict  # bytes as {"base64": ...}
+    after: JSONDict
+
+
+class ChangesetArgs(BaseModel):
+    """Arguments of `sql.sqlite_changeset`: what a committed batch changed, as a changeset."""
+
+    database: DatabaseRef
+    changeset: str | None = None  # base64; None until captured (then nothing was committed)
+    sequences: dict[str, tuple[int | None, int | None]] = {}  # name -> (before, after)
+    updated: list[UpdatedRow] = []  # full images, so that any later change is a conflict
+
+
+class SqliteTransaction:
+    """One apsw transaction on an SQLite file, recording its changes if asked to."""
+
+    def __init__(self, url: str, *, capture: bool) -> None:
+        self.conn = connect(url)
+        self._names: dict[str, list[str]] = {}  # column names per table
+        self.session: apsw.Session | None = None
+        if capture:
+            self.session = apsw.Session(self.conn, "main")
+            self.session.config(apsw.SQLITE_SESSION_OBJCONFIG_ROWID, 1)
+            self.session.attach()
+        self.conn.execute("BEGIN IMMEDIATE")
+        self.sequences_before = _sequences(self.conn)
+
+    def execute(self, sql: str, limit: int) -> StatementResult:
+        cursor = self.conn.cursor()
+        columns: list[str] = []
+
+        def rows() -> Any:
+            for row in cursor.execute(sql):
+                if not columns:
+                    columns.extend(d[0] for d in cursor.get_description())
+                yield row
+
+        result = collect(rows(), columns, limit)
+        if not columns:
+            result.row_count = self.conn.changes()
+        return result
+
+    def changes(self) -> list[RowChange]:
+        if self.session is None:
+            return []
+        found = []
+        for change in apsw.Changeset.iter(self.session.changeset()):
+            columns = self._columns(change)
+            before = _image(columns, change.old)
+            after = _image(columns, change.new)
+            if change.op == "UPDATE" and before is not None and after is not None:
+                after = {**before, **after}
+            found.append(
+                RowChange(table=change.name, op=OPERATIONS[change.op], before=before, after=after)  # type: ignore[arg-type]
+            )
+        return found
+
+    def compensation_args(self, ref: DatabaseRef) -> JSONDict:
+        assert self.session is not None
+        after = _sequences(self.conn)
+        moved = {
+            name: (self.sequences_before.get(name), after.get(name))
+            for name in set(self.sequences_before) | set(after)
+            if self.sequences_before.get(name) != after.get(name)
+        }
+        changeset = self.session.changeset()
+        return ChangesetArgs(
+            database=ref,
+            changeset=base64.b64encode(changeset).decode(),
+            sequences=moved,
+            updated=self._updated_rows(changeset),
+        ).model_dump(mode="json")
+
+    def _updated_rows(self, changeset: bytes) -> list[UpdatedRow]:
+        rows = []
+        for change in apsw.Changeset.iter(changeset):
+            if change.op != "UPDATE":
+                continue
+            columns = self._columns(change)
+            assert change.old is not None and change.new is not None
+            key = {
+                columns[i]: change.old[i] if change.new[i] is apsw.no_change else change.new[i]
+                for i in sorted(change.pk_columns)
+            }
+            after = _select_row(self.conn, change.name, columns, key)
+            assert after is not None  # the transaction that updated it is still open
+            before = {**after, **(_image(columns, change.old) or {})}
+            rows.append(
+                UpdatedRow(
+                    table=change.name,
+                    key=_encode(key),
+                    before=_encode(before),
+                    after=_encode(after),
+                )
+            )
+        return rows
+
+    def _columns(self, change: apsw.TableChange) -> list[str]:
+        if change.name not in self._names:
+            self._names[change.name] = _columns(self.conn, change.name, change.column_count)
+        return self._names[change.name]
+
+    def commit(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if not self.conn.get_autocommit():
+            self.conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+        self.conn.close()
+
+
+def connect(url: str) -> apsw.Connection:
+    conn = apsw.Connection(sqlite_path(url))
+    conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def restore(args: JSONDict, force: bool) -> None:
+    """Apply the inverse of a journaled changeset in one transaction (the compensation)."""
+    parsed = ChangesetArgs.model_validate(args)
+    conflicts = _apply_inverse(parsed, force, keep=True)
+    if conflicts and not force:
+        raise CompensationConflict(conflict_report(conflicts))
+
+
+def probe(args: JSONDict) -> EffectState:
+    """Did the batch commit? Its inverse applies cleanly only if the after-images are there."""
+    parsed = ChangesetArgs.model_validate(args)
+    if parsed.changeset is None:
+        return EffectState.NOT_HAPPENED  # the changeset is journaled before COMMIT
+    total = sum(1 for _ in apsw.Changeset.iter(base64.b64decode(parsed.changeset)))
+    conflicts = _apply_inverse(parsed, force=False, keep=False)
+    if not conflicts:
+        return EffectState.HAPPENED
+    return EffectState.NOT_HAPPENED if len(conflicts) >= total else EffectState.UNKNOWN
+
+
+def _apply_inverse(args: ChangesetArgs, force: bool, *, keep: bool) -> list[str]:
+    conn = connect(resolve(args.database))
+    conflicts: list[str] = []
+    changed_since: list[UpdatedRow] = []
+
+    def on_conflict(reason: int, change: apsw.TableChange) -> int:
+        if not _already_reported(change, changed_since):
+            conflicts.append(_describe(reason, change))
+        if reason == apsw.SQLITE_CHANGESET_FOREIGN_KEY:
+            return apsw.SQLITE_CHANGESET_ABORT if force and keep else apsw.SQLITE_CHANGESET_OMIT
+        if force and reason in (apsw.SQLITE_CHANGESET_DATA, apsw.SQLITE_CHANGESET_CONFLICT):
+            return apsw.SQLITE_CHANGESET_REPLACE
+        return apsw.SQLITE_CHANGESET_OMIT
+
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, 0)
+        changed_since.extend(_changed_since(conn, args.updated, conflicts))
+        if args.changeset:
+            apsw.Changeset.apply(
+                base64.b64decode(args.changeset),
+                conn,
+                conflict=on_conflict,
+                flags=apsw.SQLITE_CHANGESETAPPLY_INVERT | apsw.SQLITE_CHANGESETAPPLY_FKNOACTION,
+            )
+        if force:
+            for row in changed_since:
+                _put_row(conn, row)
+        conflicts.extend(_restore_sequences(conn, args.sequences, force))
+        if keep and (force or not conflicts):
+            conn.execute("COMMIT")
+    except apsw.AbortError:
+        raise GoexError(
+            "the undo would break a foreign key (rows it restores reference rows that are gone): "
+            + "; ".join(conflicts[-3:])
+        ) from None
+    finally:
+        if not conn.get_autocommit():
+            conn.execute("ROLLBACK")
+        conn.close()
+    return conflicts
+
+
+def _changed_since(
+    conn: apsw.Connection, updated: list[UpdatedRow], conflicts: list[str]
+) -> list[UpdatedRow]:
+    """Updated rows that no longer equal the step's full after-image."""
+    found = []
+    for row in updated:
+        key = _decode(row.key)
+        current = _select_row(conn, row.table, list(row.after), key)
+        if current != _decode(row.after):
+            what = "was deleted" if current is None else "was changed"
+            conflicts.append(f"{row.table} row {tuple(key.values())} {what} since the step")
+            found.append(row)
+    return found
+
+
+def _already_reported(change: apsw.TableChange, rows: list[UpdatedRow]) -> bool:
+    if change.op != "UPDATE" or change.old is None:
+        return False
+    key = tuple(change.old[i] for i in sorted(change.pk_columns))
+    return any(r.table == change.name and tuple(_decode(r.key).values()) == key for r in rows)
+
+
+def _put_row(conn: apsw.Connection, row: UpdatedRow) -> None:
+    """Forced: write the full before-image over whatever the row is now (or re-create it)."""
+    before = _decode(row.before)
+    key = _decode(row.key)
+    where = " AND ".join(f"{_ident(c)} = ?" for c in key)
+    sets = ", ".join(f"{_ident(c)} = ?" for c in before)
+    conn.execute(
+        f"UPDATE {_ident(row.table)} SET {sets} WHERE {where}",
+        (*before.values(), *key.values()),
+    )
+    if conn.changes() == 0:
+        cols = ", ".join(_ident(c) for c in before)
+        marks = ", ".join("?" for _ in before)
+        conn.execute(
+            f"INSERT INTO {_ident(row.table)} ({cols}) VALUES ({marks})", tuple(before.values())
+        )
+
+
+def _select_row(
+    conn: apsw.Connection, table: str, columns: list[str], key: JSONDict
+) -> JSONDict | None:
+    cols = ", ".join(_ident(c) for c in columns)
+    where = " AND ".join(f"{_ident(c)} = ?" for c in key)
+    found = conn.execute(
+        f"SELECT {cols} FROM {_ident(table)} WHERE {where}", tuple(key.values())
+    ).fetchone()
+    return dict(zip(columns, found, strict=True)) if found is not None else None
+
+
+def _encode(image: JSONDict) -> JSONDict:
+    return {
+        c: {"base64": base64.b64encode(v).decode()} if isinstance(v, bytes) else v
+        for c, v in image.items()
+    }
+
+
+def _decode(image: JSONDict) -> JSONDict:
+    return {
+        c: base64.b64decode(v["base64"]) if isinstance(v, dict) else v for c, v in image.items()
+    }
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _restore_sequences(
+    conn: apsw.Connection, sequences: dict[str, tuple[int | None, int | None]], force: bool
+) -> list[str]:
+    conflicts = []
+    current = _sequences(conn)
+    for name, (before, after) in sorted(sequences.items()):
+        if current.get(name) != after:
+            conflicts.append(
+                f"sqlite_sequence[{name}] is {current.get(name)}, not {after} as the step left it"
+            )
+            if not force:
+                continue
+        conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (name,))
+        if before is not None:
+            conn.execute("INSERT INTO sqlite_sequence(name, seq) VALUES (?, ?)", (name, before))
+    return conflicts
+
+
+def _sequences(conn: apsw.Connection) -> Sequences:
+    try:
+        return {str(n): int(s) for n, s in conn.execute("SELECT name, seq FROM sqlite_sequence")}
+    except apsw.SQLError:
+        return {}  # no AUTOINCREMENT table, so no sqlite_sequence
+
+
+def _columns(conn: apsw.Connection, table: str, count: int) -> list[str]:
+    # The session records the non-generated columns, plus the rowid first for tables without PK.
+    stored = [
+        row[1]
+        for row in conn.execute("SELECT * FROM pragma_table_xinfo(?)", (table,))
+        if row[6] == 0
+    ]
+    if count == len(stored) + 1:
+        stored.insert(0, "rowid")
+    return stored if len(stored) == count else [f"column{i}" for i in range(count)]
+
+
+def _image(columns: list[str], values: tuple[Any, ...] | None) -> Image | None:
+    if values is None:
+        return None
+    return {c: v for c, v in zip(columns, values, strict=True) if v is not apsw.no_change}
+
+
+def _describe(reason: int, change: apsw.TableChange) -> str:
+    what = {
+        apsw.SQLITE_CHANGESET_DATA: "was changed since the step",
+        apsw.SQLITE_CHANGESET_NOTFOUND: "was deleted since the step",
+        apsw.SQLITE_CHANGESET_CONFLICT: "was inserted again since the step",
+        apsw.SQLITE_CHANGESET_CONSTRAINT: "cannot be restored (a constraint fails)",
+        apsw.SQLITE_CHANGESET_FOREIGN_KEY: "breaks a foreign key",
+    }.get(reason, "conflicts")
+    key = change.old if change.old is not None else change.new
+    keys = sorted(change.pk_columns)
+    shown = tuple(key[i] for i in keys) if key is not None else ()
+    now = f"; now {change.conflict}" if change.conflict is not None else ""
+    return f"{change.name} row {shown} {what}{now}"

@@ -1,0 +1,219 @@
+"""`run_sql`: one batch of SQL as one journaled, reversible (or declared irreversible) step.
+
+    classify (sqlglot) -> Proposal (reversible how, or not) -> gate -> one transaction:
+    run the statements while capturing row changes -> confirm? -> journal the undo -> COMMIT
+
+A read-only batch runs in a read-only transaction that is never committed. A batch with DDL
+or statements goex-tools cannot capture is declared irreversible before it runs, so policy
+can refuse it. A batch a `confirm` callback declines is rolled back and journaled as failed:
+its effect never reached the database (the spine's `discarded` is for held effects that
+were kept for a while, which this never is).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from pydantic import BaseModel, Field
+from sqlalchemy.engine import URL, Engine
+
+from goex_tools.domains.sql import postgres, sqlite
+from goex_tools.domains.sql.changes import ChangeSummary, Decision, RowChange, summarize
+from goex_tools.domains.sql.databases import DatabaseRef, lookup
+from goex_tools.domains.sql.results import StatementResult
+from goex_tools.domains.sql.statements import Statement, classify
+from goex_tools.errors import GoexError
+from goex_tools.model import Compensation, JSONDict, Proposal, Reversibility
+from goex_tools.runtime import StepHandle, execute
+
+TOOL = "run_sql"
+DOMAIN = "sql"
+RESULT_ROWS = 100
+Confirm = Callable[[ChangeSummary], Decision | bool]
+
+
+class SqlResult(BaseModel):
+    """What run_sql returns (and the model sees): the last result set, and what changed."""
+
+    committed: bool
+    reversible_by: str | None
+    results: list[StatementResult] = Field(default_factory=list)
+    changes: ChangeSummary | None = None
+    message: str = ""
+
+
+class DeclinedByConfirm(GoexError):
+    """The confirm callback chose to roll the batch back; nothing reached the database."""
+
+
+class Transaction(Protocol):
+    def execute(self, sql: str, limit: int) -> StatementResult: ...
+    def changes(self) -> list[RowChange]: ...
+    def compensation_args(self, ref: DatabaseRef) -> JSONDict: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class Plan(BaseModel):
+    """How a batch will run, decided from its classification before anything runs."""
+
+    ref: DatabaseRef
+    statements: list[Statement]
+    reversibility: Reversibility
+    reversible_by: str | None = None
+    kind: str | None = None  # the compensation kind
+    notes: list[str] = Field(default_factory=list)
+
+    @property
+    def read_only(self) -> bool:
+        return self.reversibility is Reversibility.NO_EFFECT
+
+
+def plan(sql: str, database: str | URL | Engine) -> Plan:
+    """Classify a batch: is it read-only, reversible (by which mechanism), or irreversible?"""
+    _, ref = lookup(database)
+    statements = classify(sql, ref.dialect)
+    kinds = {s.kind for s in statements}
+    if kinds == {"read"}:
+        return Plan(ref=ref, statements=statements, reversibility=Reversibility.NO_EFFECT)
+    uncapturable = [s for s in statements if s.kind in ("ddl", "other")]
+    if uncapturable:
+        why = (
+            f"irreversible: {uncapturable[0].kind} statement {uncapturable[0].sql[:60]!r} "
+            f"changes the schema or the server in ways row capture cannot undo"
+        )
+        if ref.dialect == "mysql":
+            why += "; MySQL/MariaDB commit DDL at once, so a confirm callback cannot undo it"
+        return _irreversible(ref, statements, why)
+    if ref.dialect == "sqlite":
+        return _reversible(ref, statements, sqlite.MECHANISM, sqlite.KIND)
+    if ref.dialect == "postgresql":
+        return _reversible(ref, statements, postgres.MECHANISM, postgres.KIND)
+    return _irreversible(
+        ref, statements, f"irreversible: row capture is not supported on {ref.dialect} (yet)"
+    )
+
+
+def propose(sql: str, database: str | URL | Engine) -> Proposal:
+    """The Proposal run_sql will put to the gate: what the batch is and how it can be undone."""
+    return _proposal(plan(sql, database), sql)
+
+
+def run_sql(
+    sql: str,
+    database: str | URL | Engine,
+    *,
+    confirm: Confirm | None = None,
+    result_rows: int = RESULT_ROWS,
+) -> SqlResult:
+    """Run a batch of SQL as one journaled step in one transaction.
+
+    `database`: a name given to `register_database`, a URL, or an SQLAlchemy Engine.
+    `confirm(summary)`: sees the changes before COMMIT and returns "commit" or "rollback"
+    (or True/False). Raises InvalidSql before anything runs for malformed SQL.
+    """
+    how = plan(sql, database)
+    real_url, _ = lookup(database)
+
+    def effect(handle: StepHandle) -> SqlResult:
+        return _run(handle, how, real_url, confirm, result_rows)
+
+    try:
+        return execute(_proposal(how, sql), effect)
+    except DeclinedByConfirm as declined:
+        return SqlResult(committed=False, reversible_by=how.reversible_by, message=str(declined))
+
+
+def _run(handle: StepHandle, how: Plan, url: str, confirm: Confirm | None, limit: int) -> SqlResult:
+    tx = _open(how, url)
+    try:
+        results = [tx.execute(s.sql, limit) for s in how.statements]
+        summary = summarize(how.ref.url, how.statements, how.reversible_by, tx.changes())
+        if how.read_only:
+            tx.rollback()
+            return SqlResult(committed=False, reversible_by=None, results=results)
+        if how.kind is not None:
+            handle.effect.update(summary.effect())
+        if confirm is not None and not _confirmed(confirm(summary)):
+            tx.rollback()
+            handle.set_compensation(None)
+            raise DeclinedByConfirm("the confirm callback rolled the batch back; nothing changed")
+        if how.kind is not None:
+            handle.set_compensation(_compensation(how, tx.compensation_args(how.ref)))
+            handle.save("row changes captured; committing")
+        tx.commit()
+    except BaseException:
+        tx.rollback()
+        raise
+    finally:
+        tx.close()
+    return SqlResult(
+        committed=True,
+        reversible_by=how.reversible_by,
+        results=results,
+        changes=summary if how.kind is not None else None,
+    )
+
+
+def _open(how: Plan, url: str) -> Transaction:
+    capture = how.kind is not None
+    if how.ref.dialect == "sqlite":
+        return sqlite.SqliteTransaction(url, capture=capture)
+    return postgres.SqlAlchemyTransaction(url, capture=capture, read_only=how.read_only)
+
+
+def _confirmed(answer: Decision | bool) -> bool:
+    if isinstance(answer, bool):
+        return answer
+    if answer not in ("commit", "rollback"):
+        raise GoexError(f"a confirm callback answers 'commit' or 'rollback', not {answer!r}")
+    return answer == "commit"
+
+
+def _proposal(how: Plan, sql: str) -> Proposal:
+    database = how.ref.url if how.ref.name is None else f"{how.ref.name} ({how.ref.url})"
+    return Proposal(
+        tool=TOOL,
+        domain=DOMAIN,
+        inputs={"sql": sql, "database": database},
+        reversibility=how.reversibility,
+        compensation=_compensation(how, {"database": how.ref.model_dump()}) if how.kind else None,
+        predicted={
+            "database": how.ref.url,
+            "dialect": how.ref.dialect,
+            "statements": [s.model_dump() for s in how.statements],
+            "reversible_by": how.reversible_by,
+        },
+        notes=how.notes,
+    )
+
+
+def _compensation(how: Plan, args: JSONDict) -> Compensation:
+    assert how.kind is not None
+    tables = sorted({t for s in how.statements for t in s.tables})
+    return Compensation(
+        kind=how.kind,
+        args=args,
+        description=f"restore the rows the batch changed ({how.reversible_by}; names "
+        f"{', '.join(tables) or 'no table'})",
+    )
+
+
+def _reversible(ref: DatabaseRef, statements: list[Statement], mechanism: str, kind: str) -> Plan:
+    note = f"reversible by {mechanism}: every row the transaction changes is recorded"
+    return Plan(
+        ref=ref,
+        statements=statements,
+        reversibility=Reversibility.REVERSIBLE,
+        reversible_by=mechanism,
+        kind=kind,
+        notes=[note],
+    )
+
+
+def _irreversible(ref: DatabaseRef, statements: list[Statement], why: str) -> Plan:
+    return Plan(
+        ref=ref, statements=statements, reversibility=Reversibility.IRREVERSIBLE, notes=[why]
+    )

@@ -1,0 +1,149 @@
+"""Records of the journal: runs, steps, compensations, and the words for their states.
+
+These are plain pydantic models with JSON-serialisable fields, so that a step written by
+one process can be read, shown and rolled back by another.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JSONDict = dict[str, Any]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class StepStatus(StrEnum):
+    """Where a step is in its life.
+
+    pending -> applied (or irreversible) -> compensating -> compensated
+    pending -> failed | refused;  compensating -> compensation_failed (resumable)
+    held -> applied | discarded   (tentative effects awaiting a person's decision)
+    """
+
+    PENDING = "pending"
+    HELD = "held"
+    APPLIED = "applied"
+    IRREVERSIBLE = "irreversible"
+    FAILED = "failed"
+    REFUSED = "refused"
+    DISCARDED = "discarded"
+    COMPENSATING = "compensating"
+    COMPENSATED = "compensated"
+    COMPENSATION_FAILED = "compensation_failed"
+
+
+class Reversibility(StrEnum):
+    """What undoing a step means, decided before the step runs."""
+
+    REVERSIBLE = "reversible"  # has a compensation
+    IRREVERSIBLE = "irreversible"  # has an effect nobody can undo
+    NO_EFFECT = "no_effect"  # read-only: nothing to undo
+    CONTAINER = "container"  # groups child steps (an agent run, a chain); undone through them
+
+
+class RunStatus(StrEnum):
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    PARTIALLY_ROLLED_BACK = "partially_rolled_back"
+
+
+class Compensation(BaseModel):
+    """An undo as data: a registered kind plus JSON arguments, runnable by any process."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    args: JSONDict = Field(default_factory=dict)
+    description: str = ""
+
+
+class Decision(BaseModel):
+    """The verdict on a proposed action, and the rule that gave it."""
+
+    allowed: bool
+    rule: str = "default"
+    reason: str = ""
+    approved_by: str | None = None
+    compensation: Compensation | None = None
+    """An undo the gate found for an action that had none (e.g. LLM-proposed and verified)."""
+
+
+class Proposal(BaseModel):
+    """An action classified before it runs: what it is, and how (or whether) it can be undone.
+
+    Policy and approval hooks decide on a proposal; nothing has happened yet.
+    """
+
+    tool: str
+    domain: str
+    inputs: JSONDict = Field(default_factory=dict)
+    reversibility: Reversibility
+    compensation: Compensation | None = None
+    predicted: JSONDict = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+
+
+class Step(BaseModel):
+    """One action of a run, with its compensation and its history."""
+
+    id: str = Field(default_factory=new_id)
+    seq: int | None = None  # global order, assigned by the journal
+    run_id: str
+    parent_id: str | None = None
+    tool: str
+    domain: str
+    inputs: JSONDict = Field(default_factory=dict)
+    output: Any = None
+    effect: JSONDict = Field(default_factory=dict)
+    compensation: Compensation | None = None
+    reversibility: Reversibility = Reversibility.REVERSIBLE
+    status: StepStatus = StepStatus.PENDING
+    decision: Decision | None = None
+    error: str | None = None
+    notes: list[str] = Field(default_factory=list)
+    owner: str = ""  # host:pid of the process that executes it; used by recovery
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def undoable(self) -> bool:
+        """True if rollback should run this step's compensation."""
+        return self.compensation is not None and self.status in UNDOABLE_STATUSES
+
+
+UNDOABLE_STATUSES = frozenset({StepStatus.APPLIED, StepStatus.COMPENSATION_FAILED})
+"""Statuses from which a rollback may start a step's compensation (compare-and-set)."""
+
+
+class Run(BaseModel):
+    """A unit an agent did and a person may roll back: an agent invocation, a script."""
+
+    id: str = Field(default_factory=new_id)
+    name: str = ""
+    status: RunStatus = RunStatus.ACTIVE
+    metadata: JSONDict = Field(default_factory=dict)
+    started_at: datetime = Field(default_factory=utcnow)
+    ended_at: datetime | None = None
+
+
+class Event(BaseModel):
+    """An append-only record of a step's transition, kept for audit and post-facto review."""
+
+    step_id: str
+    at: datetime = Field(default_factory=utcnow)
+    status: StepStatus
+    detail: str = ""

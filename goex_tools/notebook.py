@@ -1,0 +1,201 @@
+"""Reviewing and rolling back a run from a notebook (or a terminal), without a framework.
+
+    from goex_tools import notebook
+    notebook.show(run_id)                   # the steps as a table, each with what it changed
+    notebook.rollback(run_id, steps=1)      # undo the last step; shows the run again
+    notebook.rollback(run_id)               # undo the whole run
+
+A `RunView` renders as an HTML table in Jupyter and as a rich table in a terminal. What a
+step changed comes from its domain: a unified diff for files, rows per table for SQL, the
+request and its status for HTTP.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import NamedTuple
+
+from rich.console import Group, RenderableType
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+
+from goex_tools.errors import GoexError, RollbackFailed
+from goex_tools.journal import Journal
+from goex_tools.model import Reversibility, Run, Step
+from goex_tools.rollback import RollbackReport
+from goex_tools.rollback import rollback as rollback_run
+from goex_tools.runtime import get_journal
+
+COLUMNS = ("#", "tool", "domain", "status", "what changed", "undo")
+
+
+class RunView:
+    """A run's steps as a table with their changes, and (after a rollback) what was undone."""
+
+    def __init__(
+        self,
+        run_id: str,
+        *,
+        journal: Journal | str | None = None,
+        report: RollbackReport | None = None,
+        error: str | None = None,
+    ) -> None:
+        self.journal = journal if isinstance(journal, Journal) else get_journal(journal)
+        self.run: Run = self.journal.get_run(run_id)
+        self.steps: list[Step] = self.journal.steps(run_id)
+        self.changes = {step.id: change_of(step, self.journal) for step in self.steps}
+        self.report = report
+        self.error = error
+
+    def rows(self) -> list[tuple[str, ...]]:
+        """One row per step (COLUMNS), children indented under their parent.
+
+        A framework's tool-call container is left out when it has child steps: its children
+        say what the call did. One without children (the call failed before any effect) shows.
+        """
+        parents = {s.parent_id for s in self.steps if s.parent_id}
+        shown = [
+            s for s in self.steps
+            if s.reversibility is not Reversibility.CONTAINER or s.id not in parents
+        ]  # fmt: skip
+        visible = {s.id for s in shown}
+        by_id = {s.id: s for s in self.steps}
+        rows: list[tuple[str, ...]] = []
+        for step in shown:
+            depth, parent = 0, step.parent_id
+            while parent is not None and parent in by_id:
+                depth += parent in visible
+                parent = by_id[parent].parent_id
+            status = step.status.value + (f": {step.error}" if step.error else "")
+            undo = "-"
+            if step.compensation is not None:
+                undo = step.compensation.description or step.compensation.kind
+            tool = "  " * depth + step.tool
+            summary = self.changes[step.id].summary
+            rows.append((str(step.seq), tool, step.domain, status, summary, undo))
+        return rows
+
+    def title(self) -> str:
+        return f"run {self.run.id} ({self.run.name}): {self.run.status.value}"
+
+    def outcome(self) -> str:
+        if self.error:
+            return f"rollback stopped: {self.error}"
+        if self.report is None:
+            return ""
+        verb = "would undo" if self.report.dry_run else "undid"
+        return f"{verb} {len(self.report.outcomes)} step(s)" + (
+            "" if self.report.outcomes else " (nothing left to undo)"
+        )
+
+    def details(self) -> list[tuple[Step, str]]:
+        """The steps that have more to show than a line (file diffs), with that text."""
+        return [(s, self.changes[s.id].detail) for s in self.steps if self.changes[s.id].detail]
+
+    def __rich__(self) -> RenderableType:
+        table = Table(*COLUMNS, title=self.title(), title_justify="left")
+        for row in self.rows():
+            table.add_row(*row[:-1], Text(row[-1], overflow="ellipsis", no_wrap=True))
+        parts: list[RenderableType] = [table]
+        for step, detail in self.details():
+            parts.append(Text(f"#{step.seq} {step.tool} ({step.status.value})", style="bold"))
+            parts.append(Syntax(detail, "diff", theme="ansi_dark", background_color="default"))
+        if self.outcome():
+            parts.append(Text(self.outcome(), style="bold"))
+        return Group(*parts)
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th style='text-align:left'>{c}</th>" for c in COLUMNS)
+        body = "".join(
+            "<tr>" + "".join(f"<td style='text-align:left'>{html.escape(v)}</td>" for v in row)
+            + "</tr>"
+            for row in self.rows()
+        )  # fmt: skip
+        diffs = "".join(
+            f"<details><summary>#{step.seq} {html.escape(step.tool)}: changes</summary>"
+            f"<pre>{html.escape(detail)}</pre></details>"
+            for step, detail in self.details()
+        )
+        outcome = f"<p><b>{html.escape(self.outcome())}</b></p>" if self.outcome() else ""
+        hint = (
+            f"<p style='color:#666'>undo: <code>notebook.rollback({self.run.id!r})</code> "
+            f"(whole run) or <code>notebook.rollback({self.run.id!r}, steps=N)</code> "
+            f"(last N steps)</p>"
+        )
+        return (
+            f"<p><b>{html.escape(self.title())}</b></p><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table>{diffs}{outcome}{hint}"
+        )
+
+    def __repr__(self) -> str:
+        lines = [self.title(), *("  ".join(row) for row in self.rows())]
+        for step, detail in self.details():
+            lines += [f"#{step.seq} {step.tool} ({step.status.value})", detail]
+        if self.outcome():
+            lines.append(self.outcome())
+        return "\n".join(lines)
+
+
+def show(run_id: str, *, journal: Journal | str | None = None) -> RunView:
+    """The run's steps, ready to display (the last expression of a cell, or `print`)."""
+    return RunView(run_id, journal=journal)
+
+
+def rollback(
+    run_id: str,
+    *,
+    steps: int | None = None,
+    journal: Journal | str | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+) -> RunView:
+    """Undo the whole run, or its last `steps` steps, then show the run again.
+
+    A rollback that stops (a conflict, an irreversible step) is shown, not raised: the view
+    says where it stopped and what was undone before.
+    """
+    store = journal if isinstance(journal, Journal) else get_journal(journal)
+    try:
+        report = rollback_run(run_id, steps=steps, journal=store, dry_run=dry_run, force=force)
+    except RollbackFailed as exc:
+        return RunView(run_id, journal=store, report=exc.report, error=str(exc))
+    return RunView(run_id, journal=store, report=report)
+
+
+class Change(NamedTuple):
+    summary: str  # one line
+    detail: str = ""  # e.g. a unified diff
+
+
+def change_of(step: Step, journal: Journal) -> Change:
+    """What a step changed (or, once compensated, had changed), as its domain tells it."""
+    if step.reversibility is Reversibility.CONTAINER:
+        return Change("")
+    effect = step.effect
+    predicted = effect.get("predicted", {})
+    if step.domain == "fs" and step.compensation is not None:
+        return _fs_change(step, journal)
+    if step.domain == "sql" and "tables" in effect:
+        counts = [
+            f"{table}: " + ", ".join(f"{n} {what}" for what, n in kinds.items() if n)
+            for table, kinds in effect["tables"].items()
+        ]
+        return Change("; ".join(counts) or "no rows changed")
+    if step.domain == "http" and predicted:
+        status = effect.get("status_code")
+        answer = f" -> {status}" if status is not None else ""
+        return Change(f"{predicted.get('method', '')} {predicted.get('path', '')}{answer}")
+    return Change("")
+
+
+def _fs_change(step: Step, journal: Journal) -> Change:
+    from goex_tools.domains.fs import diff
+
+    try:
+        files = diff(step.id, journal=journal).files
+    except (GoexError, OSError, ValueError) as exc:
+        return Change(f"(no diff: {exc})")
+    summary = ", ".join(f"{f.change} {f.path}" for f in files) or "no changes"
+    detail = "\n".join(f.diff.rstrip("\n") for f in files if f.diff)
+    return Change(summary, detail)

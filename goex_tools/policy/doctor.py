@@ -1,0 +1,214 @@
+"""`goex doctor`: the confinement actually achieved on this machine, found by trying it.
+
+Every check does the real thing: each sandbox backend runs a command; network isolation is
+shown by a sandboxed command failing to reach a TCP server this process opens on 127.0.0.1
+(and, as a control, reaching it when network is allowed); the journal is opened and read;
+the secret store's sources are read the way the HTTP domain reads them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+Status = Literal["ok", "warn", "fail"]
+
+
+class Check(BaseModel):
+    name: str
+    status: Status
+    detail: str
+
+
+class DoctorReport(BaseModel):
+    checks: list[Check]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status != "fail" for c in self.checks)
+
+    def status_of(self, name: str) -> Status:
+        return next(c.status for c in self.checks if c.name == name)
+
+
+@lru_cache(maxsize=8)
+def sandbox_problem(backend: str) -> str | None:
+    """None if `backend` works here, else why not (probed once per process)."""
+    from goex_tools.sandbox import get_sandbox
+
+    try:
+        return get_sandbox(backend).problem()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def sandbox_works(backend: str) -> bool:
+    return sandbox_problem(backend) is None
+
+
+def doctor(
+    journal_url: str | None = None,
+    *,
+    policy: str | Path | None = None,
+    backends: tuple[str, ...] | None = None,
+) -> DoctorReport:
+    """Run every check; `policy` adds whether this machine can give what the file asks for;
+    `backends` limits the sandbox backends tried (default: all)."""
+    from goex_tools.sandbox import BACKENDS
+
+    checks = [_sandbox_check(name) for name in backends or BACKENDS]
+    working = [c.name.removeprefix("sandbox:") for c in checks if c.status == "ok"]
+    confining = next((b for b in working if b != "none"), None)
+    checks.append(network_isolation(confining))
+    checks.append(journal_check(journal_url))
+    checks.extend(secret_checks())
+    if policy is not None:
+        checks.append(policy_check(policy, confining))
+    return DoctorReport(checks=checks)
+
+
+def policy_check(path: str | Path, confining: str | None) -> Check:
+    """Whether the policy file is valid, and whether its sandbox requirement can be met here."""
+    from goex_tools.policy.source import PolicyError, load_policy
+
+    try:
+        config = load_policy(path).config
+    except PolicyError as exc:
+        return Check(name="policy", status="fail", detail="; ".join(exc.problems))
+    if confining is None and config.fs.require_sandbox:
+        detail = f"{path}: fs.require_sandbox is set and no sandbox works: run_shell is refused"
+        return Check(name="policy", status="fail", detail=detail)
+    if confining is None:
+        detail = f"{path}: no sandbox works and fs.require_sandbox is off: commands run unconfined"
+        return Check(name="policy", status="warn", detail=detail)
+    return Check(name="policy", status="ok", detail=f"{path}: valid; sandbox {confining} available")
+
+
+def _sandbox_check(backend: str) -> Check:
+    problem = sandbox_problem(backend)
+    if problem is None:
+        what = (
+            "works" if backend != "none" else "works (no confinement beyond the workspace overlay)"
+        )
+        return Check(name=f"sandbox:{backend}", status="ok", detail=what)
+    status: Status = "fail" if backend == "bwrap" else "warn"
+    return Check(name=f"sandbox:{backend}", status=status, detail=problem)
+
+
+def network_isolation(backend: str | None) -> Check:
+    """A sandboxed command must not reach a server on this host; with network allowed, it must."""
+    if backend is None:
+        return Check(name="network isolation", status="fail", detail="no confining sandbox works")
+    with _listener() as port:
+        blocked = _try_connect(backend, port, network=False)
+        allowed = _try_connect(backend, port, network=True)
+    if blocked == 0:
+        detail = f"a {backend} command without network reached 127.0.0.1:{port}"
+        return Check(name="network isolation", status="fail", detail=detail)
+    if allowed != 0:
+        detail = f"the probe could not connect even with network allowed (exit {allowed})"
+        return Check(name="network isolation", status="warn", detail=detail)
+    return Check(
+        name="network isolation",
+        status="ok",
+        detail=f"{backend}: no network unless allowed (a local TCP server was unreachable)",
+    )
+
+
+PROBE = "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 3)"
+
+
+def _try_connect(backend: str, port: int, *, network: bool) -> int | None:
+    from goex_tools.sandbox import Limits, get_sandbox
+    from goex_tools.sandbox.overlay import make_layers, remove_layers
+
+    with tempfile.TemporaryDirectory(prefix="goex-doctor-") as tmp:
+        lower = Path(tmp) / "ws"
+        lower.mkdir()
+        layers = make_layers(lower, Path(tmp) / "scratch")
+        try:
+            command = f'{sys.executable} -c "{PROBE}" {port}'
+            done = get_sandbox(backend).run(command, layers, Limits(timeout=20, network=network))
+        finally:
+            remove_layers(layers)
+    return done.exit_code
+
+
+@contextmanager
+def _listener() -> Iterator[int]:
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+                conn.close()
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+        server.close()
+
+
+def journal_check(url: str | None) -> Check:
+    from goex_tools.journal import Journal, default_url
+
+    target = url or default_url()
+    try:
+        journal = Journal(target)
+        try:
+            runs = len(journal.list_runs(limit=1000))
+            shown = repr(journal)
+        finally:
+            journal.close()
+    except Exception as exc:
+        return Check(name="journal", status="fail", detail=f"{type(exc).__name__}: {exc}")
+    return Check(name="journal", status="ok", detail=f"{shown} reachable, {runs} run(s)")
+
+
+def secret_checks() -> list[Check]:
+    from goex_tools.secrets import ENV_PREFIX, FileSource, SecretError, _keyring_backend
+
+    names = sorted(k[len(ENV_PREFIX) :] for k in os.environ if k.startswith(ENV_PREFIX))
+    names = [n for n in names if not n.endswith("_HOSTS")]
+    checks = [
+        Check(
+            name="secrets:environment",
+            status="ok",
+            detail=f"{len(names)} secret(s): {', '.join(names)}" if names else "none set",
+        )
+    ]
+    source = FileSource()
+    try:
+        source.lookup("goex-doctor-probe")
+        state = "readable by its owner only" if source.path.exists() else "absent"
+        checks.append(Check(name="secrets:file", status="ok", detail=f"{source.path}: {state}"))
+    except SecretError as exc:
+        checks.append(Check(name="secrets:file", status="fail", detail=str(exc)))
+    backend = _keyring_backend()
+    checks.append(
+        Check(
+            name="secrets:keyring",
+            status="ok" if backend is not None else "warn",
+            detail=type(backend).__name__ if backend is not None else "no usable keyring backend",
+        )
+    )
+    return checks

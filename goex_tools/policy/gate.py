@@ -1,0 +1,277 @@
+"""`Policy`: the gate every proposal passes before it is journaled or run.
+
+    budgets -> rules (per domain) -> confinement (sandbox, network, rows) -> irreversibility
+    (an LLM-proposed undo, verified in a test-bed, can make an action reversible) -> approval
+
+The decision names the rule that decided (`Decision.rule`), with the file and line it is on,
+and is journaled with the step, refused or not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from goex_tools.model import Compensation, Decision, Proposal, Reversibility
+from goex_tools.policy.approval import ApprovalRequest, Approver, approver_name
+from goex_tools.policy.budget import UsageTracker, over_budget
+from goex_tools.policy.config import ApprovalMode, PolicyConfig, Verdict
+from goex_tools.policy.rules import (
+    Verdicted,
+    evaluate_rules,
+    fs_subjects,
+    outside_workspace,
+    strictest_of,
+)
+from goex_tools.policy.source import PolicySource, load_policy
+
+if TYPE_CHECKING:
+    from goex_tools.policy.llm_undo import UndoProposer
+    from goex_tools.runtime import RunContext
+
+SandboxCheck = Callable[[str], bool]
+RowCounter = Callable[[Proposal], int | None]
+
+
+class Policy:
+    """A `goex_tools.runtime.Gate` built from a policy file (or a `PolicyConfig`).
+
+    - `approver`: asked when a rule says `ask` or the approval mode requires it; without one,
+      such actions are refused (never run unapproved).
+    - `mode`: overrides the file's `approval` mode.
+    - `undo_proposer`: asked for an undo when an action has none (see `llm_undo`).
+    - `sandbox_works(name)`: whether a sandbox backend works here (default: probe it).
+    - `count_rows(proposal)`: rows an SQL action would change, measured in a dry run
+      (default: the SQL test-bed), for `sql.max_rows_changed`.
+    """
+
+    def __init__(
+        self,
+        policy: PolicyConfig | PolicySource,
+        *,
+        approver: Approver | None = None,
+        mode: ApprovalMode | None = None,
+        undo_proposer: UndoProposer | None = None,
+        sandbox_works: SandboxCheck | None = None,
+        count_rows: RowCounter | None = None,
+    ) -> None:
+        self.source = policy if isinstance(policy, PolicySource) else None
+        self.config = policy.config if isinstance(policy, PolicySource) else policy
+        self.approver = approver
+        self.mode: ApprovalMode = mode or self.config.approval
+        self.undo_proposer = undo_proposer
+        self._sandbox_works = sandbox_works or _default_sandbox_check
+        self._count_rows = count_rows or _default_row_counter
+        self._usage = UsageTracker()
+
+    @classmethod
+    def from_file(cls, path: str | Path, **options: Any) -> Policy:
+        """Load, validate (PolicyError naming file:line) and build the gate."""
+        return cls(load_policy(path), **options)
+
+    def decide(self, proposal: Proposal, run: RunContext) -> Decision:
+        budgets = self.config.budgets
+        used = self._usage.usage(run.journal, run.id) if budgets.any else None
+        spent = over_budget(budgets, used, proposal) if used is not None else None
+        if spent is not None:
+            return self._refuse(Verdicted("refuse", spent[0], spent[1], ("budgets",)))
+        verdict = evaluate_rules(self.config, proposal)
+        if verdict.verdict != "refuse":  # a dry run is only worth trying if the rules allow
+            verdict = strictest_of([verdict, *self._confinement(proposal)]) or verdict
+        if verdict.verdict == "refuse":
+            return self._refuse(verdict)
+        compensation: Compensation | None = None
+        if proposal.reversibility is Reversibility.IRREVERSIBLE:
+            compensation, irreversible = self._irreversible(proposal)
+            if compensation is not None:
+                verdict = replace(verdict, reason=f"{verdict.reason}; {compensation.description}")
+            elif strictest_of([verdict, irreversible]) is irreversible:
+                verdict = irreversible
+                if verdict.verdict == "refuse":
+                    return self._refuse(verdict)
+            else:  # the rules are stricter; keep why there is no undo
+                verdict = replace(verdict, reason=f"{verdict.reason}; {irreversible.reason}")
+        if verdict.verdict == "allow":
+            verdict = self._mode_verdict(proposal, compensation) or verdict
+        if verdict.verdict == "ask":
+            return self._ask(proposal, run, verdict, compensation)
+        return Decision(
+            allowed=True, rule=verdict.rule, reason=self._reason(verdict), compensation=compensation
+        )
+
+    # the parts of a decision
+
+    def _confinement(self, proposal: Proposal) -> list[Verdicted]:
+        found: list[Verdicted] = []
+        p = proposal.predicted
+        if proposal.domain == "fs":
+            for subject in fs_subjects(proposal.tool, p):
+                if "path" in subject and outside_workspace(subject["path"]):
+                    found.append(
+                        Verdicted(
+                            "refuse",
+                            "fs.workspace",
+                            f"path {subject['path']!r} is outside the workspace",
+                        )
+                    )
+            if "command" in p or proposal.tool == "run_shell":
+                found.extend(self._shell_confinement(p))
+        if proposal.domain == "sql" and self.config.sql.max_rows_changed is not None:
+            found.extend(self._row_limit(proposal, self.config.sql.max_rows_changed))
+        return found
+
+    def _shell_confinement(self, predicted: dict[str, Any]) -> list[Verdicted]:
+        found = []
+        if predicted.get("network"):
+            found.append(
+                Verdicted(
+                    self.config.fs.network,
+                    "fs.network",
+                    "the command asks for network access",
+                    ("fs", "network"),
+                )
+            )
+        if self.config.fs.require_sandbox:
+            backend = str(predicted.get("sandbox") or "none")
+            if backend == "none":
+                found.append(
+                    Verdicted(
+                        "refuse",
+                        "fs.require_sandbox",
+                        "the command would run without a sandbox",
+                        ("fs", "require_sandbox"),
+                    )
+                )
+            elif not self._sandbox_works(backend):
+                found.append(
+                    Verdicted(
+                        "refuse",
+                        "fs.require_sandbox",
+                        f"the {backend} sandbox does not work on this machine (see `goex doctor`)",
+                        ("fs", "require_sandbox"),
+                    )
+                )
+        return found
+
+    def _row_limit(self, proposal: Proposal, limit: int) -> list[Verdicted]:
+        statements = proposal.predicted.get("statements") or []
+        if all(s.get("kind") == "read" for s in statements) and statements:
+            return []
+        where = ("sql", "max_rows_changed")
+        try:
+            rows = self._count_rows(proposal)
+        except Exception as exc:
+            return [
+                Verdicted("refuse", "sql.max_rows_changed", f"the dry run failed: {exc}", where)
+            ]
+        if rows is None:
+            return [
+                Verdicted(
+                    "refuse", "sql.max_rows_changed", "rows changed cannot be measured here", where
+                )
+            ]
+        if rows > limit:
+            return [
+                Verdicted(
+                    "refuse",
+                    "sql.max_rows_changed",
+                    f"would change {rows} rows (limit {limit})",
+                    where,
+                )
+            ]
+        return []
+
+    def _irreversible(self, proposal: Proposal) -> tuple[Compensation | None, Verdicted]:
+        """An undo from the proposer, verified; else the file's verdict on irreversible actions."""
+        note = ""
+        if self.undo_proposer is not None and self.config.llm_undo:
+            try:
+                outcome = self.undo_proposer.propose(proposal)
+            except Exception as exc:  # a model or test-bed failure means: no trusted undo
+                note = f"; the undo proposer failed: {type(exc).__name__}: {exc}"
+            else:
+                if outcome.compensation is not None:
+                    return outcome.compensation, Verdicted("allow", "llm_undo", outcome.reason)
+                note = f"; proposed undo rejected: {outcome.reason}"
+        return None, Verdicted(
+            self.config.irreversible,
+            "irreversible",
+            f"{proposal.tool} cannot be undone{note}",
+            ("irreversible",),
+        )
+
+    def _mode_verdict(
+        self, proposal: Proposal, compensation: Compensation | None
+    ) -> Verdicted | None:
+        if self.mode == "confirm-all":
+            return Verdicted(
+                "ask", "approval:confirm-all", "every action is confirmed", ("approval",)
+            )
+        if (
+            self.mode == "confirm-irreversible"
+            and proposal.reversibility is Reversibility.IRREVERSIBLE
+            and compensation is None
+        ):
+            return Verdicted(
+                "ask",
+                "approval:confirm-irreversible",
+                f"{proposal.tool} cannot be undone",
+                ("approval",),
+            )
+        return None
+
+    def _ask(
+        self,
+        proposal: Proposal,
+        run: RunContext,
+        verdict: Verdicted,
+        compensation: Compensation | None,
+    ) -> Decision:
+        if self.approver is None:
+            return self._refuse(verdict, "needs approval, and no approver is set")
+        shown = proposal
+        if compensation is not None:
+            shown = proposal.model_copy(
+                update={"compensation": compensation, "reversibility": Reversibility.REVERSIBLE}
+            )
+        request = ApprovalRequest(shown, run.id, verdict.rule, self._reason(verdict))
+        who = approver_name(self.approver)
+        try:
+            approved = self.approver(request) is True
+        except Exception as exc:  # an approver that breaks has not approved
+            return self._refuse(verdict, f"the approver {who} failed: {type(exc).__name__}: {exc}")
+        if approved:
+            return Decision(
+                allowed=True,
+                rule=verdict.rule,
+                reason=self._reason(verdict),
+                approved_by=who,
+                compensation=compensation,
+            )
+        return self._refuse(verdict, f"refused by {who}")
+
+    def _refuse(self, verdict: Verdicted, why: str = "") -> Decision:
+        reason = self._reason(verdict) + (f"; {why}" if why else "")
+        return Decision(allowed=False, rule=verdict.rule, reason=reason)
+
+    def _reason(self, verdict: Verdicted) -> str:
+        if self.source is None or not verdict.loc:
+            return verdict.reason
+        return f"{verdict.reason} ({self.source.where(*verdict.loc)})"
+
+
+def _default_sandbox_check(backend: str) -> bool:
+    from goex_tools.policy.doctor import sandbox_works
+
+    return sandbox_works(backend)
+
+
+def _default_row_counter(proposal: Proposal) -> int | None:
+    from goex_tools.policy.testbed import count_rows_changed
+
+    return count_rows_changed(proposal)
+
+
+__all__ = ["Policy", "Verdict"]

@@ -1,0 +1,203 @@
+"""Matching a proposal against the per-domain rules, over `Proposal.predicted` only.
+
+A proposal is split into subjects (one per path it names, its command, one per statement and
+table, the request): every subject gets the strictest verdict of the rules that match it, or
+the default, and the proposal gets the strictest verdict over its subjects. So an action that
+names an allowed and a refused path is refused, and a rule can never be bypassed by naming
+more things at once.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import posixpath
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from goex_tools.model import Proposal
+from goex_tools.policy.config import (
+    STRICTNESS,
+    FsRule,
+    HttpRule,
+    PolicyConfig,
+    Rule,
+    SqlRule,
+    Verdict,
+)
+
+
+@dataclass(frozen=True)
+class Verdicted:
+    """A verdict and the rule that gave it (`rule` is a location such as `fs.rules[2]`)."""
+
+    verdict: Verdict
+    rule: str
+    reason: str
+    loc: tuple[str | int, ...] = ()
+
+
+def strictest_of(items: Iterable[Verdicted]) -> Verdicted | None:
+    """The strictest; the first of equals, so the earliest rule is the one reported."""
+    best: Verdicted | None = None
+    for item in items:
+        if best is None or STRICTNESS[item.verdict] > STRICTNESS[best.verdict]:
+            best = item
+    return best
+
+
+def evaluate_rules(config: PolicyConfig, proposal: Proposal) -> Verdicted:
+    """The rules' verdict on a proposal (before irreversibility, approval and budgets)."""
+    p = proposal.predicted
+    default: Verdict | None
+    rules: Sequence[Rule]
+    subjects: list[dict[str, Any]]
+    if proposal.domain == "fs":
+        default, rules = config.fs.default, config.fs.rules
+        subjects = fs_subjects(proposal.tool, p)
+    elif proposal.domain == "sql":
+        default, rules = config.sql.default, config.sql.rules
+        subjects = sql_subjects(proposal.tool, p)
+    elif proposal.domain == "http":
+        default, rules = config.http.default, config.http.rules
+        subjects = [{"tool": proposal.tool, **p}]
+    else:
+        return Verdicted(config.default, "default", f"no rules for domain {proposal.domain!r}")
+    fallback = (
+        Verdicted(
+            default,
+            f"{proposal.domain}.default",
+            "no rule matched",
+            (proposal.domain, "default"),
+        )
+        if default is not None
+        else Verdicted(config.default, "default", "no rule matched", ("default",))
+    )
+    verdicts = []
+    for subject in subjects:
+        matched = [
+            Verdicted(
+                rule.decision,
+                rule.name or f"{proposal.domain}.rules[{i}]",
+                rule.reason or _describe(subject),
+                (proposal.domain, "rules", i),
+            )
+            for i, rule in enumerate(rules)
+            if _tools_match(rule, subject) and _matches(rule, subject)
+        ]
+        verdicts.append(strictest_of(matched) or fallback)
+    return strictest_of(verdicts) or fallback
+
+
+def fs_subjects(tool: str, predicted: dict[str, Any]) -> list[dict[str, Any]]:
+    subjects: list[dict[str, Any]] = [
+        {"tool": tool, "path": normalize(path)} for path in predicted.get("paths") or []
+    ]
+    if predicted.get("command") is not None:
+        subjects.append({"tool": tool, "command": str(predicted["command"])})
+    return subjects or [{"tool": tool}]
+
+
+def sql_subjects(tool: str, predicted: dict[str, Any]) -> list[dict[str, Any]]:
+    subjects = []
+    database = str(predicted.get("database") or "")
+    for statement in predicted.get("statements") or []:
+        tables = statement.get("tables") or [None]
+        for table in tables:
+            subjects.append(
+                {"tool": tool, "database": database, "kind": statement.get("kind"), "table": table}
+            )
+    return subjects or [{"tool": tool, "database": database, "kind": "other", "table": None}]
+
+
+def normalize(path: str) -> str:
+    """A workspace-relative path in canonical form; `..` that leaves the root stays visible."""
+    clean = posixpath.normpath(path.replace("\\", "/"))
+    return "" if clean == "." else clean
+
+
+def outside_workspace(path: str) -> bool:
+    return path.startswith("/") or path == ".." or path.startswith("../")
+
+
+def _tools_match(rule: Rule, subject: dict[str, Any]) -> bool:
+    return rule.tools is None or subject["tool"] in rule.tools
+
+
+def _matches(rule: Rule, subject: dict[str, Any]) -> bool:
+    if isinstance(rule, FsRule):
+        return _match_fs(rule, subject)
+    if isinstance(rule, SqlRule):
+        return _match_sql(rule, subject)
+    if isinstance(rule, HttpRule):
+        return _match_http(rule, subject)
+    return True
+
+
+def _match_fs(rule: FsRule, subject: dict[str, Any]) -> bool:
+    if rule.paths is not None:
+        return "path" in subject and any(path_glob(g, subject["path"]) for g in rule.paths)
+    if rule.commands is not None:
+        return "command" in subject and _any_glob(rule.commands, subject["command"].strip())
+    return True
+
+
+def _match_sql(rule: SqlRule, subject: dict[str, Any]) -> bool:
+    if rule.kinds is not None and subject["kind"] not in rule.kinds:
+        return False
+    if rule.tables is not None and (
+        subject["table"] is None or not _any_glob(rule.tables, subject["table"], fold=True)
+    ):
+        return False
+    return rule.databases is None or _any_glob(rule.databases, subject["database"])
+
+
+def _match_http(rule: HttpRule, subject: dict[str, Any]) -> bool:
+    method = str(subject.get("method") or "").upper()
+    if rule.methods is not None and method not in {m.upper() for m in rule.methods}:
+        return False
+    checks = ((rule.hosts, "host", True), (rule.urls, "url", False), (rule.paths, "path", False))
+    for globs, key, fold in checks:
+        if globs is not None and not _any_glob(globs, str(subject.get(key) or ""), fold=fold):
+            return False
+    return True
+
+
+def _any_glob(globs: Sequence[str], value: str, *, fold: bool = False) -> bool:
+    if fold:
+        return any(fnmatch.fnmatchcase(value.lower(), g.lower()) for g in globs)
+    return any(fnmatch.fnmatchcase(value, g) for g in globs)
+
+
+def path_glob(glob: str, path: str) -> bool:
+    """`*` and `?` stay within one directory; `**` spans any number of directories."""
+    return _path_regex(glob).fullmatch(path) is not None
+
+
+@lru_cache(maxsize=512)
+def _path_regex(glob: str) -> re.Pattern[str]:
+    glob = normalize(glob) if glob not in ("**", "") else glob
+    out, i = "", 0
+    while i < len(glob):
+        if glob.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif glob.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif glob[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif glob[i] == "?":
+            out, i = out + "[^/]", i + 1
+        else:
+            out, i = out + re.escape(glob[i]), i + 1
+    return re.compile(out)
+
+
+def _describe(subject: dict[str, Any]) -> str:
+    shown = {
+        k: v
+        for k, v in subject.items()
+        if k in ("path", "command", "kind", "table", "method", "url")
+    }
+    return ", ".join(f"{k} {v!r}" for k, v in shown.items() if v is not None) or "the action"

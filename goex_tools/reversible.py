@@ -1,0 +1,219 @@
+"""Making any Python function reversible: `@reversible(undo=...)` and `with action(...)`.
+
+The undo is journaled as the compensation kind `python.call`: a reference to an importable
+function plus JSON keyword arguments, so `goex rollback` can call it from another process.
+
+    @reversible(undo=delete_file)             # undo receives the call's arguments
+    def create_file(path: str, text: str) -> None: ...
+
+    @reversible(undo=restore_text, before=read_text)   # undo receives what `before` returned
+    def overwrite(path: str, text: str) -> None: ...
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ParamSpec, TypeVar
+
+from pydantic import BaseModel, field_validator
+
+from goex_tools.errors import InvalidCompensation
+from goex_tools.model import Compensation, JSONDict, Proposal, Reversibility, Step
+from goex_tools.refs import ref_of, resolve
+from goex_tools.registry import EffectState, UndoContext, registry
+from goex_tools.runtime import StepHandle, current_run, execute, run
+
+P = ParamSpec("P")
+R = TypeVar("R")
+KIND = "python.call"
+
+
+class CallArgs(BaseModel):
+    function: str
+    kwargs: JSONDict = {}
+    probe: str | None = None
+
+    @field_validator("function", "probe")
+    @classmethod
+    def _importable(cls, ref: str | None) -> str | None:
+        if ref is not None:
+            try:
+                resolve(ref)
+            except InvalidCompensation as exc:
+                raise ValueError(str(exc)) from None
+        return ref
+
+
+def _call_probe(step: Step) -> EffectState:
+    assert step.compensation is not None
+    args = CallArgs.model_validate(step.compensation.args)
+    if args.probe is None:
+        return EffectState.UNKNOWN
+    answer = resolve(args.probe)(**args.kwargs)
+    if isinstance(answer, EffectState):
+        return answer
+    if answer is None:
+        return EffectState.UNKNOWN
+    return EffectState.HAPPENED if answer else EffectState.NOT_HAPPENED
+
+
+@registry.register(KIND, args_model=CallArgs, probe=_call_probe)
+def _call(args: JSONDict, ctx: UndoContext) -> Any:
+    parsed = CallArgs.model_validate(args)
+    return resolve(parsed.function)(**parsed.kwargs)
+
+
+def call_compensation(
+    undo: Callable[..., Any] | str,
+    kwargs: JSONDict,
+    *,
+    probe: Callable[..., Any] | None = None,
+) -> Compensation:
+    """A compensation that calls `undo(**kwargs)`; `undo` may also be a registered kind."""
+    _require_json(kwargs)
+    if isinstance(undo, str):
+        return Compensation(kind=undo, args=kwargs, description=f"{undo}({_short(kwargs)})")
+    args = CallArgs(function=ref_of(undo), kwargs=kwargs, probe=ref_of(probe) if probe else None)
+    return Compensation(
+        kind=KIND,
+        args=args.model_dump(),
+        description=f"{undo.__qualname__}({_short(kwargs)})",
+    )
+
+
+def reversible(
+    func: Callable[P, R] | None = None,
+    *,
+    undo: Callable[..., Any] | str | None = None,
+    before: Callable[..., JSONDict] | None = None,
+    after: Callable[[Any, JSONDict], JSONDict] | None = None,
+    probe: Callable[..., Any] | None = None,
+    irreversible: bool = False,
+    tool: str | None = None,
+    domain: str = "python",
+) -> Any:
+    """Journal every call of the decorated function together with its undo.
+
+    - `undo`: an importable function (or a registered compensation kind) that reverses a call.
+    - `before(*args, **kwargs)`: captures state before the call; its dict becomes the undo's
+      keyword arguments. Without it the undo receives the call's own arguments.
+    - `after(result, undo_kwargs)`: refines the undo's arguments from the result.
+    - `probe(**undo_kwargs)`: after a crash, says whether the call's effect happened
+      (True/False, or None when it cannot tell); used by `goex recover`.
+    - `irreversible=True`: no undo exists; the call is journaled (and refusable) as such.
+    """
+    if undo is None and not irreversible:
+        raise TypeError("reversible() needs undo=..., or irreversible=True for a one-way action")
+    if undo is not None and irreversible:
+        raise TypeError("an action cannot have an undo and be irreversible")
+
+    for function in (undo, probe):
+        if callable(function):
+            ref_of(function)  # fail at definition, not at the first call
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        signature = inspect.signature(fn)
+        name = tool or fn.__name__
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            inputs = dict(bound.arguments)
+            compensation = None
+            if undo is not None:
+                undo_kwargs = before(*args, **kwargs) if before else inputs
+                compensation = call_compensation(undo, undo_kwargs, probe=probe)
+            proposal = Proposal(
+                tool=name,
+                domain=domain,
+                inputs=_jsonable_inputs(inputs),
+                reversibility=Reversibility.IRREVERSIBLE
+                if irreversible
+                else Reversibility.REVERSIBLE,
+                compensation=compensation,
+            )
+
+            def effect(handle: StepHandle) -> R:
+                result = fn(*args, **kwargs)
+                if after is not None and undo is not None and handle.compensation is not None:
+                    refined = after(result, dict(_undo_kwargs(handle.compensation)))
+                    handle.set_compensation(call_compensation(undo, refined, probe=probe))
+                return result
+
+            return execute(proposal, effect)
+
+        return wrapper
+
+    return decorate(func) if func is not None else decorate
+
+
+@contextmanager
+def action(
+    tool: str,
+    *,
+    undo: Callable[..., Any] | str | None,
+    undo_kwargs: JSONDict | None = None,
+    inputs: JSONDict | None = None,
+    probe: Callable[..., Any] | None = None,
+    domain: str = "python",
+) -> Iterator[StepHandle]:
+    """Journal the block as one step: `with action("send", undo=unsend, undo_kwargs={...}):`.
+
+    `undo=None` marks the block irreversible. Inside, `handle.set_compensation(...)` refines
+    the undo once the block knows more (e.g. an id it created).
+    """
+    compensation = call_compensation(undo, undo_kwargs or {}, probe=probe) if undo else None
+    proposal = Proposal(
+        tool=tool,
+        domain=domain,
+        inputs=_jsonable_inputs(inputs or {}),
+        reversibility=Reversibility.REVERSIBLE if undo else Reversibility.IRREVERSIBLE,
+        compensation=compensation,
+    )
+    ctx = current_run()
+    if ctx is None:
+        with run(tool) as adhoc, _block(adhoc.begin(proposal)) as handle:
+            yield handle
+        return
+    with _block(ctx.begin(proposal)) as handle:
+        yield handle
+
+
+@contextmanager
+def _block(handle: StepHandle) -> Iterator[StepHandle]:
+    from goex_tools.runtime import parent_step
+
+    try:
+        with parent_step(handle.id):
+            yield handle
+    except Exception as exc:
+        handle.fail(exc)
+        raise
+    handle.finish(handle.output)
+
+
+def _undo_kwargs(compensation: Compensation) -> JSONDict:
+    if compensation.kind == KIND:
+        return CallArgs.model_validate(compensation.args).kwargs
+    return dict(compensation.args)
+
+
+def _require_json(kwargs: JSONDict) -> None:
+    try:
+        json.dumps(kwargs)
+    except (TypeError, ValueError) as exc:
+        raise InvalidCompensation(f"undo arguments must be JSON data: {exc}") from None
+
+
+def _jsonable_inputs(inputs: JSONDict) -> JSONDict:
+    return {k: json.loads(json.dumps(v, default=repr)) for k, v in inputs.items()}
+
+
+def _short(kwargs: JSONDict, limit: int = 120) -> str:
+    text = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

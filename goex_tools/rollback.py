@@ -1,0 +1,282 @@
+"""Rolling back: choosing the steps to undo, and running their compensations newest first.
+
+A rollback either restores the world or says exactly why it stopped: a conflict (someone
+changed the same thing since), a compensation that kept failing after retries, or an
+irreversible step. What was undone stays recorded, so running the same rollback again
+resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from goex_tools.errors import (
+    CompensationConflict,
+    GoexError,
+    NotFound,
+    RollbackFailed,
+    TransientError,
+)
+from goex_tools.journal import Journal
+from goex_tools.model import (
+    UNDOABLE_STATUSES,
+    Reversibility,
+    RunStatus,
+    Step,
+    StepStatus,
+)
+from goex_tools.redaction import redact
+from goex_tools.registry import UndoContext, registry
+from goex_tools.runtime import get_journal, owner_tag
+
+OnIrreversible = Literal["stop", "skip"]
+
+
+class RetryPolicy(BaseModel):
+    """How often a compensation that fails transiently is tried, and how long between tries."""
+
+    attempts: int = 4
+    initial_wait: float = 0.2
+    max_wait: float = 5.0
+
+
+class StepOutcome(BaseModel):
+    step_id: str
+    tool: str
+    outcome: Literal["compensated", "would_compensate", "irreversible", "failed", "conflict"]
+    detail: str = ""
+
+
+class RollbackReport(BaseModel):
+    run_id: str
+    dry_run: bool = False
+    outcomes: list[StepOutcome] = Field(default_factory=list)
+    complete: bool = False
+
+    @property
+    def compensated(self) -> list[str]:
+        return [o.step_id for o in self.outcomes if o.outcome == "compensated"]
+
+
+def plan(
+    journal: Journal,
+    run_id: str,
+    *,
+    steps: int | None = None,
+    to: str | None = None,
+) -> list[Step]:
+    """The steps a rollback would undo, newest first.
+
+    Effectful leaf steps not yet compensated; `steps=N` keeps the newest N, `to=STEP` keeps
+    those journaled after STEP. Container steps (agent runs, chains) are undone through their
+    children and do not appear.
+    """
+    if steps is not None and to is not None:
+        raise ValueError("give steps=N or to=STEP, not both")
+    if steps is not None and steps < 1:
+        raise ValueError("steps must be a positive number")
+    journal.get_run(run_id)  # NotFound for an unknown run
+    all_steps = journal.steps(run_id)
+    candidates = [s for s in all_steps if _needs_undo(s)]
+    if to is not None:
+        anchor = next((s for s in all_steps if s.id == to), None)
+        if anchor is None:
+            raise NotFound(f"run {run_id} has no step {to!r}")
+        candidates = [s for s in candidates if (s.seq or 0) > (anchor.seq or 0)]
+    candidates.reverse()
+    return candidates[:steps] if steps is not None else candidates
+
+
+def rollback(
+    run_id: str,
+    *,
+    steps: int | None = None,
+    to: str | None = None,
+    journal: Journal | str | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+    on_irreversible: OnIrreversible = "stop",
+    retry: RetryPolicy | None = None,
+) -> RollbackReport:
+    """Undo a run, its last `steps` steps, or everything after step `to`.
+
+    Raises RollbackFailed (carrying the report) when it stops early; the undone steps stay
+    compensated, so calling it again resumes.
+    """
+    store = journal if isinstance(journal, Journal) else get_journal(journal)
+    todo = plan(store, run_id, steps=steps, to=to)
+    try:
+        return _execute(
+            store, run_id, todo, dry_run, force, on_irreversible, retry or RetryPolicy()
+        )
+    finally:
+        if not dry_run:
+            _update_run_status(store, run_id)
+
+
+def undo_step(
+    step_id: str,
+    *,
+    journal: Journal | str | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+    retry: RetryPolicy | None = None,
+) -> RollbackReport:
+    """Undo one step, wherever it is in its run. Its compensation refuses on conflicts."""
+    store = journal if isinstance(journal, Journal) else get_journal(journal)
+    step = store.get_step(step_id)
+    if not _needs_undo(step):
+        raise GoexError(f"step {step_id} ({step.tool}) is {step.status.value}: nothing to undo")
+    try:
+        return _execute(store, step.run_id, [step], dry_run, force, "stop", retry or RetryPolicy())
+    finally:
+        if not dry_run:
+            _update_run_status(store, step.run_id)
+
+
+def _update_run_status(journal: Journal, run_id: str) -> None:
+    steps = journal.steps(run_id)
+    if not any(s.status is StepStatus.COMPENSATED for s in steps):
+        return
+    remaining = [s for s in steps if _needs_undo(s)]
+    status = RunStatus.PARTIALLY_ROLLED_BACK if remaining else RunStatus.ROLLED_BACK
+    journal.set_run_status(run_id, status)
+
+
+def _needs_undo(step: Step) -> bool:
+    if step.reversibility in (Reversibility.NO_EFFECT, Reversibility.CONTAINER):
+        return False
+    return step.status in UNDOABLE_STATUSES or step.status in (
+        StepStatus.IRREVERSIBLE,
+        StepStatus.COMPENSATING,
+    )
+
+
+def _execute(
+    journal: Journal,
+    run_id: str,
+    todo: list[Step],
+    dry_run: bool,
+    force: bool,
+    on_irreversible: OnIrreversible,
+    retry: RetryPolicy,
+) -> RollbackReport:
+    report = RollbackReport(run_id=run_id, dry_run=dry_run)
+    for step in todo:
+        if step.compensation is None:
+            report.outcomes.append(
+                StepOutcome(
+                    step_id=step.id,
+                    tool=step.tool,
+                    outcome="irreversible",
+                    detail="no compensation exists for this step",
+                )
+            )
+            if on_irreversible == "stop" and not dry_run:
+                raise RollbackFailed(
+                    f"rollback stopped at irreversible step {step.id} ({step.tool}); the steps "
+                    f"after it are undone. Pass on_irreversible='skip' to go past it.",
+                    report,
+                )
+            continue
+        registry.validate(step.compensation)  # unknown kind / bad args: stop before any effect
+        if step.status is StepStatus.COMPENSATING:
+            raise RollbackFailed(
+                f"step {step.id} ({step.tool}) is being compensated by {step.owner}; if that "
+                f"process died, `goex recover` releases it and the rollback can resume",
+                report,
+            )
+        if dry_run:
+            report.outcomes.append(
+                StepOutcome(
+                    step_id=step.id,
+                    tool=step.tool,
+                    outcome="would_compensate",
+                    detail=step.compensation.description or step.compensation.kind,
+                )
+            )
+            continue
+        outcome = _compensate(journal, step, force, retry)
+        report.outcomes.append(outcome)
+        if outcome.outcome != "compensated":
+            raise RollbackFailed(
+                f"rollback stopped at step {step.id} ({step.tool}): {outcome.detail}", report
+            )
+    report.complete = True
+    return report
+
+
+def _compensate(journal: Journal, step: Step, force: bool, retry: RetryPolicy) -> StepOutcome:
+    assert step.compensation is not None
+    step = journal.transition(
+        step.id,
+        StepStatus.COMPENSATING,
+        expect=UNDOABLE_STATUSES,
+        detail=f"compensating with {step.compensation.kind}",
+        owner=owner_tag(),
+    )
+    assert step.compensation is not None
+    handler = registry.get(step.compensation.kind)
+    ctx = UndoContext(step=step, journal=journal, force=force)
+    attempt = _attempt_logger(journal, step.id)
+    try:
+        for tries in Retrying(
+            retry=retry_if_exception_type(TransientError),
+            stop=stop_after_attempt(retry.attempts),
+            wait=wait_exponential(multiplier=retry.initial_wait, max=retry.max_wait),
+            before_sleep=attempt,
+            reraise=False,
+        ):
+            with tries:
+                handler.compensate(step.compensation.args, ctx)
+    except CompensationConflict as exc:
+        return _failed(journal, step, "conflict", f"conflict: {exc} (force=True overrides)")
+    except RetryError as exc:
+        last = exc.last_attempt.exception()
+        return _failed(
+            journal, step, "failed", f"still failing after {retry.attempts} attempts: {last}"
+        )
+    except Exception as exc:  # a compensation's own error, reported not swallowed
+        return _failed(journal, step, "failed", f"{type(exc).__name__}: {exc}")
+    journal.transition(
+        step.id, StepStatus.COMPENSATED, expect=[StepStatus.COMPENSATING], detail="compensated"
+    )
+    return StepOutcome(
+        step_id=step.id, tool=step.tool, outcome="compensated", detail=step.compensation.description
+    )
+
+
+def _failed(
+    journal: Journal,
+    step: Step,
+    outcome: Literal["failed", "conflict"],
+    detail: str,
+) -> StepOutcome:
+    detail = redact(detail)
+    journal.transition(
+        step.id,
+        StepStatus.COMPENSATION_FAILED,
+        expect=[StepStatus.COMPENSATING],
+        error=detail,
+    )
+    return StepOutcome(step_id=step.id, tool=step.tool, outcome=outcome, detail=detail)
+
+
+def _attempt_logger(journal: Journal, step_id: str) -> Callable[..., None]:
+    def log(state: object) -> None:
+        outcome = getattr(state, "outcome", None)
+        error = outcome.exception() if outcome is not None else None
+        number = getattr(state, "attempt_number", "?")
+        journal.note(step_id, f"attempt {number} failed transiently: {error}; retrying")
+
+    return log

@@ -1,0 +1,325 @@
+"""Runs and the step lifecycle every effect goes through.
+
+    classify (a Proposal) -> decide (Gate) -> journal pending -> execute -> journal applied
+                                                                         \\-> journal failed
+
+Domains build a `Proposal` and hand their effect to `execute`; they never write the journal
+themselves. The current run and the current parent step live in context variables, so a tool
+called inside another step's effect is journaled as its child.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Protocol, TypeVar
+
+from goex_tools.errors import ActionRefused
+from goex_tools.journal import Journal
+from goex_tools.model import (
+    Compensation,
+    Decision,
+    JSONDict,
+    Proposal,
+    Reversibility,
+    Run,
+    RunStatus,
+    Step,
+    StepStatus,
+)
+from goex_tools.redaction import redact
+from goex_tools.registry import EffectState, registry
+
+T = TypeVar("T")
+OUTPUT_LIMIT = 4000  # characters of a result kept in the journal
+
+_current_run: ContextVar[RunContext | None] = ContextVar("goex_run", default=None)
+_current_parent: ContextVar[str | None] = ContextVar("goex_parent_step", default=None)
+_journals: dict[str, Journal] = {}
+
+
+def get_journal(url: str | None = None) -> Journal:
+    """The process's shared Journal for `url` (default: GOEX_JOURNAL_URL or .goex/journal.db)."""
+    from goex_tools.journal import default_url
+
+    key = url or default_url()
+    if key not in _journals:
+        _journals[key] = Journal(key)
+    return _journals[key]
+
+
+class Gate(Protocol):
+    """Decides on a proposal before anything runs: policy, approval, budgets."""
+
+    def decide(self, proposal: Proposal, run: RunContext) -> Decision: ...
+
+
+class StepHandle:
+    """A journaled step whose effect is under way.
+
+    The effect may refine its compensation (e.g. the id a POST returned), describe what it did
+    (`effect`), add notes, or `hold()` the step for a person to keep or discard.
+    """
+
+    def __init__(self, run: RunContext, step: Step) -> None:
+        self.run = run
+        self.step = step
+        self.compensation: Compensation | None = step.compensation
+        self.effect: JSONDict = dict(step.effect)
+        self.notes: list[str] = list(step.notes)
+        self.output: Any = None
+        self.held = False
+
+    @property
+    def id(self) -> str:
+        return self.step.id
+
+    def set_compensation(self, compensation: Compensation | None) -> None:
+        if compensation is not None:
+            registry.validate(compensation)
+        self.compensation = compensation
+
+    def save(self, detail: str = "undo recorded before the effect") -> None:
+        """Journal the refined compensation, effect and notes while the step is still pending.
+
+        A domain that learns its undo before applying the effect (the paths a command changed,
+        the rows a statement will touch) saves it first, so that recovery after a crash in the
+        middle of applying can probe and undo it.
+        """
+        self.step = self.run.journal.transition(
+            self.step.id,
+            StepStatus.PENDING,
+            expect=[StepStatus.PENDING],
+            detail=detail,
+            effect=self.effect,
+            compensation=self.compensation,
+            notes=self.notes,
+        )
+
+    def hold(self) -> None:
+        """Leave the effect tentative: journaled as `held` until kept or discarded."""
+        self.held = True
+
+    def finish(self, result: Any = None) -> Step:
+        """Journal the effect as done (applied, irreversible or held)."""
+        if self.held:
+            status = StepStatus.HELD
+        elif self.step.reversibility is Reversibility.IRREVERSIBLE:
+            status = StepStatus.IRREVERSIBLE
+        else:
+            status = StepStatus.APPLIED
+        output = self.output if self.output is not None else summarize(result)
+        self.step = self.run.journal.transition(
+            self.step.id,
+            status,
+            expect=[StepStatus.PENDING],
+            output=output,
+            effect=self.effect,
+            compensation=self.compensation,
+            notes=self.notes,
+        )
+        return self.step
+
+    def fail(self, exc: BaseException) -> Step:
+        """Journal the effect as failed, unless the domain's probe says it happened anyway."""
+        error = redact(f"{type(exc).__name__}: {exc}")
+        if self.compensation is not None and _probe(self) is EffectState.HAPPENED:
+            self.notes.append(f"raised {error}, but its effect happened; it can be undone")
+            return self.finish(None)
+        self.step = self.run.journal.transition(
+            self.step.id,
+            StepStatus.FAILED,
+            expect=[StepStatus.PENDING],
+            error=error,
+            effect=self.effect,
+            notes=self.notes,
+        )
+        return self.step
+
+
+class RunContext:
+    """A run being recorded: the journal it writes to and the gate its actions pass."""
+
+    def __init__(self, journal: Journal, run: Run, gate: Gate | None = None) -> None:
+        self.journal = journal
+        self.run = run
+        self.gate = gate
+
+    @property
+    def id(self) -> str:
+        return self.run.id
+
+    def steps(self) -> list[Step]:
+        return self.journal.steps(self.run.id)
+
+    def begin(
+        self,
+        proposal: Proposal,
+        *,
+        step_id: str | None = None,
+        parent_id: str | None = None,
+    ) -> StepHandle:
+        """Decide on a proposal and journal it as pending. Raises ActionRefused if refused."""
+        if proposal.compensation is not None:
+            registry.validate(proposal.compensation)
+        decision = self.gate.decide(proposal, self) if self.gate else Decision(allowed=True)
+        if decision.allowed and decision.compensation is not None and proposal.compensation is None:
+            registry.validate(decision.compensation)
+            proposal = proposal.model_copy(
+                update={
+                    "compensation": decision.compensation,
+                    "reversibility": Reversibility.REVERSIBLE,
+                    "notes": [*proposal.notes, f"undo supplied by the gate: {decision.reason}"],
+                }
+            )
+        fields: JSONDict = {
+            "run_id": self.run.id,
+            "parent_id": parent_id if parent_id is not None else _current_parent.get(),
+            "tool": proposal.tool,
+            "domain": proposal.domain,
+            "inputs": proposal.inputs,
+            "effect": {"predicted": proposal.predicted} if proposal.predicted else {},
+            "compensation": proposal.compensation,
+            "reversibility": proposal.reversibility,
+            "decision": decision,
+            "notes": list(proposal.notes),
+            "owner": owner_tag(),
+        }
+        if step_id is not None:
+            fields["id"] = step_id
+        if not decision.allowed:
+            refused = Step(status=StepStatus.REFUSED, **fields)
+            refused = refused.model_copy(update={"error": decision.reason})
+            self.journal.add_step(refused, detail=f"refused by {decision.rule}")
+            raise ActionRefused(
+                redact(f"{proposal.tool} refused by rule {decision.rule!r}: {decision.reason}")
+            )
+        step = self.journal.add_step(Step(status=StepStatus.PENDING, **fields))
+        return StepHandle(self, step)
+
+    def execute(
+        self,
+        proposal: Proposal,
+        effect: Callable[[StepHandle], T],
+        *,
+        parent_id: str | None = None,
+    ) -> T:
+        """Run `effect` through the whole lifecycle and return its result."""
+        handle = self.begin(proposal, parent_id=parent_id)
+        token = _current_parent.set(handle.id)
+        try:
+            result = effect(handle)
+        except Exception as exc:
+            handle.fail(exc)
+            raise
+        finally:
+            _current_parent.reset(token)
+        handle.finish(result)
+        return result
+
+    def end(self, status: RunStatus = RunStatus.COMPLETED) -> None:
+        self.journal.set_run_status(self.run.id, status, ended=True)
+
+
+@contextmanager
+def run(
+    name: str = "",
+    *,
+    run_id: str | None = None,
+    journal: Journal | str | None = None,
+    gate: Gate | None = None,
+    metadata: JSONDict | None = None,
+) -> Iterator[RunContext]:
+    """Record everything inside the block as one run (or continue the run `run_id`)."""
+    store = journal if isinstance(journal, Journal) else get_journal(journal)
+    record = Run(name=name, metadata=metadata or {})
+    if run_id is not None:
+        record = record.model_copy(update={"id": run_id})
+    ctx = RunContext(store, store.ensure_run(record), gate)
+    token = _current_run.set(ctx)
+    try:
+        yield ctx
+    except BaseException:
+        ctx.end(RunStatus.FAILED)
+        raise
+    else:
+        ctx.end(RunStatus.COMPLETED)
+    finally:
+        _current_run.reset(token)
+
+
+def current_run() -> RunContext | None:
+    return _current_run.get()
+
+
+@contextmanager
+def activate(ctx: RunContext, parent_id: str | None = None) -> Iterator[RunContext]:
+    """Make `ctx` the current run (and `parent_id` the current parent step) inside the block.
+
+    Unlike `run()`, it neither starts nor ends the run: framework adapters whose runs begin
+    and end in callbacks use it to journal a tool's steps into the run that called the tool.
+    """
+    run_token = _current_run.set(ctx)
+    parent_token = _current_parent.set(parent_id)
+    try:
+        yield ctx
+    finally:
+        _current_parent.reset(parent_token)
+        _current_run.reset(run_token)
+
+
+def current_step_id() -> str | None:
+    """The step whose effect is running in this context, if any."""
+    return _current_parent.get()
+
+
+@contextmanager
+def parent_step(step_id: str | None) -> Iterator[None]:
+    """Journal steps made inside the block as children of `step_id` (for framework adapters)."""
+    token = _current_parent.set(step_id)
+    try:
+        yield
+    finally:
+        _current_parent.reset(token)
+
+
+def execute(proposal: Proposal, effect: Callable[[StepHandle], T]) -> T:
+    """Execute in the current run, or in a run of its own when none is active."""
+    ctx = current_run()
+    if ctx is not None:
+        return ctx.execute(proposal, effect)
+    with run(proposal.tool) as adhoc:
+        return adhoc.execute(proposal, effect)
+
+
+def summarize(value: Any, limit: int = OUTPUT_LIMIT) -> Any:
+    """A JSON-safe, size-limited form of a result, fit for the journal."""
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json")
+    try:
+        text = json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        text = json.dumps(repr(value))
+    if len(text) <= limit:
+        return json.loads(text)
+    return {"truncated": True, "size": len(text), "head": text[:limit]}
+
+
+def owner_tag() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _probe(handle: StepHandle) -> EffectState:
+    assert handle.compensation is not None
+    handler = registry.get(handle.compensation.kind)
+    if handler.probe is None:
+        return EffectState.UNKNOWN
+    probing = handle.step.model_copy(update={"compensation": handle.compensation})
+    try:
+        return handler.probe(probing)
+    except Exception:
+        return EffectState.UNKNOWN

@@ -1,0 +1,53 @@
+"""Sandboxes for shell commands: `bwrap` (default on Linux), `docker` (optional), `none`.
+
+Every backend runs the command over an overlay of the workspace, so the command never
+writes the workspace itself; goex-tools reads the overlay's upper layer to learn what changed.
+"""
+
+from __future__ import annotations
+
+from goex_tools.sandbox.base import (
+    Execution,
+    Layers,
+    Limits,
+    Sandbox,
+    SandboxUnavailable,
+)
+from goex_tools.sandbox.bwrap import BwrapSandbox
+from goex_tools.sandbox.docker import DockerSandbox
+from goex_tools.sandbox.none import NoSandbox
+
+DEFAULT = "bwrap"
+BACKENDS = ("bwrap", "docker", "none")
+
+
+def get_sandbox(name: str = DEFAULT) -> Sandbox:
+    """The backend called `name`: "bwrap", "docker" or "none"."""
+    if name == "bwrap":
+        return BwrapSandbox()
+    if name == "docker":
+        return DockerSandbox()
+    if name == "none":
+        return NoSandbox()
+    raise ValueError(f"unknown sandbox {name!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def available_backends() -> dict[str, str | None]:
+    """Each backend's name -> None if it works on this machine, else the reason it does not."""
+    return {name: get_sandbox(name).problem() for name in BACKENDS}
+
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT",
+    "BwrapSandbox",
+    "DockerSandbox",
+    "Execution",
+    "Layers",
+    "Limits",
+    "NoSandbox",
+    "Sandbox",
+    "SandboxUnavailable",
+    "available_backends",
+    "get_sandbox",
+]

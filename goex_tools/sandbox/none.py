@@ -1,0 +1,33 @@
+"""No sandbox, for trusted commands: only the workspace is versioned, nothing else is guarded.
+
+The command still runs over the overlay (so its workspace changes are captured and undoable),
+but it may write anywhere else on the machine and use the network; the step says so.
+"""
+
+from __future__ import annotations
+
+import os
+
+from goex_tools.sandbox.base import Execution, Layers, Limits
+from goex_tools.sandbox.overlay import namespaced, overlay_problem
+from goex_tools.sandbox.process import clean_env, run_capped
+
+_BIND_THEN_RUN = 'mount --bind "$1" "$2" && cd "$2" && exec sh -c "$3"'
+
+
+class NoSandbox:
+    name = "none"
+
+    def problem(self) -> str | None:
+        return overlay_problem()
+
+    def notes(self, limits: Limits) -> list[str]:
+        return [
+            "sandbox none (trusted use): the command could write outside the workspace and "
+            "use the network; only its changes inside the workspace can be undone"
+        ]
+
+    def run(self, command: str, layers: Layers, limits: Limits) -> Execution:
+        inner = ["sh", "-c", _BIND_THEN_RUN, "goex-none", str(layers.merged), str(layers.lower)]
+        argv = namespaced(layers, [*inner, command])
+        return run_capped(argv, limits, env=clean_env(os.environ.get("HOME", "/tmp")))

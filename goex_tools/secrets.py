@@ -1,0 +1,273 @@
+"""Symbolic credentials: the agent writes `{{secret:NAME}}`, goex-tools sends the value.
+
+A secret is a value bound to the hosts it may be sent to. The model, the journal and the
+logs only ever hold the placeholder; the real value is looked up when a request is sent,
+refused for any other host, and registered with the process-wide redactor so that it is
+masked wherever it comes back (responses, errors, journal rows, logs).
+
+Sources, first match wins:
+- environment: `GOEX_SECRET_<NAME>` holds the value, `GOEX_SECRET_<NAME>_HOSTS` the
+  comma-separated hosts (NAME upper-cased, `-` and `.` written as `_`);
+- a TOML file (`GOEX_SECRETS_FILE`, default `.goex/secrets.toml`), one table per secret:
+  `[github]` / `value = "..."` / `hosts = ["api.github.com"]`; refused if others can read it;
+- the OS keyring (`keyring`, service `goex-tools`), when importable and a real backend answers:
+  the value under the secret's name, the hosts under `<name>.hosts`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import re
+import stat
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import quote, quote_plus
+
+from goex_tools.errors import ActionRefused, GoexError
+from goex_tools.redaction import redact, redactor
+
+PLACEHOLDER = re.compile(r"\{\{\s*secret:([A-Za-z0-9_.-]+)\s*\}\}")
+ENV_PREFIX = "GOEX_SECRET_"
+FILE_ENV = "GOEX_SECRETS_FILE"
+DEFAULT_FILE = Path(".goex") / "secrets.toml"
+KEYRING_SERVICE = "goex-tools"
+MIN_LENGTH = 8  # shorter values would be masked in ordinary text, or not masked at all
+
+
+class SecretError(GoexError):
+    """A secret that is unknown, badly stored, or badly bound."""
+
+
+class SecretNotAllowed(ActionRefused):
+    """A placeholder used for a host its secret is not bound to; nothing was sent."""
+
+
+@dataclass(frozen=True)
+class Secret:
+    name: str
+    value: str
+    hosts: tuple[str, ...]
+    source: str
+
+    def __repr__(self) -> str:  # never show the value, even in a debugger or a traceback
+        return f"Secret({self.name!r}, hosts={list(self.hosts)!r}, source={self.source!r})"
+
+    def allows(self, host: str, port: int | None = None) -> bool:
+        """True if this secret may be sent to `host` (`host`, `host:port` or `*.domain`)."""
+        host = host.lower().rstrip(".")
+        for bound in (h.lower().strip() for h in self.hosts):
+            if bound.startswith("*."):
+                if host.endswith(bound[1:]):
+                    return True
+            elif bound in (host, f"{host}:{port}"):
+                return True
+        return False
+
+
+class SecretSource(Protocol):
+    name: str
+
+    def lookup(self, name: str) -> Secret | None: ...
+
+
+class EnvSource:
+    """`GOEX_SECRET_<NAME>` and `GOEX_SECRET_<NAME>_HOSTS`, read at each lookup."""
+
+    name = "environment"
+
+    def __init__(self, environ: dict[str, str] | None = None) -> None:
+        self._environ = environ
+
+    def lookup(self, name: str) -> Secret | None:
+        environ = self._environ if self._environ is not None else os.environ
+        key = ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+        value = environ.get(key)
+        if value is None:
+            return None
+        hosts = [h.strip() for h in environ.get(f"{key}_HOSTS", "").split(",") if h.strip()]
+        return Secret(name, value, tuple(hosts), f"environment variable {key}")
+
+
+class FileSource:
+    """A TOML file readable by its owner only."""
+
+    name = "file"
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self._path = Path(path) if path is not None else None
+
+    @property
+    def path(self) -> Path:
+        return self._path or Path(os.environ.get(FILE_ENV) or DEFAULT_FILE)
+
+    def lookup(self, name: str) -> Secret | None:
+        path = self.path
+        if not path.exists():
+            return None
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise SecretError(
+                f"refusing to read secrets from {path}: others may read it "
+                f"(mode {stat.filemode(mode)}); run `chmod 600 {path}`"
+            )
+        try:
+            table = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SecretError(f"{path} is not valid TOML: {exc}") from None
+        entry = table.get(name)
+        if entry is None:
+            return None
+        if not isinstance(entry, dict) or not isinstance(entry.get("value"), str):
+            raise SecretError(f"[{name}] in {path} needs a string `value` and a list `hosts`")
+        hosts = entry.get("hosts", [])
+        if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+            raise SecretError(f"`hosts` of [{name}] in {path} must be a list of host names")
+        return Secret(name, entry["value"], tuple(hosts), f"file {path}")
+
+
+class KeyringSource:
+    """The OS keyring, when the `keyring` package has a usable backend."""
+
+    name = "keyring"
+
+    def lookup(self, name: str) -> Secret | None:
+        backend = _keyring_backend()
+        if backend is None:
+            return None
+        value = backend.get_password(KEYRING_SERVICE, name)
+        if value is None:
+            return None
+        hosts = backend.get_password(KEYRING_SERVICE, f"{name}.hosts") or ""
+        found = tuple(h.strip() for h in hosts.split(",") if h.strip())
+        return Secret(name, value, found, "OS keyring")
+
+
+def _keyring_backend() -> Any:
+    """The keyring backend, or None if `keyring` is missing or has only its failing one."""
+    try:
+        keyring = importlib.import_module("keyring")
+        failing = importlib.import_module("keyring.backends.fail").Keyring
+    except ImportError:
+        return None
+    backend = keyring.get_keyring()
+    if isinstance(backend, failing) or getattr(backend, "priority", 0) <= 0:
+        return None
+    return backend
+
+
+class SecretStore:
+    """Looks secrets up in its sources and hands out values only for their bound hosts."""
+
+    def __init__(self, sources: Iterable[SecretSource] | None = None) -> None:
+        self.sources: list[SecretSource] = (
+            list(sources) if sources is not None else [EnvSource(), FileSource(), KeyringSource()]
+        )
+
+    def get(self, name: str) -> Secret:
+        for source in self.sources:
+            found = source.lookup(name)
+            if found is not None:
+                _check(found)
+                register(found.value)
+                return found
+        where = ", ".join(s.name for s in self.sources) or "no sources"
+        raise SecretError(f"unknown secret {name!r} (looked in: {where})")
+
+    def value_for(self, name: str, host: str, port: int | None = None) -> str:
+        """The value of `name`, if `host` is one it is bound to; SecretNotAllowed otherwise."""
+        found = self.get(name)
+        if not found.allows(host, port):
+            raise SecretNotAllowed(
+                f"secret {name!r} is bound to {', '.join(found.hosts)}, "
+                f"not to {host}; the request was not sent"
+            )
+        return found.value
+
+    def check(self, names: Iterable[str], host: str, port: int | None = None) -> None:
+        """Refuse early (before anything is journaled) if any secret may not go to `host`."""
+        for name in names:
+            self.value_for(name, host, port)
+
+    def substitute(self, data: Any, host: str, port: int | None = None) -> Any:
+        """`data` (a string or JSON-like structure) with every placeholder replaced."""
+
+        def value(match: re.Match[str]) -> str:
+            return self.value_for(match.group(1), host, port)
+
+        return map_strings(data, lambda text: PLACEHOLDER.sub(value, text))
+
+
+def placeholders(data: Any) -> set[str]:
+    """The secret names that placeholders in `data` refer to."""
+    found: set[str] = set()
+
+    def collect(text: str) -> str:
+        found.update(PLACEHOLDER.findall(text))
+        return text
+
+    map_strings(data, collect)
+    return found
+
+
+def map_strings(data: Any, fn: Callable[[str], str]) -> Any:
+    """`data` with `fn` applied to every string in it, keys included."""
+    if isinstance(data, str):
+        return fn(data)
+    if isinstance(data, dict):
+        return {map_strings(k, fn): map_strings(v, fn) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [map_strings(item, fn) for item in data]
+    return data
+
+
+def register(value: str) -> None:
+    """Mask `value` everywhere, also in the forms it takes inside JSON text and URLs."""
+    for form in {value, json.dumps(value)[1:-1], quote(value, safe=""), quote_plus(value)}:
+        redactor.add(form)
+
+
+def _check(found: Secret) -> None:
+    if len(found.value) < MIN_LENGTH:
+        raise SecretError(
+            f"secret {found.name!r} ({found.source}) is shorter than {MIN_LENGTH} characters; "
+            f"so short a value cannot be reliably masked"
+        )
+    if not found.hosts:
+        raise SecretError(
+            f"secret {found.name!r} ({found.source}) is bound to no host; say where it may be "
+            f"sent (e.g. {ENV_PREFIX}{found.name.upper()}_HOSTS=api.example.com)"
+        )
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secret values in log records of the loggers it is attached to."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        return True
+
+
+def redact_logs(*logger_names: str) -> None:
+    """Attach a RedactingFilter to the named loggers (once each)."""
+    for name in logger_names:
+        target = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in target.filters):
+            target.addFilter(RedactingFilter())
+
+
+_default_store: SecretStore | None = None
+
+
+def default_store() -> SecretStore:
+    """The process's store: environment, then the secrets file, then the OS keyring."""
+    global _default_store
+    if _default_store is None:
+        _default_store = SecretStore()
+    return _default_store

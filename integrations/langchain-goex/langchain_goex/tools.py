@@ -1,0 +1,125 @@
+"""LangChain tools whose effects go through goex: `goex_tool(func)` and `reversible_tool(tool)`.
+
+Inside a run journaled by `GoexCallbackHandler`, the steps a goex tool journals become
+children of the tool call's step (a container), so a rollback undoes each effect once.
+Without the handler, they join the current `goex.run(...)`, or a run of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForToolRun, Callbacks
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import BaseTool, StructuredTool, ToolException
+
+from goex_tools.errors import GoexError
+from goex_tools.model import JSONDict
+from goex_tools.redaction import redact
+from goex_tools.reversible import action, call_compensation
+from goex_tools.runtime import summarize
+from langchain_goex.callbacks import GOEX_METADATA_KEY, GoexCallbackHandler
+
+
+class GoexTool(StructuredTool):
+    """A structured tool whose function journals its effects with goex.
+
+    Errors (a refusal by policy, invalid arguments, a path outside the workspace, a failed
+    statement or request) reach the model as a tool error message, secrets masked, instead of
+    ending the agent loop; the journal has already recorded the call as failed.
+    """
+
+    handle_tool_error: bool | str | Callable[[ToolException], str] | None = True
+
+    def _run(
+        self,
+        *args: Any,
+        config: RunnableConfig,
+        run_manager: CallbackManagerForToolRun | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        with _scope(run_manager):
+            try:
+                return super()._run(*args, config=config, run_manager=run_manager, **kwargs)
+            except ToolException:
+                raise
+            except Exception as exc:  # journaled as failed already; the model hears why
+                message = str(exc) if isinstance(exc, GoexError) else f"{type(exc).__name__}: {exc}"
+                raise ToolException(redact(message)) from exc
+
+
+def goex_tool(
+    func: Callable[..., Any],
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    **kwargs: Any,
+) -> GoexTool:
+    """A LangChain tool from a function that journals its own effects (a goex domain tool,
+    a `@goex.reversible` function). Arguments are inferred from its signature and docstring."""
+    tool = GoexTool.from_function(func, name=name, description=description, **kwargs)
+    tool.metadata = {**(tool.metadata or {}), GOEX_METADATA_KEY: "journaled"}
+    assert isinstance(tool, GoexTool)
+    return tool
+
+
+def reversible_tool(
+    tool: BaseTool,
+    *,
+    undo: Callable[..., Any] | str | None,
+    before: Callable[..., JSONDict] | None = None,
+    after: Callable[[Any, JSONDict], JSONDict] | None = None,
+    probe: Callable[..., Any] | None = None,
+) -> GoexTool:
+    """Make any LangChain tool reversible: each call is journaled with its undo.
+
+    - `undo`: an importable function, or a registered compensation kind, reversing a call;
+      `None` journals the tool as irreversible (so policy can refuse it).
+    - `before(**tool_args)`: state captured before the call; its dict becomes the undo's
+      keyword arguments (default: the tool's own arguments).
+    - `after(result, undo_kwargs)`: refines the undo's arguments from the result (an id).
+    - `probe(**undo_kwargs)`: after a crash, says whether the call happened (True/False/None).
+    """
+    inner = tool.model_copy(
+        update={
+            "handle_tool_error": False,
+            "handle_validation_error": False,
+            "metadata": {**(tool.metadata or {}), GOEX_METADATA_KEY: "inner"},
+        }
+    )
+    if undo is not None:
+        call_compensation(undo, {}, probe=probe)  # fail now, not at the first call
+
+    def call(*, callbacks: Callbacks = None, **tool_args: Any) -> Any:
+        undo_kwargs = before(**tool_args) if before else dict(tool_args)
+        with action(
+            tool.name, undo=undo, undo_kwargs=undo_kwargs, inputs=tool_args, probe=probe
+        ) as handle:
+            result = inner.invoke(tool_args, config={"callbacks": callbacks})
+            if after is not None and undo is not None:
+                refined = after(result, dict(undo_kwargs))
+                handle.set_compensation(call_compensation(undo, refined, probe=probe))
+            handle.output = summarize(result)
+        return result
+
+    wrapper = GoexTool(
+        name=tool.name,
+        description=tool.description,
+        args_schema=tool.args_schema if tool.args_schema is not None else tool.get_input_schema(),
+        func=call,
+        return_direct=tool.return_direct,
+        metadata={**(tool.metadata or {}), GOEX_METADATA_KEY: "journaled"},
+        tags=tool.tags,
+    )
+    return wrapper
+
+
+def _scope(run_manager: CallbackManagerForToolRun | None) -> AbstractContextManager[Any]:
+    """Journal inside the step the callback handler made for this tool call, if any."""
+    if run_manager is not None:
+        for handler in run_manager.handlers:
+            if isinstance(handler, GoexCallbackHandler):
+                return handler.tracker.scope(str(run_manager.run_id))
+    return nullcontext()

@@ -1,0 +1,167 @@
+"""`GoexSpanHandler`: LlamaIndex agent runs journaled as goex runs and steps.
+
+It listens on LlamaIndex's instrumentation dispatcher. A root span (an agent's or workflow's
+`run`) becomes a goex run whose id is the span id, created with its first tool call; each
+tool call (`call`/`acall` span of a tool) becomes a step with the span's id. See
+`goex_tools.tracker` for how goex tools, read-only tools and other tools are journaled.
+
+LlamaIndex ignores errors raised by span handlers, so the handler cannot stop a non-goex tool:
+such tools are journaled as irreversible without asking the gate. To put a tool under policy,
+make it a goex tool (`reversible_function_tool`, `undo=None` for a one-way action).
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
+from llama_index.core.instrumentation.span import SimpleSpan
+from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
+from llama_index.core.tools import BaseTool, ToolOutput
+from pydantic import PrivateAttr
+
+from goex_tools.journal import Journal
+from goex_tools.runtime import Gate
+from goex_tools.tracker import RunTracker, ToolKind, TrackedRuns
+
+TOOL_METHODS = ("call", "acall")
+
+
+class ToolCallFailed(Exception):
+    """A tool call that returned an error output instead of raising."""
+
+
+class GoexSpanHandler(TrackedRuns, BaseSpanHandler[SimpleSpan]):
+    """Journals LlamaIndex runs; `install()` it on the root dispatcher.
+
+    - `journal`: a Journal or URL (default: GOEX_JOURNAL_URL or .goex/journal.db).
+    - `gate`: decides on every goex tool's proposal (policy, approval).
+    - `read_only_tools`: names of non-goex tools that change nothing (retrievers, lookups).
+    """
+
+    _tracker: RunTracker = PrivateAttr()
+    _read_only: frozenset[str] = PrivateAttr()
+    _tool_spans: set[str] = PrivateAttr(default_factory=set)
+    _spans_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def __init__(
+        self,
+        *,
+        journal: Journal | str | None = None,
+        gate: Gate | None = None,
+        read_only_tools: Iterable[str] = (),
+    ) -> None:
+        super().__init__(open_spans={}, completed_spans=[], dropped_spans=[], current_span_ids={})
+        self._tracker = RunTracker(
+            journal=journal, gate=gate, framework="llamaindex", gate_opaque_tools=False
+        )
+        self._read_only = frozenset(read_only_tools)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "GoexSpanHandler"
+
+    def install(self) -> GoexSpanHandler:
+        """Listen on LlamaIndex's root dispatcher (every library span reaches it)."""
+        dispatcher = get_dispatcher()
+        if self not in dispatcher.span_handlers:
+            dispatcher.add_span_handler(self)
+        _installed.append(self)
+        return self
+
+    def uninstall(self) -> None:
+        dispatcher = get_dispatcher()
+        dispatcher.span_handlers = [h for h in dispatcher.span_handlers if h is not self]
+        if self in _installed:
+            _installed.remove(self)
+
+    def new_span(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        parent_span_id: str | None = None,
+        tags: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> SimpleSpan | None:
+        kind = None
+        name = id_.rsplit("-", 5)[0]
+        if isinstance(instance, BaseTool) and name.rsplit(".", 1)[-1] in TOOL_METHODS:
+            name = instance.metadata.get_name()
+            with self._spans_lock:
+                nested = parent_span_id in self._tool_spans  # an adapter calling its tool
+                self._tool_spans.add(id_)
+            if not nested:
+                kind = self._kind(instance, name)
+        self._tracker.start(
+            id_,
+            parent_span_id,
+            name=name,
+            tool=kind,
+            inputs=_inputs(bound_args) if kind else None,
+        )
+        return SimpleSpan(id_=id_, parent_id=parent_span_id, tags=tags or {})
+
+    def prepare_to_exit_span(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        result: Any | None = None,
+        **kwargs: Any,
+    ) -> SimpleSpan | None:
+        error = None
+        if isinstance(result, ToolOutput):
+            if result.is_error:
+                error = ToolCallFailed(result.content)
+            result = result.content
+        self._finish(id_, result, error)
+        return self.open_spans.get(id_)
+
+    def prepare_to_drop_span(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        err: BaseException | None = None,
+        **kwargs: Any,
+    ) -> SimpleSpan | None:
+        self._finish(id_, None, err or ToolCallFailed("the call was cancelled"))
+        return self.open_spans.get(id_)
+
+    def _finish(self, id_: str, result: Any, error: BaseException | None) -> None:
+        with self._spans_lock:
+            self._tool_spans.discard(id_)
+        self._tracker.end(id_, result, error=error)
+
+    def _kind(self, tool: BaseTool, name: str) -> ToolKind:
+        from llama_index.tools.goex.tools import is_goex_tool
+
+        if is_goex_tool(tool):
+            return ToolKind.JOURNALED
+        return ToolKind.READ_ONLY if name in self._read_only else ToolKind.OPAQUE
+
+
+_installed: list[GoexSpanHandler] = []
+
+
+def installed_handlers() -> list[GoexSpanHandler]:
+    """The handlers installed in this process, newest last."""
+    return list(_installed)
+
+
+def _inputs(bound_args: inspect.BoundArguments) -> dict[str, Any]:
+    arguments = dict(bound_args.arguments)
+    kwargs = arguments.pop("kwargs", {}) or {}
+    args = arguments.pop("args", ()) or ()
+    inputs = {k: v for k, v in kwargs.items() if not _is_context(v)}
+    if args:
+        inputs["args"] = list(args)
+    return inputs
+
+
+def _is_context(value: Any) -> bool:
+    return type(value).__name__ == "Context"  # a workflow Context handed to the tool

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Create .venv with goex-tools and its integrations; with --dev, also the test tools and the
+# Debian packages the tests use (bubblewrap, git, PostgreSQL).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dev=${1:-}
+
+if [ "$dev" = "--dev" ]; then
+  missing=()
+  command -v bwrap >/dev/null || missing+=(bubblewrap)
+  command -v git >/dev/null || missing+=(git)
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+      echo "please install: ${missing[*]} (Debian packages)" >&2; exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+extras=langchain,llamaindex
+[ "$dev" = "--dev" ] && extras=dev
+packages=(-e ".[$extras]")
+for integration in integrations/*/; do
+  [ -f "$integration/pyproject.toml" ] && packages+=(-e "$integration")
+done
+.venv/bin/python -m pip install -q "${packages[@]}"

@@ -1,0 +1,55 @@
+"""Shared fixtures: real SQLite journals and real PostgreSQL databases made per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from goex_tools import Journal
+
+POSTGRES_URL = os.environ.get(
+    "GOEX_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A new, empty PostgreSQL database on the test server; dropped afterwards."""
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    name = f"goex_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sa.exc.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL at {POSTGRES_URL} does not answer ({exc.orig}); run the tests with "
+            f"`bash scripts/test.sh`, which starts one, or set GOEX_TEST_POSTGRES_URL"
+        )
+    url = sa.engine.make_url(POSTGRES_URL).set(database=name)
+    yield url.render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture
+def sqlite_journal_url(tmp_path: object) -> str:
+    return f"sqlite:///{tmp_path}/journal.db"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def journal_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/journal.db"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def journal(journal_url: str) -> Iterator[Journal]:
+    store = Journal(journal_url)
+    yield store
+    store.close()

@@ -1,0 +1,59 @@
+"""The sandbox backends: which work here, the optional Docker backend, clear refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import goex_tools as goex
+from goex_tools.domains.fs import Workspace
+from goex_tools.sandbox import (
+    BACKENDS,
+    SandboxUnavailable,
+    available_backends,
+    get_sandbox,
+)
+from tests.fs.conftest import manifest, seed
+
+
+def test_available_backends_reports_each_backend_with_a_reason_when_missing() -> None:
+    found = available_backends()
+    assert set(found) == set(BACKENDS)
+    assert found["bwrap"] is None and found["none"] is None  # installed on this machine
+    reason = found["docker"]
+    assert reason is None or "Docker engine" in reason
+
+
+def test_unknown_backend_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown sandbox 'firejail'; choose one of"):
+        get_sandbox("firejail")
+
+
+def test_docker_backend_runs_a_command_over_the_overlay(
+    root: Path, tmp_path: Path, journal: goex.Journal
+) -> None:
+    reason = get_sandbox("docker").problem()
+    if reason is not None:
+        pytest.skip(f"docker backend unavailable: {reason}")
+    ws = Workspace(root, store=tmp_path / "store", sandbox="docker")
+    before = manifest(root)
+    with goex.run("docker", journal=journal) as run:
+        result = ws.run_shell("sed -i s/alpha/docker/ README.md && rm -rf src")
+    assert result.exit_code == 0, result.stderr
+    assert "docker" in (root / "README.md").read_text()
+    goex.rollback(run.id, journal=journal)
+    assert manifest(root) == before
+
+
+def test_a_workspace_path_overlay_options_cannot_express_is_refused_clearly(
+    tmp_path: Path, journal: goex.Journal
+) -> None:
+    root = tmp_path / "odd,name"
+    root.mkdir()
+    seed(root)
+    before = manifest(root)
+    ws = Workspace(root, store=tmp_path / "store")
+    with goex.run("odd", journal=journal), pytest.raises(SandboxUnavailable, match="contains"):
+        ws.run_shell("rm -rf src")
+    assert manifest(root) == before

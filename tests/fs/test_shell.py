@@ -1,0 +1,233 @@
+"""run_shell: real commands over a real overlay in real bubblewrap, then exact rollback."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import goex_tools as goex
+from goex_tools import StepStatus
+from goex_tools.domains.fs import CommandTimedOut, Workspace
+from goex_tools.redaction import redactor
+from goex_tools.sandbox import Limits
+from tests.fs.conftest import git, git_state, manifest
+
+FIXED_DATES = "GIT_AUTHOR_DATE=2026-01-01T00:00:00Z GIT_COMMITTER_DATE=2026-01-01T00:00:00Z"
+
+COMMANDS = {
+    "sed": "sed -i 's/alpha/gamma/' README.md src/pkg/mod.py",
+    "rm_rf": "rm -rf src empty locked",
+    "mv": "mv src source && mv README.md docs.md && mv empty source/empty",
+    "chmod": "chmod 700 run.sh && chmod 640 README.md && chmod 711 src",
+    "ln_s": "ln -s src/main.py entry && ln -sfn README.md link-to-readme && ln -s x/y loop",
+    "tar_x": "mkdir out && tar xf bundle.tar -C out && tar xf bundle.tar",
+    "mixed": "rm -rf src && echo text > src && mkdir empty/sub && printf 'b\\0' > empty/sub/b "
+    "&& rm dangling && mkdir dangling",
+}
+
+
+def reference(root: Path, tmp_path: Path, command: str) -> dict[str, object]:
+    """The manifest the command produces when run directly on a copy (no goex, no sandbox)."""
+    copy = tmp_path / "reference"
+    shutil.copytree(root, copy, symlinks=True)
+    subprocess.run(["sh", "-c", command], cwd=copy, check=True)
+    return manifest(copy)
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_command_effect_is_exact_and_rollback_restores_the_tree(
+    ws: Workspace, root: Path, tmp_path: Path, journal: goex.Journal, name: str
+) -> None:
+    command = COMMANDS[name]
+    before = manifest(root)
+    expected = reference(root, tmp_path, command)
+    with goex.run(name, journal=journal) as run:
+        result = ws.run_shell(command)
+    assert result.exit_code == 0, result.stderr
+    assert manifest(root) == expected
+    step = journal.get_step(result.step_id)
+    assert step.status is StepStatus.APPLIED
+    assert step.effect["changes"] == [c.model_dump() for c in result.changes]
+    goex.rollback(run.id, journal=journal)
+    assert manifest(root) == before
+
+
+def test_git_commit_in_a_repository_workspace_is_undone_with_its_history(
+    ws: Workspace, git_root: Path, journal: goex.Journal
+) -> None:
+    before, before_git = manifest(git_root), git_state(git_root)
+    command = (
+        f"sed -i s/alpha/delta/ README.md && git add README.md && "
+        f"{FIXED_DATES} git commit -q -m agent && git checkout -q -b agent-branch && "
+        f"echo more > more.txt && git add more.txt && {FIXED_DATES} git commit -q -m more"
+    )
+    with goex.run("git", journal=journal) as run:
+        result = ws.run_shell(command)
+    assert result.exit_code == 0, result.stderr
+    assert git(git_root, "log", "--format=%s", "agent-branch").split() == [
+        "more",
+        "agent",
+        "initial",
+    ]
+    assert git(git_root, "rev-parse", "--abbrev-ref", "HEAD").strip() == "agent-branch"
+    assert any(c.path.startswith(".git/objects/") for c in result.changes)
+    goex.rollback(run.id, journal=journal)
+    assert manifest(git_root) == before
+    assert git_state(git_root) == before_git
+
+
+@pytest.fixture
+def outside() -> Iterator[Path]:
+    """A directory outside the workspace and outside /tmp (which the sandbox replaces)."""
+    path = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="goex-outside-"))
+    yield path
+    shutil.rmtree(path)
+
+
+def test_writes_outside_the_workspace_are_stopped(
+    ws: Workspace, root: Path, tmp_path: Path, outside: Path, journal: goex.Journal
+) -> None:
+    before = manifest(root)
+    command = (
+        f"echo pwned > {outside}/planted; echo pwned > ../planted; touch /usr/planted; "
+        f"echo private > /tmp/goex-planted; cat /tmp/goex-planted"
+    )
+    with goex.run("escape", journal=journal):
+        result = ws.run_shell(command)
+    assert result.stderr.count("Read-only file system") == 2  # outside/ and /usr
+    assert result.stdout == "private\n"  # /tmp is the sandbox's own tmpfs
+    assert list(outside.iterdir()) == []
+    assert not (tmp_path / "planted").exists() and not Path("/usr/planted").exists()
+    assert not Path("/tmp/goex-planted").exists()
+    assert manifest(root) == before and result.changes == []
+
+
+@pytest.fixture
+def http_server(tmp_path: Path) -> tuple[str, list[str]]:
+    import http.server
+    import threading
+
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"reached")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", hits  # type: ignore[misc]
+    server.shutdown()
+
+
+def test_network_is_cut_unless_allowed_and_then_noted(
+    ws: Workspace, journal: goex.Journal, http_server: tuple[str, list[str]]
+) -> None:
+    url, hits = http_server
+    with goex.run("net", journal=journal):
+        cut = ws.run_shell(f"curl -sS --max-time 5 {url}/blocked")
+        allowed = ws.run_shell(f"curl -sS --max-time 5 {url}/allowed", network=True)
+    assert cut.exit_code != 0 and "curl" in cut.stderr
+    assert allowed.exit_code == 0 and allowed.stdout == "reached"
+    assert hits == ["/allowed"]
+    step = journal.get_step(allowed.step_id)
+    assert step.effect["predicted"]["network"] is True
+    assert any("cannot be undone" in note for note in step.notes)
+    assert journal.get_step(cut.step_id).effect["predicted"] == {
+        "workspace": str(ws.root),
+        "paths": [],
+        "command": f"curl -sS --max-time 5 {url}/blocked",
+        "sandbox": "bwrap",
+        "network": False,
+    }
+
+
+def test_timeout_kills_the_command_and_discards_its_changes(
+    ws: Workspace, root: Path, journal: goex.Journal
+) -> None:
+    before = manifest(root)
+    with goex.run("slow", journal=journal) as run, pytest.raises(CommandTimedOut, match=r"0\.5 s"):
+        ws.run_shell("echo partial > partial.txt; echo started; sleep 30", timeout=0.5)
+    assert manifest(root) == before
+    (step,) = journal.steps(run.id)
+    assert step.status is StepStatus.FAILED and "CommandTimedOut" in (step.error or "")
+    assert list((ws.store.root / "scratch").iterdir()) == []
+
+
+def test_output_is_capped_and_exit_codes_and_stderr_are_returned(
+    root: Path, tmp_path: Path, journal: goex.Journal
+) -> None:
+    ws = Workspace(root, store=tmp_path / "store", limits=Limits(output_limit=1000))
+    with goex.run("loud", journal=journal):
+        result = ws.run_shell("yes goex | head -c 100000; echo oops >&2; exit 7")
+    assert result.exit_code == 7 and result.stderr == "oops\n"
+    assert result.stdout_truncated and result.stdout.startswith("goex\n" * 200)
+    assert len(result.stdout) < 1100
+
+
+def _processes_running(marker: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and marker in (proc / "cmdline").read_bytes().decode():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_processes_left_running_are_killed(ws: Workspace, journal: goex.Journal) -> None:
+    with goex.run("leftover", journal=journal):
+        result = ws.run_shell("(sleep 3141 &) ; nohup sleep 3142 >/dev/null 2>&1 & echo done")
+    assert result.stdout == "done\n"
+    assert _processes_running("sleep 314") == []
+
+
+def test_secret_values_never_reach_the_output_or_the_journal(
+    ws: Workspace, journal: goex.Journal
+) -> None:
+    secret = "s3cr3t-" + "x9" * 8
+    redactor.add(secret)
+    with goex.run("secret", journal=journal):
+        result = ws.run_shell(f"echo token={secret}; echo {secret} >&2")
+    assert secret not in result.stdout + result.stderr and "[REDACTED]" in result.stdout
+    assert secret not in journal.get_step(result.step_id).model_dump_json()
+
+
+def test_undo_of_a_middle_command_refuses_when_a_later_step_touched_its_file(
+    ws: Workspace, root: Path, journal: goex.Journal
+) -> None:
+    before = manifest(root)
+    with goex.run("overlap", journal=journal) as run:
+        first = ws.run_shell("sed -i s/alpha/one/ README.md")
+        later = ws.write_file("README.md", "overwritten")
+    with pytest.raises(goex.RollbackFailed, match=later.step_id):
+        goex.undo_step(first.step_id, journal=journal)
+    assert (root / "README.md").read_text() == "overwritten"
+    goex.rollback(run.id, journal=journal)
+    assert manifest(root) == before
+
+
+def test_none_backend_runs_unsandboxed_and_says_so(
+    root: Path, tmp_path: Path, journal: goex.Journal
+) -> None:
+    ws = Workspace(root, store=tmp_path / "store", sandbox="none")
+    before = manifest(root)
+    with goex.run("trusted", journal=journal) as run:
+        result = ws.run_shell("rm -rf src && echo trusted > t.txt")
+    step = journal.get_step(result.step_id)
+    assert step.effect["predicted"]["sandbox"] == "none"
+    assert any("trusted use" in note for note in step.notes)
+    assert (root / "t.txt").read_text() == "trusted\n" and not (root / "src").exists()
+    goex.rollback(run.id, journal=journal)
+    assert manifest(root) == before

@@ -1,0 +1,68 @@
+"""Module-level actions and undos the integration tests give to agents (importable by any
+process that rolls back)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from langchain_core.tools import tool
+
+from goex_tools import reversible
+
+
+def restore_text(path: str, old: str | None) -> None:
+    if old is None:
+        Path(path).unlink(missing_ok=True)
+    else:
+        Path(path).write_text(old)
+
+
+def text_before(path: str, text: str = "") -> dict[str, object]:
+    p = Path(path)
+    return {"path": path, "old": p.read_text() if p.exists() else None}
+
+
+@reversible(undo=restore_text, before=text_before)
+def write_text(path: str, text: str) -> str:
+    """Write `text` to the file at `path`, replacing what it held."""
+    Path(path).write_text(text)
+    return f"wrote {len(text)} characters to {path}"
+
+
+@reversible(undo=restore_text, before=text_before)
+def write_text_strictly(path: str, text: str) -> str:
+    """Write `text` to `path`; refuses to create directories (fails if the parent is missing)."""
+    Path(path).write_text(text)
+    return f"wrote {path}"
+
+
+def drop_last_line(path: str, **_: object) -> None:
+    p = Path(path)
+    lines = p.read_text().splitlines(keepends=True)
+    p.write_text("".join(lines[:-1]))
+
+
+@tool
+def append_line(path: str, line: str) -> str:
+    """Append one line to a text file."""
+    with Path(path).open("a") as fh:
+        fh.write(line + "\n")
+    return f"appended to {path}"
+
+
+@tool
+def read_text(path: str) -> str:
+    """Read a text file."""
+    return Path(path).read_text()
+
+
+def add_line(path: str, line: str) -> str:
+    """Append one line to a text file."""
+    with Path(path).open("a") as fh:
+        fh.write(line + "\n")
+    return f"appended to {path}"
+
+
+def read_file(path: str) -> str:
+    """Read a text file."""
+    return Path(path).read_text()

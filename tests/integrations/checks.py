@@ -1,0 +1,37 @@
+"""Checks both framework tests make on a journaled agent run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from goex_tools import Journal, Reversibility, StepStatus
+
+
+def transitions(journal: Journal, step_id: str) -> list[str]:
+    return [e.status.value for e in journal.events(step_id)]
+
+
+def assert_tool_calls(
+    journal: Journal,
+    run_id: str,
+    calls: list[tuple[str, Reversibility, dict[str, Any]]],
+    leaves: list[str],
+) -> None:
+    """The run's top-level steps are exactly `calls` (tool, reversibility, inputs), all
+    applied; each container has one applied child step, named in order by `leaves`."""
+    steps = journal.steps(run_id)
+    top = [s for s in steps if s.parent_id is None]
+    assert [(s.tool, s.reversibility, s.inputs) for s in top] == calls
+    assert {s.status for s in steps} == {StepStatus.APPLIED}
+    containers = [s.id for s in top if s.reversibility is Reversibility.CONTAINER]
+    children = [(s.tool, s.parent_id) for s in steps if s.parent_id]
+    assert children == list(zip(leaves, containers, strict=True))
+
+
+def assert_compensated_once(journal: Journal, run_id: str) -> None:
+    """Every effect of the run was compensated exactly once; no container or read ever was."""
+    for step in journal.steps(run_id):
+        expected = ["pending", "applied"]
+        if step.parent_id:
+            expected += ["compensating", "compensated"]
+        assert transitions(journal, step.id) == expected, step

@@ -1,0 +1,233 @@
+"""A real LangChain agent loop (`create_agent`) over goex tools, journaled by the handler."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from langchain.agents import create_agent
+from langchain_core.tools import ToolException, tool
+from langchain_goex import GoexCallbackHandler, ScriptedChatModel, goex_tool, reversible_tool
+
+import goex_tools as goex
+from goex_tools import Journal, Reversibility, RunStatus, StepStatus
+from tests.integrations.actions import (
+    append_line,
+    drop_last_line,
+    read_text,
+    write_text,
+    write_text_strictly,
+)
+from tests.integrations.checks import assert_compensated_once, assert_tool_calls, transitions
+from tests.integrations.conftest import manifest
+
+
+def agent_tools() -> list:  # type: ignore[type-arg]
+    return [
+        goex_tool(write_text),
+        goex_tool(write_text_strictly),
+        reversible_tool(append_line, undo=drop_last_line),
+        read_text,
+    ]
+
+
+def invoke(script: list, handler: GoexCallbackHandler) -> tuple[str, dict]:  # type: ignore[type-arg]
+    agent = create_agent(ScriptedChatModel(script=script), tools=agent_tools())
+    run_id = uuid.uuid4()
+    result = agent.invoke(
+        {"messages": [("user", "edit the workspace")]},
+        config={"callbacks": [handler], "run_id": run_id},
+    )
+    return str(run_id), result
+
+
+def test_agent_run_is_journaled_call_by_call_and_rolls_back(
+    journal: Journal, workspace: Path
+) -> None:
+    before = manifest(workspace)
+    notes, keep, report = (str(workspace / n) for n in ("notes.txt", "keep.txt", "report.txt"))
+    handler = GoexCallbackHandler(journal=journal, read_only_tools=["read_text"])
+    script = [
+        [("write_text", {"path": report, "text": "summary\n"})],
+        [("read_text", {"path": notes})],  # one call per turn: parallel calls race
+        [("append_line", {"path": notes, "line": "second line"})],
+        [("write_text", {"path": keep, "text": "rewritten\n"})],
+        "done",
+    ]
+    run_id, result = invoke(script, handler)
+
+    assert result["messages"][-1].content == "done"
+    assert handler.run_ids == [run_id]
+    run = journal.get_run(run_id)
+    assert run.status is RunStatus.COMPLETED and run.metadata["framework"] == "langchain"
+    assert_tool_calls(
+        journal,
+        run_id,
+        [
+            ("write_text", Reversibility.CONTAINER, {"path": report, "text": "summary\n"}),
+            ("read_text", Reversibility.NO_EFFECT, {"path": notes}),
+            ("append_line", Reversibility.CONTAINER, {"path": notes, "line": "second line"}),
+            ("write_text", Reversibility.CONTAINER, {"path": keep, "text": "rewritten\n"}),
+        ],
+        leaves=["write_text", "append_line", "write_text"],
+    )
+    assert [s.domain for s in journal.steps(run_id) if s.parent_id] == ["python"] * 3
+    after = manifest(workspace)
+    assert (workspace / "notes.txt").read_text() == "first line\nsecond line\n"
+
+    goex.rollback(run_id, steps=1, journal=journal)  # the last tool call only
+    expected = dict(after)
+    expected["keep.txt"] = before["keep.txt"]
+    assert manifest(workspace) == expected
+    assert journal.get_run(run_id).status is RunStatus.PARTIALLY_ROLLED_BACK
+
+    goex.rollback(run_id, journal=journal)  # then the rest
+    assert manifest(workspace) == before
+    assert journal.get_run(run_id).status is RunStatus.ROLLED_BACK
+    assert_compensated_once(journal, run_id)
+
+
+@tool
+def flaky_lookup(key: str) -> str:
+    """Look a key up in a service that is down."""
+    raise ToolException(f"lookup service unavailable for {key}")
+
+
+def test_tool_errors_are_journaled_as_failed_and_never_compensated(
+    journal: Journal, workspace: Path
+) -> None:
+    before = manifest(workspace)
+    handler = GoexCallbackHandler(journal=journal)
+    missing = str(workspace / "no-such-dir" / "x.txt")
+    report = str(workspace / "report.txt")
+    script = [
+        [("write_text", {"path": report, "text": "draft\n"})],
+        [("write_text", {"path": missing, "text": "lost\n"})],  # raises FileNotFoundError
+        "gave up",
+    ]
+    agent = create_agent(ScriptedChatModel(script=script), tools=[goex_tool(write_text)])
+    result = agent.invoke({"messages": [("user", "go")]}, config={"callbacks": [handler]})
+    error = [m for m in result["messages"] if m.type == "tool"][1]
+    assert error.status == "error" and error.content.startswith("FileNotFoundError: ")
+    run_id = handler.last_run_id
+    assert run_id is not None and journal.get_run(run_id).status is RunStatus.COMPLETED
+    statuses = [(s.tool, s.status, s.parent_id is None) for s in journal.steps(run_id)]
+    assert statuses == [
+        ("write_text", StepStatus.APPLIED, True),
+        ("write_text", StepStatus.APPLIED, False),
+        ("write_text", StepStatus.FAILED, True),
+        ("write_text", StepStatus.FAILED, False),
+    ]
+    failed = [s for s in journal.steps(run_id) if s.status is StepStatus.FAILED]
+    assert all("FileNotFoundError" in (s.error or "") for s in failed)
+
+    report_ = goex.rollback(run_id, journal=journal)
+    assert len(report_.compensated) == 1
+    assert manifest(workspace) == before
+    for step in failed:
+        assert transitions(journal, step.id) == ["pending", "failed"]
+
+
+@tool
+def crash(reason: str) -> str:
+    """A tool with a bug."""
+    raise RuntimeError(reason)
+
+
+def test_an_error_that_ends_the_agent_fails_the_run_and_it_still_rolls_back(
+    journal: Journal, workspace: Path
+) -> None:
+    before = manifest(workspace)
+    handler = GoexCallbackHandler(journal=journal)
+    script = [
+        [("write_text", {"path": str(workspace / "report.txt"), "text": "draft\n"})],
+        [("crash", {"reason": "bug in a plain tool"})],
+        "never reached",
+    ]
+    agent = create_agent(ScriptedChatModel(script=script), tools=[goex_tool(write_text), crash])
+    with pytest.raises(RuntimeError, match="bug in a plain tool"):
+        agent.invoke({"messages": [("user", "go")]}, config={"callbacks": [handler]})
+    run_id = handler.last_run_id
+    assert run_id is not None and journal.get_run(run_id).status is RunStatus.FAILED
+    assert [(s.tool, s.status) for s in journal.steps(run_id)] == [
+        ("write_text", StepStatus.APPLIED),
+        ("write_text", StepStatus.APPLIED),
+        ("crash", StepStatus.FAILED),  # a plain tool: irreversible, and it failed
+    ]
+    goex.rollback(run_id, journal=journal)
+    assert manifest(workspace) == before
+
+
+def test_handled_tool_error_lets_the_agent_go_on(journal: Journal, workspace: Path) -> None:
+    before = manifest(workspace)
+    handler = GoexCallbackHandler(journal=journal)
+    report = str(workspace / "report.txt")
+    wrapped = reversible_tool(flaky_lookup, undo=None)  # an irreversible, failing tool
+    script = [
+        [("flaky_lookup", {"key": "k"})],
+        [("write_text", {"path": report, "text": "without the lookup\n"})],
+        "done",
+    ]
+    agent = create_agent(ScriptedChatModel(script=script), tools=[wrapped, goex_tool(write_text)])
+    result = agent.invoke({"messages": [("user", "go")]}, config={"callbacks": [handler]})
+    tool_messages = [m for m in result["messages"] if m.type == "tool"]
+    assert tool_messages[0].status == "error"
+    assert "lookup service unavailable" in tool_messages[0].content
+    run_id = handler.last_run_id
+    assert run_id is not None
+    steps = [(s.tool, s.reversibility, s.status) for s in journal.steps(run_id)]
+    assert steps == [
+        ("flaky_lookup", Reversibility.CONTAINER, StepStatus.FAILED),
+        ("flaky_lookup", Reversibility.IRREVERSIBLE, StepStatus.FAILED),
+        ("write_text", Reversibility.CONTAINER, StepStatus.APPLIED),
+        ("write_text", Reversibility.REVERSIBLE, StepStatus.APPLIED),
+    ]
+    goex.rollback(run_id, journal=journal)  # the failed irreversible call is not in the way
+    assert manifest(workspace) == before
+
+
+def test_a_plain_tool_is_journaled_as_irreversible_and_stops_a_rollback(
+    journal: Journal, workspace: Path
+) -> None:
+    notes = str(workspace / "notes.txt")
+    handler = GoexCallbackHandler(journal=journal)
+    script = [[("append_line", {"path": notes, "line": "unjournaled"})], "done"]
+    agent = create_agent(ScriptedChatModel(script=script), tools=[append_line])
+    agent.invoke({"messages": [("user", "go")]}, config={"callbacks": [handler]})
+    run_id = handler.last_run_id
+    assert run_id is not None
+    (step,) = journal.steps(run_id)
+    assert (step.tool, step.reversibility, step.status) == (
+        "append_line",
+        Reversibility.IRREVERSIBLE,
+        StepStatus.IRREVERSIBLE,
+    )
+    with pytest.raises(goex.RollbackFailed, match="irreversible"):
+        goex.rollback(run_id, journal=journal)
+
+
+class RefuseWrites:
+    def decide(self, proposal: goex.Proposal, run: goex.RunContext) -> goex.Decision:
+        if proposal.tool == "write_text":
+            return goex.Decision(allowed=False, rule="no-writes", reason="read-only session")
+        return goex.Decision(allowed=True)
+
+
+def test_a_refused_call_reaches_the_model_and_changes_nothing(
+    journal: Journal, workspace: Path
+) -> None:
+    before = manifest(workspace)
+    handler = GoexCallbackHandler(journal=journal, gate=RefuseWrites())
+    script = [[("write_text", {"path": str(workspace / "x.txt"), "text": "x"})], "ok"]
+    agent = create_agent(ScriptedChatModel(script=script), tools=[goex_tool(write_text)])
+    result = agent.invoke({"messages": [("user", "go")]}, config={"callbacks": [handler]})
+    tool_message = next(m for m in result["messages"] if m.type == "tool")
+    assert tool_message.status == "error" and "read-only session" in tool_message.content
+    run_id = handler.last_run_id
+    assert run_id is not None
+    assert [(s.tool, s.status) for s in journal.steps(run_id)] == [
+        ("write_text", StepStatus.FAILED),
+        ("write_text", StepStatus.REFUSED),
+    ]
+    assert manifest(workspace) == before

@@ -1,0 +1,141 @@
+"""A real LlamaIndex agent (`FunctionAgent`) over goex tools, journaled by the span handler."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from llama_index.core.agent.workflow import FunctionAgent
+from llama_index.core.tools import FunctionTool
+from llama_index.tools.goex import (
+    GoexSpanHandler,
+    goex_function_tool,
+    reversible_function_tool,
+    scripted_llm,
+)
+
+import goex_tools as goex
+from goex_tools import Journal, Reversibility, RunStatus, StepStatus
+from tests.integrations.actions import add_line, drop_last_line, read_file, write_text
+from tests.integrations.checks import assert_compensated_once, assert_tool_calls, transitions
+from tests.integrations.conftest import manifest
+
+pytestmark = [  # raised by LlamaIndex itself when it builds an agent
+    pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince20"),
+    pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince211"),
+]
+
+
+@pytest.fixture
+def handler(journal: Journal) -> Iterator[GoexSpanHandler]:
+    installed = GoexSpanHandler(journal=journal, read_only_tools=["read_file"]).install()
+    yield installed
+    installed.uninstall()
+
+
+def run_agent(script: list, tools: list) -> str:  # type: ignore[type-arg]
+    agent = FunctionAgent(tools=tools, llm=scripted_llm(script))
+
+    async def go() -> str:
+        return str(await agent.run("edit the workspace"))
+
+    return asyncio.run(go())
+
+
+def test_agent_run_is_journaled_call_by_call_and_rolls_back(
+    journal: Journal, handler: GoexSpanHandler, workspace: Path
+) -> None:
+    before = manifest(workspace)
+    notes, keep, report = (str(workspace / n) for n in ("notes.txt", "keep.txt", "report.txt"))
+    tools = [
+        goex_function_tool(write_text),
+        reversible_function_tool(add_line, undo=drop_last_line),
+        FunctionTool.from_defaults(read_file),
+    ]
+    script = [
+        [("write_text", {"path": report, "text": "summary\n"})],
+        [("read_file", {"path": notes})],
+        [("add_line", {"path": notes, "line": "second line"})],
+        [("write_text", {"path": keep, "text": "rewritten\n"})],
+        "done",
+    ]
+    assert run_agent(script, tools) == "done"
+
+    assert len(handler.run_ids) == 1
+    run_id = handler.run_ids[0]
+    run = journal.get_run(run_id)
+    assert run.status is RunStatus.COMPLETED and run.metadata["framework"] == "llamaindex"
+    assert_tool_calls(
+        journal,
+        run_id,
+        [
+            ("write_text", Reversibility.CONTAINER, {"path": report, "text": "summary\n"}),
+            ("read_file", Reversibility.NO_EFFECT, {"path": notes}),
+            ("add_line", Reversibility.CONTAINER, {"path": notes, "line": "second line"}),
+            ("write_text", Reversibility.CONTAINER, {"path": keep, "text": "rewritten\n"}),
+        ],
+        leaves=["write_text", "add_line", "write_text"],
+    )
+    after = manifest(workspace)
+
+    goex.rollback(run_id, steps=1, journal=journal)
+    assert manifest(workspace) == {**after, "keep.txt": before["keep.txt"]}
+    goex.rollback(run_id, journal=journal)
+    assert manifest(workspace) == before
+    assert journal.get_run(run_id).status is RunStatus.ROLLED_BACK
+    assert_compensated_once(journal, run_id)
+
+
+def test_tool_errors_are_journaled_as_failed_and_never_compensated(
+    journal: Journal, handler: GoexSpanHandler, workspace: Path
+) -> None:
+    before = manifest(workspace)
+    report = str(workspace / "report.txt")
+    missing = str(workspace / "no-such-dir" / "x.txt")
+    script = [
+        [("write_text", {"path": report, "text": "draft\n"})],
+        [("write_text", {"path": missing, "text": "lost\n"})],  # raises FileNotFoundError
+        "done anyway",
+    ]
+    assert run_agent(script, [goex_function_tool(write_text)]) == "done anyway"
+    run_id = handler.last_run_id
+    assert run_id is not None
+    steps = journal.steps(run_id)
+    assert [(s.status, s.parent_id is None) for s in steps] == [
+        (StepStatus.APPLIED, True),
+        (StepStatus.APPLIED, False),
+        (StepStatus.FAILED, True),
+        (StepStatus.FAILED, False),
+    ]
+    assert all("FileNotFoundError" in (s.error or "") for s in steps[2:])
+    report_ = goex.rollback(run_id, journal=journal)
+    assert report_.compensated == [steps[1].id]
+    assert manifest(workspace) == before
+    assert [transitions(journal, s.id) for s in steps[2:]] == [["pending", "failed"]] * 2
+
+
+def test_a_plain_tool_is_journaled_as_irreversible(
+    journal: Journal, handler: GoexSpanHandler, workspace: Path
+) -> None:
+    notes = str(workspace / "notes.txt")
+    script = [[("add_line", {"path": notes, "line": "unjournaled"})], "done"]
+    run_agent(script, [FunctionTool.from_defaults(add_line)])
+    run_id = handler.last_run_id
+    assert run_id is not None
+    (step,) = journal.steps(run_id)
+    assert (step.tool, step.reversibility, step.status) == (
+        "add_line",
+        Reversibility.IRREVERSIBLE,
+        StepStatus.IRREVERSIBLE,
+    )
+    with pytest.raises(goex.RollbackFailed, match="irreversible"):
+        goex.rollback(run_id, journal=journal)
+
+
+def test_an_agent_run_without_tool_calls_leaves_no_run(
+    journal: Journal, handler: GoexSpanHandler
+) -> None:
+    assert run_agent(["nothing to do"], [goex_function_tool(write_text)]) == "nothing to do"
+    assert handler.run_ids == []

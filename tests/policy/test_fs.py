@@ -1,0 +1,223 @@
+"""Policy over the real filesystem domain: path globs, shell commands, network, sandboxes.
+
+Every test compares the workspace's full manifest (path, type, mode, size, hash, link).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import goex_tools as goex
+from goex_tools import ActionRefused, Journal, StepStatus
+from goex_tools.domains.fs import Workspace
+from goex_tools.policy import ApprovalRequest, Policy
+from goex_tools.policy.doctor import doctor, sandbox_problem
+
+MakePolicy = Callable[..., Policy]
+
+RULES = """\
+default: refuse
+fs:
+  rules:
+    - paths: ["src/**", "docs/**"]
+      decision: allow
+    - name: secrets
+      paths: ["**/.env", "**/*.pem"]
+      decision: refuse
+    - paths: ["docs/release/*"]
+      decision: ask
+    - commands: ["ls*", "cat *", "echo *", "sed -i *", "mv src/* src/*"]
+      decision: allow
+    - name: no-force
+      commands: ["rm -rf*", "*--force*"]
+      decision: refuse
+    - commands: ["git *"]
+      decision: ask
+"""
+
+
+@pytest.fixture
+def ws(workspace: Path, tmp_path: Path) -> Workspace:
+    return Workspace(workspace, store=tmp_path / "store")
+
+
+def yes_to(*paths: str) -> Callable[[ApprovalRequest], bool]:
+    def approve(request: ApprovalRequest) -> bool:
+        named = request.predicted.get("paths") or [request.predicted.get("command")]
+        return all(p in paths for p in named)
+
+    return approve
+
+
+def test_path_globs_allow_refuse_and_ask_over_the_file_tools(
+    ws: Workspace, sqlite_journal: Journal, policy_file: MakePolicy
+) -> None:
+    gate = policy_file(RULES, approver=yes_to("docs/release/notes.md"))
+    before = ws.manifest()
+    with goex.run("agent", journal=sqlite_journal, gate=gate) as run:
+        ws.write_file("src/util.py", "X = 1\n")
+        ws.edit_file("src/app.py", "hi", "hello")
+        ws.make_dir("docs/release")
+        ws.write_file("docs/release/notes.md", "v1\n")  # asked, approved
+        refused = [
+            lambda: ws.write_file("docs/release/draft.md", "no"),  # asked, not approved
+            lambda: ws.write_file("src/.env", "TOKEN=x"),
+            lambda: ws.write_file("setup.cfg", "[x]"),  # matches no rule: default refuse
+            lambda: ws.move_path("src/app.py", "app.py"),  # one of its two paths is refused
+            lambda: ws.delete_path("README.md"),
+        ]
+        for attempt in refused:
+            with pytest.raises(ActionRefused):
+                attempt()
+    after = ws.manifest()
+    assert sorted(set(after) - set(before)) == [
+        "docs",
+        "docs/release",
+        "docs/release/notes.md",
+        "src/util.py",
+    ]
+    assert {p: e for p, e in after.items() if p in before and e != before[p]}.keys() == {
+        "src/app.py"
+    }
+    decided = [
+        (s.tool, s.status.value, s.decision.rule if s.decision else None)
+        for s in sqlite_journal.steps(run.id)
+    ]
+    assert decided == [
+        ("write_file", "applied", "fs.rules[0]"),
+        ("edit_file", "applied", "fs.rules[0]"),
+        ("make_dir", "applied", "fs.rules[0]"),
+        ("write_file", "applied", "fs.rules[2]"),
+        ("write_file", "refused", "fs.rules[2]"),
+        ("write_file", "refused", "secrets"),
+        ("write_file", "refused", "default"),
+        ("move_path", "refused", "default"),
+        ("delete_path", "refused", "default"),
+    ]
+    goex.rollback(run.id, journal=sqlite_journal)
+    assert ws.manifest() == before
+
+
+def test_shell_command_globs_allow_refuse_and_ask(
+    ws: Workspace, sqlite_journal: Journal, policy_file: MakePolicy
+) -> None:
+    gate = policy_file(RULES, approver=yes_to("git status"))
+    before = ws.manifest()
+    with goex.run("agent", journal=sqlite_journal, gate=gate) as run:
+        assert ws.run_shell("cat src/app.py").stdout == "print('hi')\n"
+        ws.run_shell("sed -i s/hi/yo/ src/app.py")
+        ws.run_shell("git status")  # asked, approved; fails (no repository) but may run
+        for command in ("rm -rf src", "git push --force", "git commit -am x", "python3 -c 1"):
+            with pytest.raises(ActionRefused):
+                ws.run_shell(command)
+    assert (ws.root / "src" / "app.py").read_text() == "print('yo')\n"
+    steps = sqlite_journal.steps(run.id)
+    assert [
+        (s.inputs["command"], s.status.value, s.decision and s.decision.rule) for s in steps
+    ] == [
+        ("cat src/app.py", "applied", "fs.rules[3]"),
+        ("sed -i s/hi/yo/ src/app.py", "applied", "fs.rules[3]"),
+        ("git status", "applied", "fs.rules[5]"),
+        ("rm -rf src", "refused", "no-force"),
+        ("git push --force", "refused", "no-force"),
+        ("git commit -am x", "refused", "fs.rules[5]"),
+        ("python3 -c 1", "refused", "default"),
+    ]
+    goex.rollback(run.id, journal=sqlite_journal)
+    assert ws.manifest() == before
+
+
+@pytest.mark.parametrize(("network", "runs"), [("refuse", False), ("allow", True)])
+def test_network_for_run_shell_is_refused_unless_allowed(
+    ws: Workspace,
+    sqlite_journal: Journal,
+    policy_file: MakePolicy,
+    network: str,
+    runs: bool,
+) -> None:
+    gate = policy_file(f"default: allow\nfs:\n  network: {network}\n")
+    with goex.run("agent", journal=sqlite_journal, gate=gate) as run:
+        ws.run_shell("echo offline > off.txt")
+        if runs:
+            ws.run_shell("echo online > on.txt", network=True)
+        else:
+            with pytest.raises(ActionRefused, match=r"fs\.network.*asks for network access"):
+                ws.run_shell("echo online > on.txt", network=True)
+    assert (ws.root / "on.txt").exists() is runs
+    assert [s.status for s in sqlite_journal.steps(run.id)][-1] is (
+        StepStatus.APPLIED if runs else StepStatus.REFUSED
+    )
+
+
+@pytest.fixture
+def broken_bwrap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A bwrap that cannot create namespaces, as on kernels that forbid them, first on PATH."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    sandbox_problem.cache_clear()
+    yield
+    sandbox_problem.cache_clear()
+
+
+def test_commands_needing_a_sandbox_are_refused_when_none_works(
+    ws: Workspace, sqlite_journal: Journal, policy_file: MakePolicy, broken_bwrap: None
+) -> None:
+    gate = policy_file("default: allow\n")
+    before = ws.manifest()
+    with goex.run("agent", journal=sqlite_journal, gate=gate) as run:
+        with pytest.raises(ActionRefused, match="the bwrap sandbox does not work on this machine"):
+            ws.run_shell("echo hi > x.txt")
+        ws.write_file("src/y.txt", "file tools need no sandbox")
+    unconfined = Workspace(ws.root, store=ws.store.root, sandbox="none")
+    with (
+        goex.run("agent", journal=sqlite_journal, gate=gate) as second,
+        pytest.raises(ActionRefused, match="would run without a sandbox"),
+    ):
+        unconfined.run_shell("echo hi > x.txt")
+    assert set(ws.manifest()) - set(before) == {"src/y.txt"}
+    steps = sqlite_journal.steps(run.id) + sqlite_journal.steps(second.id)
+    assert [(s.tool, s.status.value, s.decision and s.decision.rule) for s in steps] == [
+        ("run_shell", "refused", "fs.require_sandbox"),
+        ("write_file", "applied", "default"),
+        ("run_shell", "refused", "fs.require_sandbox"),
+    ]
+    report = doctor(sqlite_journal.url, backends=("bwrap",))
+    assert report.status_of("sandbox:bwrap") == "fail"
+    assert report.status_of("network isolation") == "fail" and not report.ok
+
+
+def test_without_require_sandbox_an_unconfined_command_may_run(
+    ws: Workspace, sqlite_journal: Journal, policy_file: MakePolicy
+) -> None:
+    gate = policy_file("default: allow\nfs:\n  require_sandbox: false\n")
+    unconfined = Workspace(ws.root, store=ws.store.root, sandbox="none")
+    with goex.run("agent", journal=sqlite_journal, gate=gate):
+        unconfined.run_shell("echo hi > x.txt")
+    assert (ws.root / "x.txt").read_text() == "hi\n"
+
+
+def test_a_bytes_budget_over_the_real_tools(
+    ws: Workspace, sqlite_journal: Journal, policy_file: MakePolicy
+) -> None:
+    gate = policy_file("default: allow\nbudgets:\n  max_bytes_written: 10\n  max_steps: 5\n")
+    with goex.run("agent", journal=sqlite_journal, gate=gate) as run:
+        ws.write_file("a.txt", "12345678")
+        ws.run_shell("printf 123 > b.txt")
+        with pytest.raises(ActionRefused, match="budget of 10 bytes written is spent"):
+            ws.write_file("c.txt", "1")
+        with pytest.raises(ActionRefused, match="bytes written"):
+            ws.run_shell("cat a.txt")  # what a command writes is known only afterwards
+    assert [s.effect.get("bytes_written") for s in sqlite_journal.steps(run.id)] == [
+        8,
+        3,
+        None,
+        None,
+    ]

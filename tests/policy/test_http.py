@@ -1,0 +1,120 @@
+"""Policy over the real HTTP domain against a real service on 127.0.0.1: methods, hosts,
+URL and path globs, approval of irreversible calls, and the HTTP-call budget."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+import goex_tools as goex
+from goex_tools import ActionRefused, Journal
+from goex_tools.domains.http import HttpTool, UndoRules
+from goex_tools.policy import ApprovalRequest, Policy
+from tests.http.service import Service
+
+MakePolicy = Callable[..., Policy]
+
+RULES = """\
+default: refuse
+irreversible: ask
+http:
+  rules:
+    - methods: [GET]
+      hosts: ["127.0.0.1"]
+      decision: allow
+    - methods: [POST, PUT, PATCH]
+      urls: ["http://127.0.0.1:*/items*"]
+      decision: allow
+    - name: no-deletes
+      methods: [DELETE]
+      decision: refuse
+    - paths: ["/emails"]
+      decision: ask
+"""
+
+
+@pytest.fixture(scope="module")
+def service() -> Iterator[Service]:
+    running = Service().start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def api(service: Service) -> HttpTool:
+    service.state.reset()
+    base = service.url
+    rules = (
+        UndoRules()
+        .create(f"{base}/items", item_url=f"{base}/items/{{item_id}}")
+        .update(f"{base}/items/{{item_id}}")
+        .delete(f"{base}/items/{{item_id}}")
+        .irreversible("POST", f"{base}/emails")
+    )
+    return HttpTool(rules)
+
+
+def world(service: Service) -> dict[str, Any]:
+    return httpx.get(f"{service.url}/_state").json()  # type: ignore[no-any-return]
+
+
+def refuse_emails(request: ApprovalRequest) -> bool:
+    return request.predicted["path"] != "/emails" or "boss" in str(request.proposal.inputs)
+
+
+def test_methods_hosts_urls_and_paths(
+    api: HttpTool, service: Service, sqlite_journal: Journal, policy_file: MakePolicy
+) -> None:
+    gate = policy_file(RULES, approver=refuse_emails)
+    base = service.url
+    before = world(service)
+    with goex.run("agent", journal=sqlite_journal, gate=gate) as run:
+        created = api.request("POST", f"{base}/items", json={"name": "pen", "price": 2.0})
+        item = f"{base}/items/{created.body['id']}"
+        api.request("PATCH", item, json={"price": 3.0})
+        assert api.request("GET", item).body["price"] == 3.0
+        api.request("POST", f"{base}/emails", json={"to": "boss", "subject": "done"})  # approved
+        attempts = {
+            ("DELETE", item): "no-deletes",
+            ("POST", f"{base}/emails"): "http.rules[3]",  # asked, the approver refuses
+            ("GET", item.replace("127.0.0.1", "localhost")): "default",  # another host
+            ("PUT", f"{base}/other/1"): "default",
+        }
+        for (method, url), rule in attempts.items():
+            body = {"to": "all", "subject": "spam"} if url.endswith("emails") else {"name": "x"}
+            with pytest.raises(ActionRefused, match=re.escape(f"rule '{rule}'")):
+                api.request(method, url, json=None if method in ("GET", "DELETE") else body)
+    after = world(service)
+    assert after["items"] == [{**created.body, "price": 3.0}]
+    assert [e["to"] for e in after["emails"]] == ["boss"]
+    steps = sqlite_journal.steps(run.id)
+    assert [(s.status.value, s.decision and s.decision.rule) for s in steps] == [
+        ("applied", "http.rules[1]"),
+        ("applied", "http.rules[1]"),
+        ("applied", "http.rules[0]"),
+        ("irreversible", "http.rules[3]"),
+        ("refused", "no-deletes"),
+        ("refused", "http.rules[3]"),
+        ("refused", "default"),
+        ("refused", "default"),
+    ]
+    assert steps[3].decision is not None and steps[3].decision.approved_by == "refuse_emails"
+    goex.rollback(run.id, journal=sqlite_journal, on_irreversible="skip")
+    # like a database sequence, the service's id counter does not go back
+    assert world(service) == {**before, "emails": after["emails"], "next_id": 2}
+
+
+def test_the_http_call_budget(
+    api: HttpTool, service: Service, sqlite_journal: Journal, policy_file: MakePolicy
+) -> None:
+    gate = policy_file("default: allow\nbudgets:\n  max_http_calls: 2\n")
+    with goex.run("agent", journal=sqlite_journal, gate=gate):
+        api.request("POST", f"{service.url}/items", json={"name": "a"})
+        api.request("GET", f"{service.url}/items")
+        with pytest.raises(ActionRefused, match="budget of 2 HTTP calls is spent"):
+            api.request("POST", f"{service.url}/items", json={"name": "b"})
+    assert [i["name"] for i in world(service)["items"]] == ["a"]

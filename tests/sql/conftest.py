@@ -1,0 +1,182 @@
+"""Real databases for the sql domain: an SQLite file and a fresh PostgreSQL database per test,
+both with the same shop schema (foreign keys with ON DELETE CASCADE, a trigger writing to
+another table, defaults, generated keys, a table without a primary key), and a dump of EVERY
+table for before/after comparisons."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from goex_tools import Journal
+from goex_tools.domains.sql.statements import split
+
+SQLITE_SCHEMA = """
+PRAGMA foreign_keys = ON;
+CREATE TABLE customers (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL,
+                        tier TEXT NOT NULL DEFAULT 'basic', photo BLOB);
+CREATE TABLE orders (id INTEGER PRIMARY KEY AUTOINCREMENT,
+                     customer_id INTEGER NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
+                     amount NUMERIC NOT NULL, status TEXT NOT NULL DEFAULT 'new');
+CREATE TABLE order_lines (order_id INTEGER NOT NULL REFERENCES orders(id) ON DELETE CASCADE,
+                          line INTEGER NOT NULL, sku TEXT NOT NULL, PRIMARY KEY (order_id, line));
+CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, what TEXT NOT NULL);
+CREATE TABLE tags (label TEXT, weight INTEGER);
+CREATE TRIGGER orders_audit AFTER UPDATE OF status ON orders BEGIN
+    INSERT INTO audit (what) VALUES ('order ' || NEW.id || ': '
+        || OLD.status || ' -> ' || NEW.status);
+END;
+CREATE TRIGGER customers_audit AFTER DELETE ON customers BEGIN
+    INSERT INTO audit (what) VALUES ('customer ' || OLD.id || ' deleted');
+END;
+"""
+
+POSTGRES_SCHEMA = """
+CREATE TABLE customers (id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text NOT NULL,
+                        tier text NOT NULL DEFAULT 'basic', photo bytea,
+                        joined timestamptz NOT NULL DEFAULT '2024-01-02 03:04:05.123456+00',
+                        shout text GENERATED ALWAYS AS (upper(name)) STORED);
+CREATE TABLE orders (id serial PRIMARY KEY,
+                     customer_id integer NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
+                     amount numeric(12, 4) NOT NULL, status text NOT NULL DEFAULT 'new',
+                     extra jsonb);
+CREATE TABLE order_lines (order_id integer NOT NULL REFERENCES orders(id) ON DELETE CASCADE,
+                          line integer NOT NULL, sku text NOT NULL, PRIMARY KEY (order_id, line));
+CREATE TABLE audit (id bigserial PRIMARY KEY, what text NOT NULL);
+CREATE TABLE tags (label text, weight integer);
+CREATE FUNCTION orders_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO audit (what) VALUES ('order ' || NEW.id || ': '
+        || OLD.status || ' -> ' || NEW.status);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER orders_audit AFTER UPDATE OF status ON orders
+    FOR EACH ROW EXECUTE FUNCTION orders_audit();
+CREATE FUNCTION customers_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO audit (what) VALUES ('customer ' || OLD.id || ' deleted');
+    RETURN OLD;
+END $$;
+CREATE TRIGGER customers_audit AFTER DELETE ON customers
+    FOR EACH ROW EXECUTE FUNCTION customers_audit();
+"""
+
+SEED = """
+INSERT INTO customers (name, tier) VALUES ('ada', 'gold'), ('bob', 'basic'), ('cy', 'basic');
+INSERT INTO orders (customer_id, amount, status) VALUES
+    (1, 10.5, 'new'), (1, 20, 'paid'), (2, 7.25, 'new'), (3, 99.99, 'paid');
+INSERT INTO order_lines VALUES (1, 1, 'pen'), (1, 2, 'ink'), (2, 1, 'pad'), (3, 1, 'pen'),
+    (4, 1, 'lamp');
+INSERT INTO tags VALUES ('x', 1), ('x', 1), ('y', 2);
+"""
+
+Dump = dict[str, list[tuple[Any, ...]]]
+
+
+def dump_all(url: str) -> Dump:
+    """Every table of the database (in every schema on PostgreSQL; SQLite's sqlite_sequence
+    included), rows sorted."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    quote = engine.dialect.identifier_preparer.quote
+    try:
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            names = [(None, n) for n in inspector.get_table_names()]
+            if engine.dialect.name == "sqlite":
+                names += [
+                    (None, n)
+                    for (n,) in conn.exec_driver_sql(
+                        "SELECT name FROM sqlite_master WHERE type = 'table' "
+                        "AND name LIKE 'sqlite%'"
+                    )
+                ]
+            if engine.dialect.name == "postgresql":
+                names = []
+                for schema in inspector.get_schema_names():
+                    if schema != "information_schema" and not schema.startswith("pg_"):
+                        names += [(schema, n) for n in inspector.get_table_names(schema=schema)]
+            dump: Dump = {}
+            for schema, name in names:
+                qualified = f"{quote(schema)}.{quote(name)}" if schema else quote(name)
+                rows = conn.exec_driver_sql(f"SELECT * FROM {qualified}")
+                key = name if schema in (None, "public") else f"{schema}.{name}"
+                dump[key] = sorted((tuple(r) for r in rows), key=repr)
+            return dict(sorted(dump.items()))
+    finally:
+        engine.dispose()
+
+
+def execute_script(url: str, script: str) -> None:
+    """Run SQL as someone else would: its own connection, committed."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            raw = conn.connection.driver_connection
+            if engine.dialect.name == "sqlite":
+                raw.executescript(script)  # type: ignore[union-attr]
+            elif engine.dialect.name in ("mysql", "mariadb"):  # one statement per call
+                for statement in split(script, "mysql"):
+                    conn.exec_driver_sql(statement.replace("%", "%%"))
+            else:
+                conn.exec_driver_sql(script.replace("%", "%%"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path}/shop.db"
+    execute_script(url, SQLITE_SCHEMA + SEED)
+    return url
+
+
+@pytest.fixture
+def postgres_url(pg_url: str) -> str:
+    execute_script(pg_url, POSTGRES_SCHEMA + SEED)
+    return pg_url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """The shop database, on SQLite and on PostgreSQL."""
+    fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    return str(request.getfixturevalue(fixture))
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    store = Journal(f"sqlite:///{tmp_path}/journal.db")
+    yield store
+    store.close()
+
+
+MYSQL_URL = os.environ.get("GOEX_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+
+
+@pytest.fixture
+def mysql_url() -> Iterator[str]:
+    """A new MySQL/MariaDB database with the shop's tables (no triggers); dropped afterwards."""
+    admin = sa.create_engine(MYSQL_URL, poolclass=sa.pool.NullPool)
+    name = f"goex_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE `{name}`")
+    except sa.exc.OperationalError as exc:
+        pytest.fail(f"MySQL/MariaDB at {MYSQL_URL} does not answer ({exc.orig})")
+    url = sa.engine.make_url(MYSQL_URL).set(database=name).render_as_string(hide_password=False)
+    execute_script(
+        url,
+        "CREATE TABLE customers (id int AUTO_INCREMENT PRIMARY KEY, name varchar(50) NOT NULL,"
+        " tier varchar(20) NOT NULL DEFAULT 'basic') ENGINE=InnoDB;"
+        "INSERT INTO customers (name, tier) VALUES ('ada', 'gold'), ('bob', 'basic');",
+    )
+    yield url
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+    admin.dispose()

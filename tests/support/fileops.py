@@ -1,0 +1,91 @@
+"""Module-level actions and undos for the spine tests (importable by a rollback process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from goex_tools import TransientError, reversible
+
+
+def remove_file(path: str, **_: object) -> None:
+    Path(path).unlink()
+
+
+def file_exists(path: str, **_: object) -> bool:
+    return Path(path).exists()
+
+
+@reversible(undo=remove_file, probe=file_exists)
+def create_file(path: str, text: str = "") -> str:
+    Path(path).write_text(text)
+    return path
+
+
+def read_state(path: str, text: str) -> dict[str, object]:
+    p = Path(path)
+    return {"path": path, "old": p.read_text() if p.exists() else None}
+
+
+def restore_text(path: str, old: str | None) -> None:
+    if old is None:
+        Path(path).unlink(missing_ok=True)
+    else:
+        Path(path).write_text(old)
+
+
+@reversible(undo=restore_text, before=read_state)
+def overwrite(path: str, text: str) -> None:
+    Path(path).write_text(text)
+
+
+@reversible(irreversible=True)
+def announce(message: str) -> str:
+    return message
+
+
+def flaky_remove(path: str, flag: str, **_: object) -> None:
+    """Fails transiently while `flag` exists; counts its attempts in `flag`.count."""
+    counter = Path(flag + ".count")
+    counter.write_text(str(int(counter.read_text() if counter.exists() else "0") + 1))
+    if Path(flag).exists():
+        raise TransientError(f"service unavailable (flag {flag} present)")
+    Path(path).unlink()
+
+
+@reversible(undo=flaky_remove)
+def create_with_flaky_undo(path: str, flag: str) -> None:
+    Path(path).write_text("x")
+
+
+def crash_after_effect(path: str, ready: str) -> None:
+    """The effect happens, then the process hangs until killed (a crash before `applied`)."""
+    Path(path).write_text("written")
+    Path(ready).write_text(str(os.getpid()))
+    time.sleep(3600)
+
+
+def crash_before_effect(path: str, ready: str) -> None:
+    Path(ready).write_text(str(os.getpid()))
+    time.sleep(3600)
+
+
+@reversible(undo=remove_file, probe=file_exists)
+def create_then_hang(path: str, ready: str) -> None:
+    crash_after_effect(path, ready)
+
+
+@reversible(undo=remove_file, probe=file_exists)
+def hang_then_create(path: str, ready: str) -> None:
+    crash_before_effect(path, ready)
+
+
+@reversible(undo=remove_file)
+def create_then_hang_unprobed(path: str, ready: str) -> None:
+    crash_after_effect(path, ready)
+
+
+def dump(path: str) -> str:
+    return json.dumps(sorted(os.listdir(path)))
