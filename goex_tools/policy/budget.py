@@ -13,7 +13,6 @@ import threading
 from pydantic import BaseModel
 
 from goex_tools.journal import Journal
-
 from goex_tools.model import Proposal, Reversibility, Step, StepStatus
 from goex_tools.policy.config import Budgets
 
