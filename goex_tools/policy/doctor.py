@@ -137,7 +137,9 @@ def _try_connect(backend: str, port: int, *, network: bool) -> int | None:
         lower.mkdir()
         layers = make_layers(lower, Path(tmp) / "scratch")
         try:
-            command = f'{sys.executable} -c "{PROBE}" {port}'
+            # The real interpreter, not a venv link: a venv under /tmp is hidden by the sandbox.
+            python = os.path.realpath(sys.executable)
+            command = f'{python} -c "{PROBE}" {port}'
             done = get_sandbox(backend).run(command, layers, Limits(timeout=20, network=network))
         finally:
             remove_layers(layers)
