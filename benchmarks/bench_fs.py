@@ -1,12 +1,15 @@
 """Checkpoint cost of a shell command over a large workspace: goex vs plain git.
 
-A workspace of N small files; a command changes 10 of them.
+A workspace of N small files; a command changes some of them.
 - baseline per action: run the command directly, then `git add -A && git commit` (a
   separate git dir, as a checkpointing tool would use); goex: `run_shell` (bwrap sandbox,
-  overlay, capture of the 10 changed paths, write-ahead journal, apply).
+  overlay, capture and diff of the changed paths, write-ahead journal, apply).
 - baseline undo: `git reset --hard HEAD~1`; goex: rolling back that one step.
-- growth: goex's per-action time with 50,000 files vs with 1,000 files (target: flat).
-Target: run_shell's checkpointing must not grow with the workspace's size.
+- target (issue 4): checkpoint + diff + rollback at least 10x faster than git's commit + reset,
+  50,000 files, 10 changed.
+- axis 1, workspace size: goex's action time with 1,000 / 10,000 / 50,000 files (10 changed),
+  git's beside it; goex's must stay flat (< 1.5x from 1,000 to 50,000 files).
+- axis 2, files changed: goex's action time with 1 / 10 / 100 / 1,000 of 50,000 files changed.
 
 Run: .venv/bin/python -m benchmarks.bench_fs [--quick]
 """
@@ -42,9 +45,9 @@ def make_tree(root: Path, files: int) -> list[str]:
     return names
 
 
-def command(names: list[str], round_no: int) -> str:
-    step = max(1, len(names) // CHANGED)
-    targets = " ".join(names[i * step] for i in range(CHANGED))
+def command(names: list[str], round_no: int, changed: int = CHANGED) -> str:
+    step = max(1, len(names) // changed)
+    targets = " ".join(names[i * step] for i in range(changed))
     return f"for f in {targets}; do echo round {round_no} >> $f; done"
 
 
@@ -86,15 +89,18 @@ class GitCheckpoints:
 class GoexCheckpoints:
     """goex: run_shell in bwrap over an overlay; undo by rolling the step's run back."""
 
-    def __init__(self, root: Path, names: list[str], journal: goex.Journal) -> None:
+    def __init__(
+        self, root: Path, names: list[str], journal: goex.Journal, changed: int = CHANGED
+    ) -> None:
         self.ws = Workspace(root, store=root.parent / "store")
         self.names, self.numbers, self.journal = names, count(), journal
+        self.changed = changed
         self.runs: list[str] = []
 
     def action(self) -> None:
         with goex.run("bench", journal=self.journal) as run:
-            result = self.ws.run_shell(command(self.names, next(self.numbers)))
-        assert result.exit_code == 0 and len(result.changes) == CHANGED, result
+            result = self.ws.run_shell(command(self.names, next(self.numbers), self.changed))
+        assert result.exit_code == 0 and len(result.changes) == self.changed, result
         self.runs.append(run.id)
 
     def undo(self) -> None:
@@ -120,48 +126,48 @@ def tree(files: int, where: Path) -> tuple[Path, list[str]]:
 
 def main(quick: bool = False) -> Report:
     report = Report("fs")
-    big, small, rounds = (5_000, 500, 7) if quick else (50_000, 1_000, 15)
+    sizes = [500, 2_000, 5_000] if quick else [1_000, 10_000, 50_000]
+    rounds = 5 if quick else 11
+    big = sizes[-1]
     tmp = Path(tempfile.mkdtemp(prefix="goex-bench-fs-"))
     try:
         journal = goex.Journal(f"sqlite:///{tmp}/journal.db")
-        git_root, names = tree(big, tmp / "git")
-        shutil.copytree(git_root, tmp / "goex" / "ws")
-        small_root, small_names = tree(small, tmp / "small")
-        git = GitCheckpoints(git_root, names)
-        ours = GoexCheckpoints(tmp / "goex" / "ws", names, journal)
-        ours_small = GoexCheckpoints(small_root, small_names, journal)
-        git_action, goex_action, small_action = interleaved(
-            [git.action, ours.action, ours_small.action], rounds
-        )
+        gits, ours = {}, {}
+        for files in sizes:
+            git_root, names = tree(files, tmp / f"git{files}")
+            shutil.copytree(git_root, tmp / f"goex{files}" / "ws")
+            gits[files] = GitCheckpoints(git_root, names)
+            ours[files] = GoexCheckpoints(tmp / f"goex{files}" / "ws", names, journal)
+        git, mine = gits[big], ours[big]
+        git_action, goex_action = interleaved([git.action, mine.action], rounds)
 
-        def both_undo() -> None:
+        def both_act() -> None:
             git.action()
-            ours.action()
+            mine.action()
 
         git_undo, goex_undo = [
-            measure(u, rounds=rounds, setup=both_undo) for u in (git.undo, ours.undo)
+            measure(u, rounds=rounds, setup=both_act) for u in (git.undo, mine.undo)
         ]
-        add = _adder(report, big)
-        add(
-            "action + checkpoint",
-            "git add -A && git commit",
-            git_action,
-            goex_action,
-            git.first_snapshot,
-        )
-        add("undo one action", "git reset --hard HEAD~1", git_undo, goex_undo, None)
+        case = f"{big:,} files, {CHANGED} changed"
+        extra = {"git_first_snapshot_s": git.first_snapshot}
+        add(report, "fs action + checkpoint", case, git_action, goex_action, extra=extra)
+        add(report, "fs undo one action", case, git_undo, goex_undo)
+        base = git_action.median + git_undo.median
+        timed = goex_action.median + goex_undo.median
         report.add(
             Row(
-                benchmark="fs growth",
-                case=f"run_shell, {big} files vs {small} files",
-                baseline_s=small_action.median,
-                goex_s=goex_action.median,
-                spread=goex_action.spread,
-                target="< 1.5x (cost follows the change, not the tree)",
-                met=goex_action.median < 1.5 * small_action.median,
-                extra={"baseline_spread": small_action.spread},
+                benchmark="fs checkpoint+diff+undo",
+                case=case + " (sum of medians)",
+                baseline_s=base,
+                goex_s=timed,
+                spread=max(goex_action.spread, goex_undo.spread),
+                target=">= 10x faster than git (x <= 0.10)",
+                met=timed <= base / 10,
+                extra={"baseline": "git add -A && git commit + git reset --hard HEAD~1"},
             )
         )
+        size_axis(report, gits, ours, sizes, rounds)
+        changed_axis(report, tmp, mine.names, journal, big, rounds)
         journal.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -169,25 +175,65 @@ def main(quick: bool = False) -> Report:
     return report
 
 
-def _adder(report: Report, files: int) -> Callable[[str, str, Timing, Timing, float | None], None]:
-    def add(what: str, baseline: str, base: Timing, timed: Timing, first: float | None) -> None:
-        extra: dict[str, object] = {"baseline": baseline, "baseline_spread": base.spread}
-        if first is not None:
-            extra["git_first_snapshot_s"] = first
+def size_axis(
+    report: Report,
+    gits: dict[int, GitCheckpoints],
+    ours: dict[int, GoexCheckpoints],
+    sizes: list[int],
+    rounds: int,
+) -> None:
+    """Per-action time against workspace size: goex stays flat, git grows."""
+    small = sizes[0]
+    timings = interleaved([op for n in sizes for op in (gits[n].action, ours[n].action)], rounds)
+    by_size = {n: (timings[2 * i], timings[2 * i + 1]) for i, n in enumerate(sizes)}
+    for files in sizes:
+        git_t, goex_t = by_size[files]
+        add(report, "fs axis: workspace size", f"{files:,} files, {CHANGED} changed", git_t, goex_t)
+    for who, index in (("goex", 1), ("git", 0)):
+        first, last = by_size[small][index], by_size[sizes[-1]][index]
         report.add(
             Row(
-                benchmark=f"fs {what}",
-                case=f"{files} files, {CHANGED} changed",
-                baseline_s=base.median,
-                goex_s=timed.median,
-                spread=timed.spread,
-                target="faster than git",
-                met=timed.median < base.median,
-                extra=extra,
+                benchmark="fs growth",
+                case=f"{who}: {sizes[-1]:,} vs {small:,} files",
+                baseline_s=first.median,
+                goex_s=last.median,
+                spread=last.spread,
+                target="< 1.5x (cost follows the change, not the tree)" if who == "goex" else "",
+                met=last.median < 1.5 * first.median if who == "goex" else None,
             )
         )
 
-    return add
+
+def changed_axis(
+    report: Report, tmp: Path, names: list[str], journal: goex.Journal, files: int, rounds: int
+) -> None:
+    """Per-action time against the number of files a command changes, in the big workspace."""
+    counts = [1, 10, 100, 1_000]
+    root = tmp / f"goex{files}" / "ws"
+    runners = [GoexCheckpoints(root, names, journal, changed=n) for n in counts]
+    timings = interleaved([r.action for r in runners], max(3, rounds // 2))
+    for n, timed in zip(counts, timings, strict=True):
+        add(report, "fs axis: files changed", f"{files:,} files, {n:,} changed", timings[0], timed)
+
+
+def add(
+    report: Report,
+    benchmark: str,
+    case: str,
+    base: Timing,
+    timed: Timing,
+    extra: dict[str, object] | None = None,
+) -> None:
+    report.add(
+        Row(
+            benchmark=benchmark,
+            case=case,
+            baseline_s=base.median,
+            goex_s=timed.median,
+            spread=timed.spread,
+            extra={"baseline_spread": base.spread, **(extra or {})},
+        )
+    )
 
 
 if __name__ == "__main__":

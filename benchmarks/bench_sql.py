@@ -4,7 +4,7 @@
   (classify, journal, capture every changed row, commit) vs the same raw statement in a
   transaction on the same driver (apsw for SQLite, psycopg for PostgreSQL).
 - Rolling such a step back (goex.rollback) vs the raw inverse statement.
-No targets: these figures describe the cost of exact undo; read them as ratios.
+Target (issue 4): capture + statement under 2x the raw statement. Rollback has no target.
 
 Run: .venv/bin/python -m benchmarks.bench_sql [--quick]
 """
@@ -106,7 +106,7 @@ def bench(report: Report, label: str, db: Database, sizes: list[int], rounds: in
                 steps.append(run.id)
 
             timed = measure(goex_statement, rounds=r, setup=setup)
-            add(report, f"run_sql ({label})", f"{verb} {rows:,} rows", base, timed, r)
+            add(report, f"run_sql ({label})", f"{verb} {rows:,} rows", base, timed, r, target=2.0)
             undo_rollback(report, label, db, journal, verb, rows, sql, r)
         db.refill()
 
@@ -155,7 +155,13 @@ def undo_rollback(
 
 
 def add(
-    report: Report, benchmark: str, case: str, base: Timing, timed: Timing, rounds: int
+    report: Report,
+    benchmark: str,
+    case: str,
+    base: Timing,
+    timed: Timing,
+    rounds: int,
+    target: float | None = None,
 ) -> None:
     report.add(
         Row(
@@ -164,6 +170,8 @@ def add(
             baseline_s=base.median,
             goex_s=timed.median,
             spread=timed.spread,
+            target=f"< {target:g}x raw" if target else "",
+            met=timed.median < target * base.median if target else None,
             extra={"baseline_spread": base.spread, "rounds": rounds},
         )
     )
