@@ -47,7 +47,8 @@ class FsRule(Rule):
 
 
 class SqlRule(Rule):
-    """`kinds` of statement, `tables` (globs, case-insensitive), `databases` (URL globs)."""
+    """`kinds` of statement, `tables` (case-insensitive globs; without a `.` they match the
+    name in any schema), `databases` (globs over the URL, password hidden)."""
 
     kinds: list[StatementKind] | None = None
     tables: list[str] | None = None

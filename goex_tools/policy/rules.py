@@ -1,10 +1,10 @@
 """Matching a proposal against the per-domain rules, over `Proposal.predicted` only.
 
-A proposal is split into subjects (one per path it names, its command, one per statement and
-table, the request): every subject gets the strictest verdict of the rules that match it, or
-the default, and the proposal gets the strictest verdict over its subjects. So an action that
-names an allowed and a refused path is refused, and a rule can never be bypassed by naming
-more things at once.
+A proposal is split into subjects (one per path it names, one per simple command of its
+command line, one per statement and table, the request): every subject gets the strictest
+verdict of the rules that match it, or the default, and the proposal gets the strictest
+verdict over its subjects. So an action that names an allowed and a refused path is refused,
+and a rule can never be bypassed by naming more things at once.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 from goex_tools.model import Proposal
+from goex_tools.policy.commands import simple_commands
 from goex_tools.policy.config import (
     STRICTNESS,
     FsRule,
@@ -96,7 +97,10 @@ def fs_subjects(tool: str, predicted: dict[str, Any]) -> list[dict[str, Any]]:
         {"tool": tool, "path": normalize(path)} for path in predicted.get("paths") or []
     ]
     if predicted.get("command") is not None:
-        subjects.append({"tool": tool, "command": str(predicted["command"])})
+        subjects.extend(
+            {"tool": tool, "command": command}
+            for command in simple_commands(str(predicted["command"]))
+        )
     return subjects or [{"tool": tool}]
 
 
@@ -148,7 +152,7 @@ def _match_sql(rule: SqlRule, subject: dict[str, Any]) -> bool:
     if rule.kinds is not None and subject["kind"] not in rule.kinds:
         return False
     if rule.tables is not None and (
-        subject["table"] is None or not _any_glob(rule.tables, subject["table"], fold=True)
+        subject["table"] is None or not any(table_glob(g, subject["table"]) for g in rule.tables)
     ):
         return False
     return rule.databases is None or _any_glob(rule.databases, subject["database"])
@@ -163,6 +167,13 @@ def _match_http(rule: HttpRule, subject: dict[str, Any]) -> bool:
         if globs is not None and not _any_glob(globs, str(subject.get(key) or ""), fold=fold):
             return False
     return True
+
+
+def table_glob(glob: str, table: str) -> bool:
+    """Case-insensitive; a glob without a `.` matches the table's own name whatever schema
+    qualifies it (`audit_*` matches `public.audit_log`), one with a `.` the qualified name."""
+    name = table if "." in glob else table.rpartition(".")[2]
+    return fnmatch.fnmatchcase(name.lower(), glob.lower())
 
 
 def _any_glob(globs: Sequence[str], value: str, *, fold: bool = False) -> bool:

@@ -221,3 +221,41 @@ def test_a_bytes_budget_over_the_real_tools(
         None,
         None,
     ]
+
+
+CHAINED = [
+    "echo hi; rm -rf src",
+    "ls && rm -rf src",
+    "ls || rm -rf src",
+    "ls | rm -rf src",
+    "ls\nrm -rf src",
+    "ls#; rm -rf src",  # `#` inside a word starts no comment
+    "echo $(rm -rf src)",
+    'echo "`rm -rf src`"',  # a double-quoted substitution runs too
+    "if ls; then rm -rf src; fi",
+    "{ rm -rf src; }",
+    "(cd src && rm -rf ../src)",
+    "KEEP=1 rm -rf src",
+]
+
+
+@pytest.mark.parametrize("default", ["refuse", "allow"])
+def test_an_allowed_command_cannot_carry_a_refused_one(
+    ws: Workspace, sqlite_journal: Journal, policy_file: MakePolicy, default: str
+) -> None:
+    """Rules match each simple command of the line: `echo *` does not allow `echo; rm`."""
+    gate = policy_file(
+        f"default: {default}\nfs:\n  rules:\n"
+        '    - {commands: ["echo *", "ls*", "cd *"], decision: allow}\n'
+        '    - {name: no-rm, commands: ["rm *"], decision: refuse}\n'
+    )
+    before = ws.manifest()
+    with goex.run("agent", journal=sqlite_journal, gate=gate) as run:
+        for command in CHAINED:
+            with pytest.raises(ActionRefused, match="rule 'no-rm'"):
+                ws.run_shell(command)
+        ws.run_shell("echo hi > x.txt && ls src 2>&1 >/dev/null; echo 'a; b' >> x.txt")
+    assert ws.manifest().keys() == before.keys() | {"x.txt"}
+    assert (ws.root / "x.txt").read_text() == "hi\na; b\n"
+    steps = sqlite_journal.steps(run.id)
+    assert [s.status.value for s in steps] == ["refused"] * len(CHAINED) + ["applied"]

@@ -142,3 +142,28 @@ def test_mysql_rows_are_measured_in_a_rolled_back_transaction(
         "refused",
         "irreversible",  # run_sql cannot capture MySQL rows; the policy allows irreversible
     ]
+
+
+def test_a_table_rule_matches_whatever_schema_qualifies_the_table(
+    pg_url: str, sqlite_journal: Journal, policy_file: MakePolicy
+) -> None:
+    seed(pg_url)
+    gate = policy_file(
+        "default: allow\nirreversible: allow\nsql:\n  rules:\n"
+        '    - {name: audit, tables: ["audit_*"], kinds: [write, ddl], decision: refuse}\n'
+        '    - {name: other-schema, tables: ["archive.*"], decision: refuse}\n'
+    )
+    before = state(pg_url)
+    with goex.run("agent", journal=sqlite_journal, gate=gate):
+        for sql in (
+            "DELETE FROM public.audit_log",
+            'DELETE FROM "public"."AUDIT_LOG"',
+            "TRUNCATE public.audit_log",
+        ):
+            with pytest.raises(ActionRefused, match="rule 'audit'"):
+                run_sql(sql, pg_url)
+        with pytest.raises(ActionRefused, match="rule 'other-schema'"):
+            run_sql("SELECT * FROM archive.items", pg_url)
+        run_sql("UPDATE public.items SET qty = 1 WHERE id = 2", pg_url)
+    assert state(pg_url)["audit_log"] == before["audit_log"]
+    assert state(pg_url)["items"]["rows"][1] == [2, "pear", 1]
