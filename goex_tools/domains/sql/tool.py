@@ -18,7 +18,7 @@ from typing import Protocol
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import URL, Engine
 
-from goex_tools.domains.sql import postgres, sqlite
+from goex_tools.domains.sql import mysql, postgres, sqlite
 from goex_tools.domains.sql.changes import ChangeSummary, Decision, RowChange, summarize
 from goex_tools.domains.sql.databases import DatabaseRef, lookup
 from goex_tools.domains.sql.results import StatementResult
@@ -78,6 +78,8 @@ def plan(sql: str, database: str | URL | Engine) -> Plan:
     kinds = {s.kind for s in statements}
     if kinds == {"read"}:
         return Plan(ref=ref, statements=statements, reversibility=Reversibility.NO_EFFECT)
+    if ref.dialect == "mysql":
+        mysql.check_batch(statements)
     uncapturable = [s for s in statements if s.kind in ("ddl", "other")]
     if uncapturable:
         why = (
@@ -85,7 +87,7 @@ def plan(sql: str, database: str | URL | Engine) -> Plan:
             f"changes the schema or the server in ways row capture cannot undo"
         )
         if ref.dialect == "mysql":
-            why += "; MySQL/MariaDB commit DDL at once, so a confirm callback cannot undo it"
+            why += "; " + mysql.DDL_NOTE
         return _irreversible(ref, statements, why)
     if ref.dialect == "sqlite":
         return _reversible(ref, statements, sqlite.MECHANISM, sqlite.KIND)
@@ -112,9 +114,12 @@ def run_sql(
 
     `database`: a name given to `register_database`, a URL, or an SQLAlchemy Engine.
     `confirm(summary)`: sees the changes before COMMIT and returns "commit" or "rollback"
-    (or True/False). Raises InvalidSql before anything runs for malformed SQL.
+    (or True/False). Raises InvalidSql before anything runs for malformed SQL, and on
+    MySQL/MariaDB for batches whose rollback would not take them back (see `mysql`).
     """
     how = plan(sql, database)
+    if confirm is not None and how.ref.dialect == "mysql":
+        mysql.check_confirm(how.statements)
     real_url, _ = lookup(database)
 
     def effect(handle: StepHandle) -> SqlResult:
@@ -129,6 +134,8 @@ def run_sql(
 def _run(handle: StepHandle, how: Plan, url: str, confirm: Confirm | None, limit: int) -> SqlResult:
     tx = _open(how, url)
     try:
+        if isinstance(tx, postgres.SqlAlchemyTransaction) and how.ref.dialect == "mysql":
+            _check_mysql_engines(handle, tx, how, confirming=confirm is not None)
         results = [tx.execute(s.sql, limit) for s in how.statements]
         summary = summarize(how.ref.url, how.statements, how.reversible_by, tx.changes())
         if how.read_only:
@@ -155,6 +162,19 @@ def _run(handle: StepHandle, how: Plan, url: str, confirm: Confirm | None, limit
         results=results,
         changes=summary if how.kind is not None else None,
     )
+
+
+def _check_mysql_engines(
+    handle: StepHandle, tx: postgres.SqlAlchemyTransaction, how: Plan, *, confirming: bool
+) -> None:
+    """Tables without transactions: no confirm (its rollback would lie), and a step note."""
+    if how.read_only:
+        return
+    tables = mysql.non_transactional(tx.conn, how.statements)
+    if confirming:
+        mysql.refuse_confirm_without_rollback(tables)
+    if tables:
+        handle.notes.append(mysql.partial_failure_note(tables))
 
 
 def _open(how: Plan, url: str) -> Transaction:
