@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import httpx
+
 from goex_tools.model import Proposal
 from goex_tools.policy.commands import simple_commands
 from goex_tools.policy.config import (
@@ -63,7 +65,7 @@ def evaluate_rules(config: PolicyConfig, proposal: Proposal) -> Verdicted:
         subjects = sql_subjects(proposal.tool, p)
     elif proposal.domain == "http":
         default, rules = config.http.default, config.http.rules
-        subjects = [{"tool": proposal.tool, **p}]
+        subjects = [http_subject(proposal.tool, p)]
     else:
         return Verdicted(config.default, "default", f"no rules for domain {proposal.domain!r}")
     fallback = (
@@ -114,6 +116,23 @@ def sql_subjects(tool: str, predicted: dict[str, Any]) -> list[dict[str, Any]]:
                 {"tool": tool, "database": database, "kind": statement.get("kind"), "table": table}
             )
     return subjects or [{"tool": tool, "database": database, "kind": "other", "table": None}]
+
+
+def http_subject(tool: str, predicted: dict[str, Any]) -> dict[str, Any]:
+    """The request as the server will see it: the client (httpx) drops `.`/`..` segments and
+    lowercases scheme and host, and the server decodes `%xx`; so `/items/../emails` and
+    `/%65mails` are matched as `/emails`, and cannot slip past a rule on `/emails`."""
+    subject = {"tool": tool, **predicted}
+    try:
+        url = httpx.URL(str(predicted.get("url") or ""))
+    except (httpx.InvalidURL, TypeError):
+        return subject
+    port = f":{url.port}" if url.port is not None else ""
+    query = f"?{url.query.decode()}" if url.query else ""
+    subject.update(
+        host=url.host, path=url.path, url=f"{url.scheme}://{url.host}{port}{url.path}{query}"
+    )
+    return subject
 
 
 def normalize(path: str) -> str:

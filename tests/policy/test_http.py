@@ -118,3 +118,23 @@ def test_the_http_call_budget(
         with pytest.raises(ActionRefused, match="budget of 2 HTTP calls is spent"):
             api.request("POST", f"{service.url}/items", json={"name": "b"})
     assert [i["name"] for i in world(service)["items"]] == ["a"]
+
+
+def test_paths_and_urls_are_matched_as_the_server_will_see_them(
+    api: HttpTool, service: Service, sqlite_journal: Journal, policy_file: MakePolicy
+) -> None:
+    """httpx drops `..` segments and the server decodes `%65`: both are matched as `/emails`."""
+    gate = policy_file(
+        "default: refuse\nirreversible: allow\nhttp:\n  rules:\n"
+        '    - {paths: ["/items*"], urls: ["http://127.0.0.1:*/items*"], decision: allow}\n'
+        '    - {name: no-email, paths: ["/emails"], decision: refuse}\n'
+    )
+    base = service.url
+    with goex.run("agent", journal=sqlite_journal, gate=gate) as run:
+        for url in (f"{base}/items/../emails", f"{base}/%65mails", f"{base}/items/./../emails"):
+            with pytest.raises(ActionRefused, match="rule 'no-email'"):
+                api.request("POST", url, json={"to": "all", "subject": "spam"})
+        api.request("POST", f"{base.replace('http', 'HTTP')}/x/../items", json={"name": "ok"})
+    assert world(service)["emails"] == []
+    assert [i["name"] for i in world(service)["items"]] == ["ok"]
+    assert [s.status.value for s in sqlite_journal.steps(run.id)][:3] == ["refused"] * 3
