@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Literal
+from uuid import UUID
 
 from pydantic import BaseModel, Field
 from tenacity import (
@@ -98,7 +99,7 @@ def plan(
 
 
 def rollback(
-    run_id: str,
+    run_id: str | UUID,
     *,
     steps: int | None = None,
     to: str | None = None,
@@ -113,6 +114,7 @@ def rollback(
     Raises RollbackFailed (carrying the report) when it stops early; the undone steps stay
     compensated, so calling it again resumes.
     """
+    run_id = str(run_id)  # a framework's run id (a LangChain UUID) names the same run
     store = journal if isinstance(journal, Journal) else get_journal(journal)
     todo = plan(store, run_id, steps=steps, to=to)
     try:

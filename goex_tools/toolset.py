@@ -1,21 +1,26 @@
-"""The domain tools as plain functions a model can call (framework-free).
+"""What the framework integrations share about tools (framework-free).
 
-Each function carries the contract's tool name, a signature and docstring a framework turns
-into the tool's schema, and returns JSON data. The workspace, database and HTTP client are
-bound here, by the program, never chosen by the model. `langchain_goex` and
-`llama_index.tools.goex` wrap these functions as their frameworks' tools.
+The domain tools as plain functions a model can call: each carries the contract's tool name,
+a signature and docstring a framework turns into the tool's schema, and returns JSON data.
+The workspace, database and HTTP client are bound here, by the program, never chosen by the
+model. `langchain_goex` and `llama_index.tools.goex` wrap these functions as their tools.
 
     tools = domain_tools(workspace=Workspace("/srv/app"), database="sqlite:///app.db",
                          http=HttpTool(rules))
+
+And `undoable_call`, which journals one call of any framework tool (sync or async) with the
+undo its integration was given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from goex_tools.model import JSONDict, Proposal, Reversibility
-from goex_tools.runtime import OUTPUT_LIMIT, execute
+from goex_tools.reversible import action, call_compensation
+from goex_tools.runtime import OUTPUT_LIMIT, execute, summarize
 
 if TYPE_CHECKING:
     from goex_tools.domains.fs import Workspace
@@ -119,3 +124,42 @@ def http_tools(api: HttpTool) -> list[Tool]:
         return api.request(method, url, headers=headers, json=body).model_dump(mode="json")
 
     return [http_request]
+
+
+Done = Callable[[Any], None]
+
+
+def check_undo(undo: Callable[..., Any] | str | None, probe: Callable[..., Any] | None) -> None:
+    """Fail when a reversible tool is made, not at its first call, if its undo or probe
+    cannot be journaled (a lambda, a nested function: nothing another process can import)."""
+    if undo is not None:
+        call_compensation(undo, {}, probe=probe)
+
+
+@contextmanager
+def undoable_call(
+    tool: str,
+    arguments: JSONDict,
+    *,
+    undo: Callable[..., Any] | str | None,
+    before: Callable[..., JSONDict] | None = None,
+    after: Callable[[Any, JSONDict], JSONDict] | None = None,
+    probe: Callable[..., Any] | None = None,
+) -> Iterator[Done]:
+    """Journal the block, which calls a tool with `arguments`, as one step with its undo.
+
+    The block hands the tool's result to the yielded `done(result)`, which refines the undo
+    with `after` and keeps a summary of the result. `before(**arguments)` gives the undo's
+    keyword arguments (default: the arguments); `undo=None` journals an irreversible call.
+    A plain context manager, so the same code journals a sync call and an awaited one.
+    """
+    undo_kwargs = before(**arguments) if before else dict(arguments)
+    with action(tool, undo=undo, undo_kwargs=undo_kwargs, inputs=arguments, probe=probe) as handle:
+
+        def done(result: Any) -> None:
+            if after is not None and undo is not None:
+                refined = after(result, dict(undo_kwargs))
+                handle.set_compensation(call_compensation(undo, refined, probe=probe))
+            handle.output = summarize(result)
+
+        yield done

@@ -3,6 +3,7 @@ process that rolls back)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from langchain_core.tools import tool
@@ -66,3 +67,24 @@ def add_line(path: str, line: str) -> str:
 def read_file(path: str) -> str:
     """Read a text file."""
     return Path(path).read_text()
+
+
+async def write_text_async(path: str, text: str) -> str:
+    """Write `text` to the file at `path` (a coroutine over the journaled `write_text`)."""
+    await asyncio.sleep(0)
+    result: str = write_text(path, text)
+    return result
+
+
+async def add_line_async(path: str, line: str) -> str:
+    """Append one line to a text file (a coroutine)."""
+    await asyncio.sleep(0)
+    with Path(path).open("a") as fh:
+        fh.write(line + "\n")
+    return f"appended to {path}"
+
+
+@tool
+async def append_line_async(path: str, line: str) -> str:
+    """Append one line to a text file (an async-only tool)."""
+    return await add_line_async(path, line)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 
@@ -14,9 +15,11 @@ import goex_tools as goex
 from goex_tools import Journal, Reversibility, RunStatus, StepStatus
 from tests.integrations.actions import (
     append_line,
+    append_line_async,
     drop_last_line,
     read_text,
     write_text,
+    write_text_async,
     write_text_strictly,
 )
 from tests.integrations.checks import assert_compensated_once, assert_tool_calls, transitions
@@ -230,4 +233,108 @@ def test_a_refused_call_reaches_the_model_and_changes_nothing(
         ("write_text", StepStatus.FAILED),
         ("write_text", StepStatus.REFUSED),
     ]
+    assert manifest(workspace) == before
+
+
+def test_async_agent_run_is_journaled_and_rolls_back_by_its_uuid(
+    journal: Journal, workspace: Path
+) -> None:
+    """`ainvoke`, with a coroutine goex tool, an async-only tool made reversible and a sync
+    goex tool; rolled back by the LangChain run id as LangChain gives it (a UUID)."""
+    before = manifest(workspace)
+    notes, keep, report = (str(workspace / n) for n in ("notes.txt", "keep.txt", "report.txt"))
+    tools = [
+        goex_tool(write_text_async),
+        reversible_tool(append_line_async, undo=drop_last_line),
+        goex_tool(write_text),
+    ]
+    script = [
+        [("write_text_async", {"path": report, "text": "summary\n"})],
+        [("append_line_async", {"path": notes, "line": "second line"})],
+        [("write_text", {"path": keep, "text": "rewritten\n"})],
+        "done",
+    ]
+    handler = GoexCallbackHandler(journal=journal)
+    agent = create_agent(ScriptedChatModel(script=script), tools=tools)
+    run_id = uuid.uuid4()
+    result = asyncio.run(
+        agent.ainvoke(
+            {"messages": [("user", "edit the workspace")]},
+            config={"callbacks": [handler], "run_id": run_id},
+        )
+    )
+    assert result["messages"][-1].content == "done"
+    assert handler.run_ids == [str(run_id)]
+    assert_tool_calls(
+        journal,
+        str(run_id),
+        [
+            ("write_text_async", Reversibility.CONTAINER, {"path": report, "text": "summary\n"}),
+            ("append_line_async", Reversibility.CONTAINER, {"path": notes, "line": "second line"}),
+            ("write_text", Reversibility.CONTAINER, {"path": keep, "text": "rewritten\n"}),
+        ],
+        leaves=["write_text", "append_line_async", "write_text"],
+    )
+    after = manifest(workspace)
+    assert (workspace / "notes.txt").read_text() == "first line\nsecond line\n"
+
+    goex.rollback(run_id, steps=1, journal=journal)
+    assert manifest(workspace) == {**after, "keep.txt": before["keep.txt"]}
+    goex.rollback(run_id, journal=journal)
+    assert manifest(workspace) == before
+    assert journal.get_run(str(run_id)).status is RunStatus.ROLLED_BACK
+    assert_compensated_once(journal, str(run_id))
+
+
+def test_an_async_only_tool_made_reversible_refuses_a_sync_call(
+    journal: Journal, workspace: Path
+) -> None:
+    """Like the tool it wraps: said to the caller before anything is journaled or run."""
+    wrapped = reversible_tool(append_line_async, undo=drop_last_line)
+    with goex.run("sync call", journal=journal) as run:
+        answer = wrapped.invoke({"path": str(workspace / "notes.txt"), "line": "x"})
+    assert "does not support sync invocation" in answer
+    assert journal.steps(run.id) == []
+    assert (workspace / "notes.txt").read_text() == "first line\n"
+
+
+def test_concurrent_async_invocations_and_parallel_calls_keep_their_own_steps(
+    journal: Journal, workspace: Path
+) -> None:
+    """Two agents at once on one handler, each making two calls in one turn (run
+    concurrently by the agent): every effect lands under its own call, in its own run."""
+    before = manifest(workspace)
+    handler = GoexCallbackHandler(journal=journal)
+
+    def script(tag: str) -> list:  # type: ignore[type-arg]
+        first, second = (str(workspace / f"{tag}-{n}.txt") for n in (1, 2))
+        return [
+            [
+                ("write_text_async", {"path": first, "text": f"{tag} one\n"}),
+                ("write_text", {"path": second, "text": f"{tag} two\n"}),
+            ],
+            "done",
+        ]
+
+    async def both() -> None:
+        runs = []
+        for tag in ("a", "b"):
+            tools = [goex_tool(write_text_async), goex_tool(write_text)]
+            agent = create_agent(ScriptedChatModel(script=script(tag)), tools=tools)
+            runs.append(agent.ainvoke({"messages": [("user", tag)]}, {"callbacks": [handler]}))
+        await asyncio.gather(*runs)
+
+    asyncio.run(both())
+    assert len(handler.run_ids) == 2
+    for run_id in handler.run_ids:
+        steps = journal.steps(run_id)
+        calls = {s.id: s for s in steps if s.parent_id is None}
+        effects = [s for s in steps if s.parent_id is not None]
+        assert len(calls) == 2 and len(effects) == 2
+        for effect in effects:  # the effect wrote the file its own call was asked to write
+            assert effect.inputs["path"] == calls[effect.parent_id].inputs["path"]
+        tags = {Path(s.inputs["path"]).name[0] for s in steps}
+        assert len(tags) == 1  # nothing of the other invocation
+    for run_id in handler.run_ids:
+        goex.rollback(run_id, journal=journal)
     assert manifest(workspace) == before

@@ -18,7 +18,14 @@ from llama_index.tools.goex import (
 
 import goex_tools as goex
 from goex_tools import Journal, Reversibility, RunStatus, StepStatus
-from tests.integrations.actions import add_line, drop_last_line, read_file, write_text
+from tests.integrations.actions import (
+    add_line,
+    add_line_async,
+    drop_last_line,
+    read_file,
+    write_text,
+    write_text_async,
+)
 from tests.integrations.checks import assert_compensated_once, assert_tool_calls, transitions
 from tests.integrations.conftest import manifest
 
@@ -139,3 +146,83 @@ def test_an_agent_run_without_tool_calls_leaves_no_run(
 ) -> None:
     assert run_agent(["nothing to do"], [goex_function_tool(write_text)]) == "nothing to do"
     assert handler.run_ids == []
+
+
+def test_async_tools_are_journaled_and_roll_back(
+    journal: Journal, handler: GoexSpanHandler, workspace: Path
+) -> None:
+    """A coroutine goex tool, a coroutine made reversible and an async FunctionTool made
+    reversible, awaited by the agent."""
+    before = manifest(workspace)
+    notes, keep, report = (str(workspace / n) for n in ("notes.txt", "keep.txt", "report.txt"))
+    async_tool = FunctionTool.from_defaults(async_fn=add_line_async, name="add_note")
+    tools = [
+        goex_function_tool(write_text_async),
+        reversible_function_tool(add_line_async, undo=drop_last_line),
+        reversible_function_tool(async_tool, undo=drop_last_line),
+    ]
+    script = [
+        [("write_text_async", {"path": report, "text": "summary\n"})],
+        [("add_line_async", {"path": notes, "line": "second line"})],
+        [("add_note", {"path": keep, "line": "kept"})],
+        "done",
+    ]
+    assert run_agent(script, tools) == "done"
+    run_id = handler.last_run_id
+    assert run_id is not None and handler.run_ids == [run_id]
+    assert_tool_calls(
+        journal,
+        run_id,
+        [
+            ("write_text_async", Reversibility.CONTAINER, {"path": report, "text": "summary\n"}),
+            ("add_line_async", Reversibility.CONTAINER, {"path": notes, "line": "second line"}),
+            ("add_note", Reversibility.CONTAINER, {"path": keep, "line": "kept"}),
+        ],
+        leaves=["write_text", "add_line_async", "add_note"],
+    )
+    assert (workspace / "keep.txt").read_text() == "original\nkept\n"
+    after = manifest(workspace)
+
+    goex.rollback(run_id, steps=1, journal=journal)
+    assert manifest(workspace) == {**after, "keep.txt": before["keep.txt"]}
+    goex.rollback(run_id, journal=journal)
+    assert manifest(workspace) == before
+    assert_compensated_once(journal, run_id)
+
+
+def test_concurrent_agent_runs_and_parallel_calls_keep_their_own_steps(
+    journal: Journal, handler: GoexSpanHandler, workspace: Path
+) -> None:
+    """Two agents at once, each making two calls in one turn: every effect lands under its
+    own call, in its own run."""
+    before = manifest(workspace)
+
+    def agent(tag: str) -> FunctionAgent:
+        first, second = (str(workspace / f"{tag}-{n}.txt") for n in (1, 2))
+        script = [
+            [
+                ("write_text_async", {"path": first, "text": f"{tag} one\n"}),
+                ("write_text", {"path": second, "text": f"{tag} two\n"}),
+            ],
+            "done",
+        ]
+        tools = [goex_function_tool(write_text_async), goex_function_tool(write_text)]
+        return FunctionAgent(tools=tools, llm=scripted_llm(script))
+
+    async def both() -> None:
+        await asyncio.gather(agent("a").run("go"), agent("b").run("go"))
+
+    asyncio.run(both())
+    assert len(handler.run_ids) == 2
+    for run_id in handler.run_ids:
+        steps = journal.steps(run_id)
+        calls = {s.id: s for s in steps if s.parent_id is None}
+        effects = [s for s in steps if s.parent_id is not None]
+        assert len(calls) == 2 and len(effects) == 2
+        for effect in effects:
+            assert effect.parent_id is not None
+            assert effect.inputs["path"] == calls[effect.parent_id].inputs["path"]
+        assert len({Path(s.inputs["path"]).name[0] for s in steps}) == 1
+    for run_id in handler.run_ids:
+        goex.rollback(run_id, journal=journal)
+    assert manifest(workspace) == before

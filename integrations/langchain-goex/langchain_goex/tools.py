@@ -7,19 +7,23 @@ Without the handler, they join the current `goex.run(...)`, or a run of their ow
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+import inspect
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForToolRun, Callbacks
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForToolRun,
+    CallbackManagerForToolRun,
+    Callbacks,
+)
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 
 from goex_tools.errors import GoexError
 from goex_tools.model import JSONDict
 from goex_tools.redaction import redact
-from goex_tools.reversible import action, call_compensation
-from goex_tools.runtime import summarize
+from goex_tools.toolset import check_undo, undoable_call
 from langchain_goex.callbacks import GOEX_METADATA_KEY, GoexCallbackHandler
 
 
@@ -41,13 +45,19 @@ class GoexTool(StructuredTool):
         **kwargs: Any,
     ) -> Any:
         with _scope(run_manager):
-            try:
-                return super()._run(*args, config=config, run_manager=run_manager, **kwargs)
-            except ToolException:
-                raise
-            except Exception as exc:  # journaled as failed already; the model hears why
-                message = str(exc) if isinstance(exc, GoexError) else f"{type(exc).__name__}: {exc}"
-                raise ToolException(redact(message)) from exc
+            return super()._run(*args, config=config, run_manager=run_manager, **kwargs)
+
+    async def _arun(
+        self,
+        *args: Any,
+        config: RunnableConfig,
+        run_manager: AsyncCallbackManagerForToolRun | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        if self.coroutine is None:  # LangChain runs `_run` in a thread: it journals there
+            return await super()._arun(*args, config=config, run_manager=run_manager, **kwargs)
+        with _scope(run_manager):
+            return await super()._arun(*args, config=config, run_manager=run_manager, **kwargs)
 
 
 def goex_tool(
@@ -57,9 +67,14 @@ def goex_tool(
     description: str | None = None,
     **kwargs: Any,
 ) -> GoexTool:
-    """A LangChain tool from a function that journals its own effects (a goex domain tool,
-    a `@goex.reversible` function). Arguments are inferred from its signature and docstring."""
-    tool = GoexTool.from_function(func, name=name, description=description, **kwargs)
+    """A LangChain tool from a function (or coroutine function) that journals its own effects
+    (a goex domain tool, a `@goex.reversible` function). Arguments are inferred from its
+    signature and docstring."""
+    if inspect.iscoroutinefunction(func):
+        kwargs["coroutine"] = func
+    else:
+        kwargs["func"] = func
+    tool = GoexTool.from_function(name=name, description=description, **kwargs)
     tool.metadata = {**(tool.metadata or {}), GOEX_METADATA_KEY: "journaled"}
     assert isinstance(tool, GoexTool)
     return tool
@@ -89,26 +104,32 @@ def reversible_tool(
             "metadata": {**(tool.metadata or {}), GOEX_METADATA_KEY: "inner"},
         }
     )
-    if undo is not None:
-        call_compensation(undo, {}, probe=probe)  # fail now, not at the first call
+    check_undo(undo, probe)
+
+    def journaled(tool_args: JSONDict) -> Any:
+        return undoable_call(
+            tool.name, tool_args, undo=undo, before=before, after=after, probe=probe
+        )
 
     def call(*, callbacks: Callbacks = None, **tool_args: Any) -> Any:
-        undo_kwargs = before(**tool_args) if before else dict(tool_args)
-        with action(
-            tool.name, undo=undo, undo_kwargs=undo_kwargs, inputs=tool_args, probe=probe
-        ) as handle:
+        with journaled(tool_args) as done:
             result = inner.invoke(tool_args, config={"callbacks": callbacks})
-            if after is not None and undo is not None:
-                refined = after(result, dict(undo_kwargs))
-                handle.set_compensation(call_compensation(undo, refined, probe=probe))
-            handle.output = summarize(result)
+            done(result)
         return result
 
+    async def acall(*, callbacks: Callbacks = None, **tool_args: Any) -> Any:
+        with journaled(tool_args) as done:
+            result = await inner.ainvoke(tool_args, config={"callbacks": callbacks})
+            done(result)
+        return result
+
+    async_only = isinstance(tool, StructuredTool) and tool.func is None
     wrapper = GoexTool(
         name=tool.name,
         description=tool.description,
         args_schema=tool.args_schema if tool.args_schema is not None else tool.get_input_schema(),
-        func=call,
+        func=None if async_only else call,
+        coroutine=acall,
         return_direct=tool.return_direct,
         metadata={**(tool.metadata or {}), GOEX_METADATA_KEY: "journaled"},
         tags=tool.tags,
@@ -116,10 +137,22 @@ def reversible_tool(
     return wrapper
 
 
-def _scope(run_manager: CallbackManagerForToolRun | None) -> AbstractContextManager[Any]:
-    """Journal inside the step the callback handler made for this tool call, if any."""
-    if run_manager is not None:
-        for handler in run_manager.handlers:
-            if isinstance(handler, GoexCallbackHandler):
-                return handler.tracker.scope(str(run_manager.run_id))
-    return nullcontext()
+@contextmanager
+def _scope(
+    run_manager: CallbackManagerForToolRun | AsyncCallbackManagerForToolRun | None,
+) -> Iterator[None]:
+    """Journal inside the step the callback handler made for this tool call, if any; an
+    error reaches the model as a tool error (the journal has recorded the call as failed)."""
+    handlers = run_manager.handlers if run_manager is not None else []
+    handler = next((h for h in handlers if isinstance(h, GoexCallbackHandler)), None)
+    try:
+        if handler is None or run_manager is None:
+            yield
+        else:
+            with handler.tracker.scope(str(run_manager.run_id)):
+                yield
+    except ToolException:
+        raise
+    except Exception as exc:  # journaled as failed already; the model hears why
+        message = str(exc) if isinstance(exc, GoexError) else f"{type(exc).__name__}: {exc}"
+        raise ToolException(redact(message)) from exc
