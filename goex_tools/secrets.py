@@ -22,7 +22,9 @@ import logging
 import os
 import re
 import stat
+import threading
 import tomllib
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,11 +196,15 @@ class SecretStore:
         for name in names:
             self.value_for(name, host, port)
 
-    def substitute(self, data: Any, host: str, port: int | None = None) -> Any:
-        """`data` (a string or JSON-like structure) with every placeholder replaced."""
+    def substitute(
+        self, data: Any, host: str, port: int | None = None, *, in_url: bool = False
+    ) -> Any:
+        """`data` (a string or JSON-like structure) with every placeholder replaced; `in_url`:
+        percent-encoded, so that the value arrives as it is (a `+` stays a `+`)."""
 
         def value(match: re.Match[str]) -> str:
-            return self.value_for(match.group(1), host, port)
+            found = self.value_for(match.group(1), host, port)
+            return quote(found, safe="") if in_url else found
 
         return map_strings(data, lambda text: PLACEHOLDER.sub(value, text))
 
@@ -227,9 +233,39 @@ def map_strings(data: Any, fn: Callable[[str], str]) -> Any:
 
 
 def register(value: str) -> None:
-    """Mask `value` everywhere, also in the forms it takes inside JSON text and URLs."""
-    for form in {value, json.dumps(value)[1:-1], quote(value, safe=""), quote_plus(value)}:
+    """Mask `value` everywhere (also in the forms it takes in JSON text, URLs and bytes
+    reprs), logs included."""
+    forms = {
+        value,
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        quote(value, safe=""),
+        quote_plus(value),
+        repr(value.encode())[2:-1],
+    }
+    with _forms_lock:
+        _forms.update(f for f in forms if len(f) >= MIN_LENGTH)
+    for form in forms:
         redactor.add(form)
+    redact_log_records()
+
+
+def cut_partial(text: str) -> str:
+    """`text` without a tail that begins a secret value: a body cut at a size limit may end
+    inside a secret, where the redactor (which masks whole values) cannot see it."""
+    with _forms_lock:
+        forms = list(_forms)
+    cut = 0
+    for form in forms:
+        for size in range(min(len(form) - 1, len(text)), cut, -1):
+            if text.endswith(form[:size]):
+                cut = size
+                break
+    return text[: len(text) - cut]
+
+
+_forms: set[str] = set()
+_forms_lock = threading.Lock()
 
 
 def _check(found: Secret) -> None:
@@ -245,23 +281,50 @@ def _check(found: Secret) -> None:
         )
 
 
-class RedactingFilter(logging.Filter):
-    """Masks secret values in log records of the loggers it is attached to."""
+def redact_log_records() -> None:
+    """Mask secret values in every log record of the process, whichever logger makes it.
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage())
-        record.args = None
-        return True
+    A filter on a logger does not see its children's records (`httpcore.http11` logs the
+    response headers, an echoed token among them), and handlers belong to the application;
+    the record factory sees every record as it is made. Installed once, on first use.
+    """
+    global _log_redaction
+    with _log_redaction_lock:
+        if _log_redaction:
+            return
+        previous = logging.getLogRecordFactory()
+
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = previous(*args, **kwargs)
+            _redact_record(record)
+            return record
+
+        logging.setLogRecordFactory(factory)
+        _log_redaction = True
 
 
-def redact_logs(*logger_names: str) -> None:
-    """Attach a RedactingFilter to the named loggers (once each)."""
-    for name in logger_names:
-        target = logging.getLogger(name)
-        if not any(isinstance(f, RedactingFilter) for f in target.filters):
-            target.addFilter(RedactingFilter())
+def _redact_record(record: logging.LogRecord) -> None:
+    """Rewrite the parts of `record` holding a secret value; leave clean records alone."""
+    try:
+        message = record.getMessage()
+    except Exception:  # a bad format string: logging later prints message and arguments
+        message = f"{record.msg} (arguments: {record.args!r})"
+    masked = redact(message)
+    if masked != message:
+        record.msg, record.args = masked, None
+    if record.exc_info and record.exc_info[1] is not None:
+        text = "".join(traceback.format_exception(*record.exc_info)).removesuffix("\n")
+        masked = redact(text)
+        if masked != text:  # the formatter uses exc_text as given; the exception goes
+            record.exc_info, record.exc_text = None, masked
+    elif record.exc_text:
+        record.exc_text = redact(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
 
 
+_log_redaction = False
+_log_redaction_lock = threading.Lock()
 _default_store: SecretStore | None = None
 
 

@@ -3,14 +3,17 @@
 - /items, /items/{item_id}: POST (an `id` may be given), GET, PUT (replace or create),
   PATCH, DELETE; with a token set, they need `Authorization: Bearer <token>`.
 - POST /emails: an action nothing can undo.
-- /echo: answers the request's headers, query and body (status from `?status=`).
+- /echo: answers the request's headers, query and body (status from `?status=`); with
+  `?echo_headers=1` also as response headers `x-echo-<name>`, with `?raw=1` the body alone.
 - /_state, /_reset, /_faults: the tests read the whole state, reset it, and make the next N
-  matching requests fail (503, 429 with Retry-After). These stay out of the OpenAPI document.
+  matching requests fail (503, 429 with Retry-After) or wait first (`delay`). These stay out
+  of the OpenAPI document.
 FastAPI generates the service's OpenAPI document at /openapi.json.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -55,6 +58,7 @@ class Fault(BaseModel):
     times: int = 1
     retry_after: str | None = None
     after: bool = False  # apply the request, then answer with the fault anyway
+    delay: float = 0.0  # seconds to wait first; with status 0, then answer normally
 
 
 class ServiceState:
@@ -68,6 +72,8 @@ class ServiceState:
         self.emails: list[Email] = []
         self.faults: list[Fault] = []
         self.requests: list[str] = []
+        self.arrivals: list[tuple[float, str]] = []  # (time.monotonic(), "METHOD /path")
+        self.echoed: list[dict[str, Any]] = []  # what /echo received, unmasked
         self.next_id = 1
 
     def dump(self) -> dict[str, Any]:
@@ -91,6 +97,7 @@ def make_app(state: ServiceState) -> FastAPI:
     ) -> Response:
         with state.lock:
             state.requests.append(f"{request.method} {request.url.path}")
+            state.arrivals.append((time.monotonic(), state.requests[-1]))
             fault = next(
                 (
                     f
@@ -104,6 +111,9 @@ def make_app(state: ServiceState) -> FastAPI:
                 if fault.times <= 0:
                     state.faults.remove(fault)
         if fault is None:
+            return await call_next(request)
+        await asyncio.sleep(fault.delay)
+        if fault.status == 0:
             return await call_next(request)
         if fault.after:
             await call_next(request)
@@ -162,16 +172,23 @@ def make_app(state: ServiceState) -> FastAPI:
         return {"queued": body.to}
 
     @app.api_route("/echo", methods=["GET", "POST"], include_in_schema=False)
-    async def echo(request: Request, status: int = 200) -> JSONResponse:
-        raw = await request.body()
-        return JSONResponse(
-            {
-                "headers": dict(request.headers),
-                "query": dict(request.query_params),
-                "body": raw.decode(),
-            },
-            status,
+    async def echo(
+        request: Request, status: int = 200, echo_headers: bool = False, raw: bool = False
+    ) -> Response:
+        received = {
+            "headers": dict(request.headers),
+            "query": dict(request.query_params),
+            "body": (await request.body()).decode(),
+        }
+        state.echoed.append(received)
+        headers = (
+            {f"x-echo-{k}": v for k, v in request.headers.items() if k != "content-length"}
+            if echo_headers
+            else {}
         )
+        if raw:
+            return Response(received["body"], status, headers, media_type="text/plain")
+        return JSONResponse(received, status, headers)
 
     @app.get("/_state", include_in_schema=False)
     def dump() -> dict[str, Any]:

@@ -78,7 +78,7 @@ def test_secrets_never_appear_in_exceptions(
     assert TOKEN not in "".join(traceback.format_exception(failure.value))
     assert failure.value.__cause__ is None and failure.value.__context__ is None
 
-    closed = _closed_port()
+    closed = closed_port()
     with pytest.raises(HttpUnreachable) as unreachable:
         api.request("GET", f"http://127.0.0.1:{closed}/x?key={{{{secret:items}}}}", AUTH)
     assert TOKEN not in "".join(traceback.format_exception(unreachable.value))
@@ -198,7 +198,7 @@ def test_file_source_refuses_a_file_others_can_read(tmp_path: Path) -> None:
         store.get("svc")
 
 
-def _closed_port() -> int:
+def closed_port() -> int:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port: int = sock.getsockname()[1]

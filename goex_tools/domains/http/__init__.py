@@ -22,9 +22,6 @@ from goex_tools.domains.http.tool import (
     UndoVerifier,
 )
 from goex_tools.domains.http.undo import KIND, RevertArgs, UndoCall, revert
-from goex_tools.secrets import redact_logs
-
-redact_logs("httpx", "httpcore")
 
 __all__ = [
     "KIND",

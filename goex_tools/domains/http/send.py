@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -16,7 +18,7 @@ from pydantic import BaseModel
 from goex_tools.domains.http.call import HttpCall, HttpResult
 from goex_tools.errors import GoexError, TransientError
 from goex_tools.redaction import redact
-from goex_tools.secrets import SecretStore
+from goex_tools.secrets import SecretStore, cut_partial
 
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 5.0  # seconds a compensation waits for a Retry-After before retrying
@@ -74,16 +76,21 @@ def client_for(timeout: float = DEFAULT_TIMEOUT) -> httpx.Client:
 
 def open_response(client: httpx.Client, call: HttpCall, store: SecretStore) -> httpx.Response:
     """Send `call` with its placeholders resolved; the response is streamed, not yet read."""
-    url = store.substitute(call.url, call.host, call.port)
+    url = store.substitute(call.url, call.host, call.port, in_url=True)
     headers = store.substitute(call.headers, call.host, call.port)
     body = store.substitute(call.body, call.host, call.port)
     try:
         request = client.build_request(
             call.method, url, headers=headers, json=body if call.body is not None else None
         )
-        return client.send(request, stream=True)
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        error = _error(f"{call.method} {call.url} failed", exc)
+    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        # e.g. UnicodeEncodeError for a non-ASCII header value: its repr holds the value
+        error = _error(f"{call.method} {call.url} cannot be sent as written", exc)
+    else:
+        try:
+            return client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            error = _error(f"{call.method} {call.url} failed", exc)
     raise error  # outside the handler: the httpx error (it holds the real URL) is not chained
 
 
@@ -119,8 +126,12 @@ def result_of(response: httpx.Response, limit: int) -> HttpResult:
         response.close()
     if error is not None:
         raise error
-    raw = b"".join(chunks)[:limit]
-    text = redact(raw.decode(response.encoding or "utf-8", errors="replace"))
+    encoding = response.encoding or "utf-8"
+    text = redact(b"".join(chunks).decode(encoding, errors="replace"))
+    if truncated:  # cut after masking, so that no secret is cut in two and half shown
+        text = cut_partial(
+            text.encode(encoding, errors="replace")[:limit].decode(encoding, "ignore")
+        )
     body: Any = text
     if not truncated and "json" in response.headers.get("content-type", ""):
         try:
@@ -177,11 +188,21 @@ def as_transient(exc: HttpError) -> GoexError:
 
 
 def retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "")
+    """The seconds a `Retry-After` header asks for (a number or an HTTP date), or None."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
     try:
         return max(0.0, float(value))
     except ValueError:
-        return None  # an HTTP date, or absent: fall back to the rollback's own backoff
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None  # unreadable: fall back to the rollback's own backoff
+    if when.tzinfo is None:  # `-0000`: UTC, by RFC 5322
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - time.time())
 
 
 def _error(what: str, exc: Exception) -> HttpError:

@@ -149,7 +149,7 @@ class HttpTool:
             domain="http",
             inputs=call.inputs(),
             reversibility=reversibility,
-            compensation=plan.compensation or _template(call, plan),
+            compensation=plan.compensation or _template(call, plan, self.timeout),
             predicted={
                 "method": call.method,
                 "url": call.url,
@@ -224,6 +224,7 @@ class HttpTool:
                 ignore_fields=rule.ignore_fields,
                 description=f"{undo.method} {undo.url} back to the state read before "
                 f"{call.method} ({plan.source})",
+                timeout=self.timeout,
             )
         )
 
@@ -258,6 +259,7 @@ class HttpTool:
                 ignore_fields=rule.ignore_fields,
                 description=f"DELETE {item_url}, created by {call.method} {call.url} "
                 f"({plan.source})",
+                timeout=self.timeout,
             )
         )
 
@@ -302,7 +304,7 @@ def parse_call(method: str, url: str, headers: dict[str, str] | None, json: Any)
         raise InvalidHttpCall(redact(f"invalid http_request {where}: {err['msg']}")) from None
 
 
-def _template(call: HttpCall, plan: Plan) -> Compensation | None:
+def _template(call: HttpCall, plan: Plan, timeout: float) -> Compensation | None:
     """The undo as known before the call: described, its state or id filled in later."""
     if plan.match is None or plan.action not in ("create", "update", "delete"):
         return None
@@ -319,7 +321,9 @@ def _template(call: HttpCall, plan: Plan) -> Compensation | None:
         target = plan.match.fill(rule.recreate_url) if rule.recreate_url else call.url
         undo = UndoCall(method=rule.recreate_method, url=target)
         what = f"{rule.recreate_method} {target} re-creating the state read just before"
-    return revert(undo, headers=call.headers, check_url=None, before=None, description=what)
+    return revert(
+        undo, headers=call.headers, check_url=None, before=None, description=what, timeout=timeout
+    )
 
 
 def _journalable(state: State) -> bool:

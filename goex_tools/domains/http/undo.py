@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from goex_tools.domains.http.call import HttpCall
 from goex_tools.domains.http.rules import TEMPLATE_PARAM
 from goex_tools.domains.http.send import (
+    DEFAULT_TIMEOUT,
     HttpError,
     State,
     as_transient,
@@ -49,6 +50,7 @@ class RevertArgs(BaseModel):
     after: State | None = None  # the state the step left; None: unknown
     ignore_fields: list[str] = Field(default_factory=list)
     unavailable: str | None = None  # why this step turned out not to be undoable
+    timeout: float = DEFAULT_TIMEOUT  # seconds per request, as the tool that made the step
 
 
 def unavailable(template: Compensation, reason: str) -> Compensation:
@@ -71,6 +73,7 @@ def revert(
     after: State | None = None,
     ignore_fields: list[str] | None = None,
     description: str = "",
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> Compensation:
     args = RevertArgs(
         call=call,
@@ -79,6 +82,7 @@ def revert(
         before=before,
         after=after,
         ignore_fields=ignore_fields or [],
+        timeout=timeout,
     )
     return Compensation(
         kind=KIND,
@@ -100,7 +104,7 @@ def _probe(step: Step) -> EffectState:
     args = RevertArgs.model_validate(step.compensation.args)
     if args.check_url is None or args.unavailable or _unresolved(args):
         return EffectState.UNKNOWN
-    current = read_state(client_for(), args.check_url, args.headers, default_store())
+    current = read_state(client_for(args.timeout), args.check_url, args.headers, default_store())
     at_before = args.before is not None and current.same_as(args.before, args.ignore_fields)
     at_after = args.after is not None and current.same_as(args.after, args.ignore_fields)
     if at_after and not at_before:
@@ -122,7 +126,7 @@ def _revert(raw: JSONDict, ctx: UndoContext) -> None:
             f"the step never learnt the id of what it created"
         )
     try:
-        _run(client_for(), args, ctx.force)
+        _run(client_for(args.timeout), args, ctx.force)
     except HttpError as exc:
         raise as_transient(exc) from None
 
