@@ -1,14 +1,17 @@
 """bubblewrap: the default sandbox on Linux.
 
-The command sees the system read-only, a private /tmp, the workspace (through the overlay)
-as the only writable place, no network unless allowed, its own PID namespace (nothing it
+The command sees the system read-only, a private /tmp (with the directories on its PATH
+that live under /tmp, e.g. a virtualenv, shown read-only), the workspace (through the
+overlay) as the only writable place, no network unless allowed, its own PID namespace (nothing it
 starts outlives it) and no capabilities.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+from pathlib import Path
 
 from goex_tools.sandbox.base import Execution, Layers, Limits, SandboxUnavailable
 from goex_tools.sandbox.overlay import namespaced, overlay_problem
@@ -38,10 +41,15 @@ class BwrapSandbox:
             ]
         return ["sandbox bwrap: no network; only the workspace was writable"]
 
-    def argv(self, command: str, layers: Layers, limits: Limits) -> list[str]:
+    def argv(
+        self, command: str, layers: Layers, limits: Limits, search_path: str = ""
+    ) -> list[str]:
         workspace = str(layers.lower)
         argv = [self.executable, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-        argv += ["--tmpfs", "/tmp", "--bind", str(layers.merged), workspace]
+        argv += ["--tmpfs", "/tmp"]
+        for tools in tools_under_tmp(search_path, layers.lower):
+            argv += ["--ro-bind", str(tools), str(tools)]
+        argv += ["--bind", str(layers.merged), workspace]
         argv += ["--chdir", workspace, "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
         if not limits.network:
             argv.append("--unshare-net")
@@ -51,5 +59,24 @@ class BwrapSandbox:
     def run(self, command: str, layers: Layers, limits: Limits) -> Execution:
         if shutil.which(self.executable) is None:
             raise SandboxUnavailable(f"{self.executable} is not installed")
-        argv = namespaced(layers, self.argv(command, layers, limits))
-        return run_capped(argv, limits, env=clean_env("/tmp"))
+        env = clean_env("/tmp")
+        argv = namespaced(layers, self.argv(command, layers, limits, env["PATH"]))
+        return run_capped(argv, limits, env=env)
+
+
+def tools_under_tmp(search_path: str, workspace: Path) -> list[Path]:
+    """The directories on the command's PATH that the private /tmp would hide, to show them
+    read-only: a virtualenv as a whole (its interpreter needs more than `bin/`), others as
+    they are. Those inside the workspace are there already."""
+    found: list[Path] = []
+    for entry in search_path.split(os.pathsep):
+        path = Path(os.path.normpath(entry)) if entry else Path()
+        if not path.is_absolute() or Path("/tmp") not in path.parents or not path.is_dir():
+            continue
+        if (path.parent / "pyvenv.cfg").is_file():
+            path = path.parent
+        if path == workspace or workspace in path.parents:
+            continue
+        if path not in found:
+            found.append(path)
+    return found

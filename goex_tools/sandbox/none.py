@@ -24,7 +24,8 @@ class NoSandbox:
     def notes(self, limits: Limits) -> list[str]:
         return [
             "sandbox none (trusted use): the command could write outside the workspace and "
-            "use the network; only its changes inside the workspace can be undone"
+            "use the network; only its changes inside the workspace can be undone (processes "
+            "it left running were killed when it ended)"
         ]
 
     def run(self, command: str, layers: Layers, limits: Limits) -> Execution:

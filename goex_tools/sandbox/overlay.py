@@ -4,12 +4,16 @@ The command's writes land in the overlay's upper directory, never in the workspa
 a command changed is read from the upper directory in time proportional to the change.
 As root the namespace is made with `unshare -m`; an ordinary user gets a user namespace too
 (`unshare -Urm`) and the overlay needs `userxattr`. The mount vanishes with the namespace.
+The namespace has its own PID namespace too: when the command ends, every process it left
+behind (even one that called `setsid`) is killed with it, whatever the sandbox backend.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -35,15 +39,33 @@ def make_layers(lower: Path, scratch: Path) -> Layers:
     )
     for path in (layers.upper, layers.work, layers.merged):
         path.mkdir(parents=True)
+    _mirror_root(lower, layers.upper)
     return layers
 
 
+def _mirror_root(lower: Path, upper: Path) -> None:
+    """Give the upper directory the workspace root's mode (and, as root, owner): overlayfs
+    shows the merged root with the upper directory's attributes."""
+    st = os.stat(lower)
+    if not unprivileged():
+        os.chown(upper, st.st_uid, st.st_gid)
+    os.chmod(upper, stat.S_IMODE(st.st_mode))
+
+
 def remove_layers(layers: Layers) -> None:
-    """Delete the scratch directories (overlayfs leaves its work dir with mode 000)."""
-    for path in (layers.work, layers.work / "work"):
-        if path.exists():
-            os.chmod(path, 0o700)
+    """Delete the scratch directories, including those we may not write: overlayfs leaves
+    its work dir with mode 000, and a command may have run `chmod 555` on a directory."""
+    with contextlib.suppress(OSError):
+        _make_writable(layers.upper.parent)
     shutil.rmtree(layers.upper.parent, ignore_errors=True)
+
+
+def _make_writable(directory: Path) -> None:
+    os.chmod(directory, 0o700)
+    with os.scandir(directory) as found:
+        subdirs = [Path(item.path) for item in found if item.is_dir(follow_symlinks=False)]
+    for subdir in subdirs:
+        _make_writable(subdir)
 
 
 def unprivileged() -> bool:
@@ -56,17 +78,21 @@ def opaque_xattrs() -> tuple[str, ...]:
 
 
 def mount_options(layers: Layers) -> str:
-    """Overlay options; metacopy and redirects stay off so the upper layer holds whole files."""
-    options = (
-        f"lowerdir={layers.lower},upperdir={layers.upper},workdir={layers.work},"
-        "redirect_dir=off,metacopy=off"
-    )
-    return options + ",userxattr" if unprivileged() else options
+    """Overlay options; metacopy and redirects stay off so the upper layer holds whole files.
+
+    `userxattr` already turns redirects off (`nofollow`), and naming `redirect_dir` beside it
+    is refused by kernels built to always follow redirects (Debian's), so it is left out.
+    """
+    options = f"lowerdir={layers.lower},upperdir={layers.upper},workdir={layers.work}"
+    if unprivileged():
+        return options + ",userxattr,metacopy=off"
+    return options + ",redirect_dir=off,metacopy=off"
 
 
 def namespaced(layers: Layers, argv: list[str]) -> list[str]:
     """argv that mounts the overlay in a fresh mount namespace, then execs `argv` inside it."""
     unshare = ["unshare", "-Urm" if unprivileged() else "-m", "--propagation", "private"]
+    unshare += ["--pid", "--fork", "--kill-child"]  # leftovers die with the command
     options = mount_options(layers)
     mount = ["sh", "-c", _MOUNT_THEN_EXEC, "goex-overlay", options, str(layers.merged)]
     return [*unshare, *mount, *argv]

@@ -11,12 +11,14 @@ from pathlib import Path
 
 from goex_tools.domains.fs.changes import PathChange, effective
 from goex_tools.domains.fs.entries import ABSENT, Entry, capture
+from goex_tools.domains.fs.errors import UnsupportedFile
 from goex_tools.domains.fs.paths import subtree
 from goex_tools.domains.fs.store import BlobStore
 from goex_tools.sandbox.overlay import opaque_xattrs
 
 NEW_FILE_MODE = 0o644
 NEW_DIR_MODE = 0o755
+ROOT = "."  # the workspace directory itself (only its mode can change)
 
 
 class Plan:
@@ -60,6 +62,9 @@ def plan_upper(root: Path, upper: Path, store: BlobStore) -> list[PathChange]:
     """
     plan = Plan(root, store)
     _visit(plan, upper, "")
+    mode = stat.S_IMODE(os.stat(upper).st_mode)  # the merged root shows the upper dir's mode
+    if mode != stat.S_IMODE(os.stat(root).st_mode):
+        plan.set(ROOT, Entry(type="dir", mode=mode))  # e.g. `chmod 700 .`
     return plan.changes()
 
 
@@ -76,7 +81,13 @@ def _visit(plan: Plan, directory: Path, base: str) -> None:
         elif is_dir:
             after = Entry(type="dir", mode=stat.S_IMODE(st.st_mode))
         else:
-            after = capture(Path(item.path), plan.store, consume=True)
+            try:
+                after = capture(Path(item.path), plan.store, consume=True)
+            except UnsupportedFile:
+                raise UnsupportedFile(
+                    f"the command left {rel} as a device, FIFO or socket, which goex cannot "
+                    f"version; nothing was applied to the workspace"
+                ) from None
         plan.set(rel, after)
         if not is_dir or _opaque(Path(item.path)):
             for hidden in subtree(plan.root, rel)[1:]:  # lower contents now gone

@@ -52,7 +52,10 @@ class BlobStore:
     def adopt(self, source: Path) -> tuple[str, int]:
         """Move `source` in (it must be on the store's filesystem and be ours to consume)."""
         sha, size = hash_file(source), source.stat().st_size
-        self._commit(source, sha)
+        try:
+            self._commit(source, sha)
+        except PermissionError:  # its directory is read-only to us (an ordinary user): copy
+            return self.put_file(source)
         return sha, size
 
     def put_bytes(self, data: bytes) -> str:
