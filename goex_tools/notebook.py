@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 from typing import NamedTuple
+from uuid import UUID
 
 from rich.console import Group, RenderableType
 from rich.syntax import Syntax
@@ -22,12 +23,22 @@ from rich.text import Text
 
 from goex_tools.errors import GoexError, RollbackFailed
 from goex_tools.journal import Journal
-from goex_tools.model import Reversibility, Run, Step
+from goex_tools.model import Reversibility, Run, Step, StepStatus
 from goex_tools.rollback import RollbackReport
 from goex_tools.rollback import rollback as rollback_run
 from goex_tools.runtime import get_journal
 
 COLUMNS = ("#", "tool", "domain", "status", "what changed", "undo")
+_EFFECTS = frozenset(  # steps that changed the world (and may have been undone since)
+    {
+        StepStatus.APPLIED,
+        StepStatus.IRREVERSIBLE,
+        StepStatus.COMPENSATING,
+        StepStatus.COMPENSATED,
+        StepStatus.COMPENSATION_FAILED,
+    }
+)
+_EFFECTFUL = frozenset({Reversibility.REVERSIBLE, Reversibility.IRREVERSIBLE})
 
 
 class RunView:
@@ -35,15 +46,15 @@ class RunView:
 
     def __init__(
         self,
-        run_id: str,
+        run_id: str | UUID,
         *,
         journal: Journal | str | None = None,
         report: RollbackReport | None = None,
         error: str | None = None,
     ) -> None:
         self.journal = journal if isinstance(journal, Journal) else get_journal(journal)
-        self.run: Run = self.journal.get_run(run_id)
-        self.steps: list[Step] = self.journal.steps(run_id)
+        self.run: Run = self.journal.get_run(str(run_id))
+        self.steps: list[Step] = self.journal.steps(self.run.id)
         self.changes = {step.id: change_of(step, self.journal) for step in self.steps}
         self.report = report
         self.error = error
@@ -80,14 +91,21 @@ class RunView:
         return f"run {self.run.id} ({self.run.name}): {self.run.status.value}"
 
     def outcome(self) -> str:
-        if self.error:
-            return f"rollback stopped: {self.error}"
-        if self.report is None:
+        """What the rollback did, and how much of the run is undone now (whole-run tally)."""
+        if self.report is None and self.error is None:
             return ""
-        verb = "would undo" if self.report.dry_run else "undid"
-        return f"{verb} {len(self.report.outcomes)} step(s)" + (
-            "" if self.report.outcomes else " (nothing left to undo)"
-        )
+        outcomes = self.report.outcomes if self.report is not None else []
+        done = sum(o.outcome in ("compensated", "would_compensate") for o in outcomes)
+        verb = "would undo" if self.report is not None and self.report.dry_run else "undid"
+        effects = [s for s in self.steps if s.status in _EFFECTS and s.reversibility in _EFFECTFUL]
+        undone = sum(s.status is StepStatus.COMPENSATED for s in effects)
+        tally = f"{undone} of the run's {len(effects)} effect(s) undone so far"
+        if self.error:
+            stopped = "" if self.error.startswith("rollback stopped") else "rollback stopped: "
+            return f"{stopped}{self.error} ({verb} {done} step(s) before; {tally})"
+        if not outcomes:
+            return f"{verb} 0 step(s): nothing left to undo ({tally})"
+        return f"{verb} {done} step(s) in this rollback; {tally}"
 
     def details(self) -> list[tuple[Step, str]]:
         """The steps that have more to show than a line (file diffs), with that text."""
@@ -137,13 +155,13 @@ class RunView:
         return "\n".join(lines)
 
 
-def show(run_id: str, *, journal: Journal | str | None = None) -> RunView:
+def show(run_id: str | UUID, *, journal: Journal | str | None = None) -> RunView:
     """The run's steps, ready to display (the last expression of a cell, or `print`)."""
     return RunView(run_id, journal=journal)
 
 
 def rollback(
-    run_id: str,
+    run_id: str | UUID,
     *,
     steps: int | None = None,
     journal: Journal | str | None = None,
