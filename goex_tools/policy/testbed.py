@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import Connection
 
+from goex_tools.errors import GoexError
 from goex_tools.model import Proposal
 
 Dump = dict[str, Any]
@@ -37,40 +38,116 @@ class TrialResult(BaseModel):
     detail: str = ""
 
 
-def dump_database(conn: Connection) -> Dump:
-    """Every table's columns, primary key, indexes and rows (sorted), as plain data."""
+CATALOG = "(catalog)"  # the dump's entry for what is not a table's rows or columns
+SYSTEM_SCHEMAS = frozenset(
+    {"information_schema", "pg_catalog", "pg_toast", "mysql", "performance_schema", "sys"}
+)
+
+# Every object in the user's schemas: relations (tables, views, sequences, indexes), view
+# definitions, functions and their source, triggers, types. Sequence positions are left out:
+# they do not go back on rollback either, so no undo could restore them.
+PG_CATALOG = """
+SELECT 'relation', n.nspname, c.relname, c.relkind::text,
+       CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname <> 'information_schema' AND left(n.nspname, 3) <> 'pg_'
+UNION ALL
+SELECT 'function', n.nspname, p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+       p.prokind::text, md5(coalesce(p.prosrc, ''))
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname <> 'information_schema' AND left(n.nspname, 3) <> 'pg_'
+UNION ALL
+SELECT 'trigger', c.relname, t.tgname, t.tgenabled::text, pg_get_triggerdef(t.oid)
+  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal
+UNION ALL
+SELECT 'type', n.nspname, t.typname, t.typtype::text, NULL
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE n.nspname <> 'information_schema' AND left(n.nspname, 3) <> 'pg_'
+UNION ALL
+SELECT 'schema', n.nspname, NULL, NULL, NULL FROM pg_namespace n
+ WHERE n.nspname <> 'information_schema' AND left(n.nspname, 3) <> 'pg_'
+"""
+SQLITE_CATALOG = "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type <> 'table'"
+
+
+def dump_database(conn: Connection, schemas: Sequence[str] = ()) -> Dump:
+    """The database as plain data, to compare before and after: every table's columns (with
+    defaults), keys, constraints, indexes and rows (sorted), and, under `CATALOG`, every
+    other object (views and their definitions, triggers, functions, types, schemas).
+
+    Tables are read in the default schema and, on PostgreSQL, in every user schema; on MySQL,
+    where a schema is another database, in the default one and in `schemas`."""
     inspector = sa.inspect(conn)
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        schemas = [s for s in inspector.get_schema_names() if s not in SYSTEM_SCHEMAS]
+    default = inspector.default_schema_name
     out: Dump = {}
-    for table in sorted(inspector.get_table_names()):
-        columns = inspector.get_columns(table)
-        names = [c["name"] for c in columns]
-        quoted = ", ".join(conn.dialect.identifier_preparer.quote(n) for n in names)
-        select = f"SELECT {quoted} FROM {conn.dialect.identifier_preparer.quote(table)}"
-        rows = sorted((tuple(r) for r in conn.exec_driver_sql(select)), key=repr)
-        out[table] = {
-            "columns": [(c["name"], str(c["type"]), c["nullable"]) for c in columns],
-            "primary_key": inspector.get_pk_constraint(table).get("constrained_columns"),
-            "indexes": sorted(
-                (i["name"], tuple(i["column_names"]), bool(i["unique"]))
-                for i in inspector.get_indexes(table)
-            ),
-            "rows": [list(r) for r in rows],
-        }
+    for schema in dict.fromkeys([None, *(s for s in schemas if s != default)]):
+        prefix = "" if schema is None or schema == default else f"{schema}."
+        for table in sorted(inspector.get_table_names(schema=schema)):
+            out[prefix + table] = _dump_table(conn, inspector, table, schema)
+    catalog = {"postgresql": PG_CATALOG, "sqlite": SQLITE_CATALOG}.get(dialect)
+    if catalog is not None:
+        out[CATALOG] = sorted((list(r) for r in conn.exec_driver_sql(catalog)), key=repr)
     return out
+
+
+def _dump_table(
+    conn: Connection, inspector: sa.Inspector, table: str, schema: str | None
+) -> dict[str, Any]:
+    quote = conn.dialect.identifier_preparer.quote
+    columns = inspector.get_columns(table, schema=schema)
+    names = ", ".join(quote(c["name"]) for c in columns)
+    qualified = f"{quote(schema)}.{quote(table)}" if schema else quote(table)
+    select = f"SELECT {names} FROM {qualified}"
+    rows = sorted((tuple(r) for r in conn.exec_driver_sql(select)), key=repr)
+    return {
+        "columns": [
+            (c["name"], str(c["type"]), c["nullable"], str(c.get("default"))) for c in columns
+        ],
+        "primary_key": inspector.get_pk_constraint(table, schema=schema).get("constrained_columns"),
+        "constraints": sorted(
+            repr(sorted(c.items(), key=lambda kv: kv[0]))
+            for c in [
+                *inspector.get_foreign_keys(table, schema=schema),
+                *inspector.get_unique_constraints(table, schema=schema),
+                *_checks(inspector, table, schema),
+            ]
+        ),
+        "indexes": sorted(
+            (i["name"], tuple(i["column_names"]), bool(i["unique"]))
+            for i in inspector.get_indexes(table, schema=schema)
+        ),
+        "rows": [list(r) for r in rows],
+    }
+
+
+def _checks(inspector: sa.Inspector, table: str, schema: str | None) -> list[Any]:
+    try:
+        return list(inspector.get_check_constraints(table, schema=schema))
+    except NotImplementedError:
+        return []
 
 
 def describe_difference(before: Dump, after: Dump) -> str:
     """A short account of how two dumps differ (empty if they are equal)."""
     problems = []
     for table in sorted(set(before) | set(after)):
-        if table not in after:
+        if before.get(table) == after.get(table):
+            continue
+        if table == CATALOG:
+            problems.append("other objects differ (views, triggers, functions, types, schemas)")
+        elif table not in after:
             problems.append(f"table {table} is gone")
         elif table not in before:
             problems.append(f"table {table} was added")
         else:
-            for part in ("columns", "primary_key", "indexes", "rows"):
-                if before[table][part] != after[table][part]:
-                    problems.append(f"{table}: {part} differ")
+            problems.extend(
+                f"{table}: {part} differ"
+                for part in before[table]
+                if before[table][part] != after[table][part]
+            )
     return "; ".join(problems)
 
 
@@ -79,8 +156,9 @@ def roundtrip(url: str, action: Sequence[str], undo: Sequence[str]) -> TrialResu
     dialect = sa.engine.make_url(url).get_backend_name()
     if implicit_commit(url, [*action, *undo]):
         return TrialResult(restored=False, testbed="none", detail=NO_DDL_TRIAL)
+    schemas = schemas_named(url, [*action, *undo])
     with trial_connection(url) as (conn, testbed):
-        before = dump_database(conn)
+        before = dump_database(conn, schemas)
         try:
             _run(conn, action)
         except Exception as exc:
@@ -91,8 +169,24 @@ def roundtrip(url: str, action: Sequence[str], undo: Sequence[str]) -> TrialResu
             return TrialResult(restored=False, testbed=testbed, detail=f"the undo failed: {exc}")
         if dialect == "sqlite":
             conn.commit()
-        difference = describe_difference(before, dump_database(conn))
+        difference = describe_difference(before, dump_database(conn, schemas))
     return TrialResult(restored=not difference, testbed=testbed, detail=difference)
+
+
+def schemas_named(url: str, statements: Sequence[str]) -> list[str]:
+    """The schemas that qualify a table the statements name (`archive` of `archive.items`)."""
+    from goex_tools.domains.sql.databases import dialect_of
+    from goex_tools.domains.sql.statements import classify
+
+    dialect = dialect_of(sa.engine.make_url(url))
+    named: set[str] = set()
+    for text in statements:
+        try:
+            found = classify(text, dialect)
+        except GoexError:  # malformed: the trial will fail on it and say why
+            continue
+        named.update(table.rpartition(".")[0] for s in found for table in s.tables)
+    return sorted(named - {""})
 
 
 def rows_changed(url: str, statements: Sequence[str]) -> int:

@@ -18,6 +18,7 @@ from goex_tools.domains.fs import Workspace
 from goex_tools.domains.sql import run_sql
 from goex_tools.policy import ApprovalRequest, Policy
 from goex_tools.policy.llm_undo import LLMUndoProposer
+from goex_tools.policy.testbed import roundtrip
 from tests.policy.models import undo_model
 from tests.policy.sqlstate import seed, state
 from tests.policy.support import run_unversioned
@@ -57,9 +58,7 @@ def test_a_right_undo_is_accepted_journaled_and_used_by_rollback(
         run_sql(ADD_COLUMN, db_url)
     after = state(db_url)
     assert [c[0] for c in after["items"]["columns"]] == ["id", "name", "qty", "note"]
-    assert {k: v for k, v in after.items() if k != "items"} == {
-        k: v for k, v in before.items() if k != "items"
-    }
+    assert after["audit_log"] == before["audit_log"]
     assert ADD_COLUMN in prompts.texts[0]  # the model was shown the action
     (step,) = sqlite_journal.steps(run.id)
     assert step.status is StepStatus.APPLIED
@@ -202,3 +201,43 @@ def test_a_failing_model_gives_no_undo_and_a_failing_approver_no_approval(
     )
     assert state(sqlite_db) == before
     assert [s.status for s in sqlite_journal.steps(run.id)] == [StepStatus.REFUSED]
+
+
+BEYOND_TABLES = {  # actions a no-op undo leaves changed, outside the rows of public tables
+    "sqlite": [
+        "CREATE VIEW stocked AS SELECT * FROM items WHERE qty > 0",
+        "CREATE TRIGGER no_log AFTER INSERT ON items BEGIN DELETE FROM audit_log; END",
+    ],
+    "postgres": [
+        "CREATE VIEW stocked AS SELECT * FROM items WHERE qty > 0",
+        "CREATE FUNCTION one() RETURNS int AS 'SELECT 1' LANGUAGE sql",
+        "CREATE TYPE mood AS ENUM ('ok')",
+        "CREATE SCHEMA scratch",
+        "DELETE FROM archive.old_items",  # rows in another schema
+        "ALTER TABLE items ALTER COLUMN qty SET DEFAULT 1",
+        "ALTER TABLE items ADD CONSTRAINT positive CHECK (qty >= 0)",
+    ],
+}
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+def test_a_noop_undo_is_caught_whatever_the_action_changed(
+    dialect: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The test-bed compares views, triggers, functions, types, schemas, column defaults,
+    constraints and every schema's rows, not only the default schema's tables."""
+    url = (
+        f"sqlite:///{tmp_path}/shop.db"
+        if dialect == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    seed(url)
+    if dialect == "postgres":
+        run_sql("CREATE SCHEMA archive; CREATE TABLE archive.old_items (id int)", url)
+        run_sql("INSERT INTO archive.old_items VALUES (1), (2)", url)
+    before = state(url)
+    for action in BEYOND_TABLES[dialect]:
+        trial = roundtrip(url, [action], ["SELECT 1"])
+        assert not trial.restored and "differ" in trial.detail, action
+        assert roundtrip(url, [action, "SELECT 1"], []).restored is False
+    assert state(url) == before
