@@ -1,7 +1,9 @@
 """Damage confinement: a declarative policy, approval hooks, run budgets, `goex doctor`,
 and LLM-proposed undos verified in a test-bed before they are trusted.
 
-    policy = Policy.from_file("goex-policy.yaml", approver=ConsolePrompt())
+    policy = Policy.from_file(
+        "goex-policy.yaml", approver=ConsolePrompt(), undo_proposer=LLMUndoProposer(chat_model)
+    )
     with goex.run("agent", gate=policy):
         ...
 """
@@ -18,7 +20,9 @@ from goex_tools.policy.config import (
     SqlPolicy,
     SqlRule,
 )
+from goex_tools.policy.doctor import DoctorReport, doctor
 from goex_tools.policy.gate import Policy
+from goex_tools.policy.llm_undo import LLMUndoProposer
 from goex_tools.policy.source import PolicyError, PolicySource, load_policy, parse_policy
 
 __all__ = [
@@ -26,10 +30,12 @@ __all__ = [
     "Approver",
     "Budgets",
     "ConsolePrompt",
+    "DoctorReport",
     "FsPolicy",
     "FsRule",
     "HttpPolicy",
     "HttpRule",
+    "LLMUndoProposer",
     "Policy",
     "PolicyConfig",
     "PolicyError",
@@ -37,6 +43,7 @@ __all__ = [
     "SqlPolicy",
     "SqlRule",
     "Usage",
+    "doctor",
     "load_policy",
     "parse_policy",
     "usage",
