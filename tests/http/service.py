@@ -4,7 +4,8 @@
   PATCH, DELETE; with a token set, they need `Authorization: Bearer <token>`.
 - POST /emails: an action nothing can undo.
 - /echo: answers the request's headers, query and body (status from `?status=`); with
-  `?echo_headers=1` also as response headers `x-echo-<name>`, with `?raw=1` the body alone.
+  `?echo_headers=1` also as response headers `x-echo-<name>`, with `?raw=1` the body alone
+  (with `&split=N`: its first N bytes, a pause, then the rest).
 - /_state, /_reset, /_faults: the tests read the whole state, reset it, and make the next N
   matching requests fail (503, 429 with Retry-After) or wait first (`delay`). These stay out
   of the OpenAPI document.
@@ -17,12 +18,12 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import uvicorn
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 
@@ -173,7 +174,11 @@ def make_app(state: ServiceState) -> FastAPI:
 
     @app.api_route("/echo", methods=["GET", "POST"], include_in_schema=False)
     async def echo(
-        request: Request, status: int = 200, echo_headers: bool = False, raw: bool = False
+        request: Request,
+        status: int = 200,
+        echo_headers: bool = False,
+        raw: bool = False,
+        split: int = 0,
     ) -> Response:
         received = {
             "headers": dict(request.headers),
@@ -186,6 +191,15 @@ def make_app(state: ServiceState) -> FastAPI:
             if echo_headers
             else {}
         )
+        if raw and split:
+            body = received["body"].encode()
+
+            async def pieces() -> AsyncIterator[bytes]:
+                yield body[:split]
+                await asyncio.sleep(0.05)  # the client reads the first piece on its own
+                yield body[split:]
+
+            return StreamingResponse(pieces(), status, headers, media_type="text/plain")
         if raw:
             return Response(received["body"], status, headers, media_type="text/plain")
         return JSONResponse(received, status, headers)

@@ -1,6 +1,11 @@
-"""Compensating calls are retried on 503 / 429 (Retry-After); one that keeps failing is reported."""
+"""Compensating calls are retried on timeouts, 5xx and 429 (honouring Retry-After, within a
+bound); one that keeps failing is reported, not dropped."""
 
 from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import httpx
 import pytest
@@ -8,6 +13,7 @@ import pytest
 import goex_tools as goex
 from goex_tools import Journal, StepStatus
 from goex_tools.domains.http import HttpTool
+from goex_tools.domains.http.send import MAX_RETRY_AFTER
 from tests.http.conftest import AUTH, TOKEN, registered_rules, state
 from tests.http.service import Service
 
@@ -109,3 +115,57 @@ def test_an_unreachable_service_is_retried_reported_and_resumed(
         assert state(again)["items"] == []
     finally:
         again.stop()
+
+
+def gaps(service: Service, request: str) -> list[float]:
+    """Seconds between successive arrivals of `request` at the service."""
+    times = [t for t, seen in service.state.arrivals if seen == request]
+    return [later - earlier for earlier, later in itertools.pairwise(times)]
+
+
+def in_seconds(seconds: int) -> str:
+    return format_datetime(datetime.now(UTC) + timedelta(seconds=seconds), usegmt=True)
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "least", "most"),
+    [
+        ("1", 1.0, 30.0),  # seconds, as asked
+        (None, 1.5, 30.0),  # an HTTP date 3 s ahead, to the second: some 2-3 s
+        ("86400", MAX_RETRY_AFTER, 30.0),  # a day: bounded
+    ],
+)
+def test_an_undo_waits_as_retry_after_asks_within_a_bound(
+    api: HttpTool,
+    service: Service,
+    sqlite_journal: Journal,
+    retry_after: str | None,
+    least: float,
+    most: float,
+) -> None:
+    run_id, new_id = create_one(api, service, sqlite_journal)
+    fail_next(
+        service, "DELETE", f"/items/{new_id}", 429, 1, retry_after=retry_after or in_seconds(3)
+    )
+    goex.rollback(run_id, journal=sqlite_journal, retry=FAST)  # FAST waits ~0.01 s by itself
+    assert state(service)["items"] == []
+    (waited,) = gaps(service, f"DELETE /items/{new_id}")
+    assert least <= waited < most
+
+
+def test_an_undo_that_times_out_is_retried_with_the_tools_timeout(
+    service: Service, sqlite_journal: Journal
+) -> None:
+    api = HttpTool(registered_rules(service.url), timeout=0.5)
+    run_id, new_id = create_one(api, service, sqlite_journal)
+    step = sqlite_journal.steps(run_id)[0]
+    assert step.compensation is not None and step.compensation.args["timeout"] == 0.5
+    # the undo's state read hangs twice for longer than the timeout, then answers
+    fault = {"method": "GET", "path": f"/items/{new_id}", "status": 0, "delay": 2.0, "times": 2}
+    httpx.post(f"{service.url}/_faults", json=fault).raise_for_status()
+
+    goex.rollback(run_id, journal=sqlite_journal, retry=FAST)
+
+    assert state(service)["items"] == []
+    notes = transient_notes(sqlite_journal, step.id)
+    assert len(notes) == 2 and all("ReadTimeout" in n for n in notes)

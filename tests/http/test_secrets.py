@@ -14,7 +14,13 @@ import pytest
 
 import goex_tools as goex
 from goex_tools import Journal, StepStatus
-from goex_tools.domains.http import HttpStatusError, HttpTool, HttpUnreachable, InvalidHttpCall
+from goex_tools.domains.http import (
+    HttpError,
+    HttpStatusError,
+    HttpTool,
+    HttpUnreachable,
+    InvalidHttpCall,
+)
 from goex_tools.journal import metadata
 from goex_tools.redaction import MASK
 from goex_tools.secrets import (
@@ -232,3 +238,65 @@ def test_goex_rollback_in_another_process_resolves_the_placeholder(
     assert done.returncode == 0, done.stderr
     assert TOKEN not in done.stdout + done.stderr
     assert state(service) == before
+
+
+ODD = "s3cr+t/v=lue&x y%41"  # a value that changes under URL and form encoding
+
+
+def test_a_secret_in_the_url_arrives_as_it_is_and_is_masked_in_every_form(
+    service: Service,
+    sqlite_journal: Journal,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("GOEX_SECRET_ODD", ODD)
+    monkeypatch.setenv("GOEX_SECRET_ODD_HOSTS", "127.0.0.1")
+    caplog.set_level(logging.DEBUG)
+    with goex.run(journal=sqlite_journal):
+        result = HttpTool().request("GET", f"{service.url}/echo?key={{{{secret:odd}}}}&n=1")
+    assert service.state.echoed[-1]["query"] == {"key": ODD, "n": "1"}  # `+` is not a space
+    assert result.body["query"] == {"key": MASK, "n": "1"}
+    encoded = "s3cr%2Bt%2Fv%3Dlue%26x%20y%2541"
+    assert f"?key={MASK}&n=1" in caplog.text  # httpx logged the URL it sent, masked
+    for form in (ODD, encoded):
+        assert form not in caplog.text and form not in journal_text(sqlite_journal)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+@pytest.mark.parametrize("cut", range(0, len(TOKEN) + 1, 3))
+def test_a_body_cut_at_the_size_limit_shows_no_part_of_a_secret(
+    service: Service, sqlite_journal: Journal, cut: int, streamed: bool
+) -> None:
+    """The limit falls inside the echoed token: not even its first characters are shown,
+    also when the body arrives in pieces and the read stops inside the token."""
+    start = len('"' + "x" * 50)  # the body is sent as a JSON string: the token starts here
+    api = HttpTool(max_body=start + cut)
+    split = f"&split={start + cut + 1}" if streamed else ""
+    with goex.run(journal=sqlite_journal):
+        result = api.request(
+            "POST",
+            f"{service.url}/echo?raw=1{split}",
+            AUTH,
+            f"{'x' * 50}{{{{secret:items}}}}-tail",
+        )
+    assert result.truncated and result.body.startswith('"' + "x" * 49)
+    shown = result.body[start:]  # what is left where the token was
+    assert f'{MASK}-tail"'.startswith(shown), shown
+    assert TOKEN[:4] not in result.body and TOKEN[:4] not in journal_text(sqlite_journal)
+
+
+def test_a_secret_that_cannot_go_in_a_header_fails_clearly_and_unchained(
+    service: Service, sqlite_journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    value = "tök-0123456789abcdef"  # not ASCII: no HTTP header can carry it
+    monkeypatch.setenv("GOEX_SECRET_UMLAUT", value)
+    monkeypatch.setenv("GOEX_SECRET_UMLAUT_HOSTS", "127.0.0.1")
+    with goex.run(journal=sqlite_journal) as run, pytest.raises(HttpError) as failure:
+        HttpTool().request("GET", f"{service.url}/echo", {"X-Key": "{{secret:umlaut}}"})
+    assert "cannot be sent as written: UnicodeEncodeError" in str(failure.value)
+    assert failure.value.__cause__ is None and failure.value.__context__ is None
+    shown = "".join(traceback.format_exception(failure.value)) + repr(failure.value)
+    assert value not in shown
+    assert service.state.requests == []
+    assert [s.status for s in sqlite_journal.steps(run.id)] == [StepStatus.FAILED]
+    assert value not in journal_text(sqlite_journal)
