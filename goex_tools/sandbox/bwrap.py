@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 from goex_tools.sandbox.base import Execution, Layers, Limits, SandboxUnavailable
-from goex_tools.sandbox.overlay import namespaced, overlay_problem
+from goex_tools.sandbox.overlay import namespaced, overlay_problem, unprivileged
 from goex_tools.sandbox.process import clean_env, run_capped
 
 
@@ -53,6 +53,8 @@ class BwrapSandbox:
         argv += ["--chdir", workspace, "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
         if not limits.network:
             argv.append("--unshare-net")
+        if unprivileged():  # run as the caller, not as the namespace's root (see overlay.py)
+            argv += ["--unshare-user", "--uid", str(os.geteuid()), "--gid", str(os.getegid())]
         argv += ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
         return [*argv, "sh", "-c", command]
 

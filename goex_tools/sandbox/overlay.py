@@ -72,6 +72,15 @@ def unprivileged() -> bool:
     return os.geteuid() != 0
 
 
+def as_caller() -> list[str]:
+    """argv prefix that turns the user namespace's root back into the caller, so that a
+    command (say `tar x` of someone else's archive) acts as the user it is, not as a root
+    that cannot chown; nothing for root, who needs no user namespace."""
+    if not unprivileged():
+        return []
+    return ["unshare", f"--map-user={os.geteuid()}", f"--map-group={os.getegid()}"]
+
+
 def opaque_xattrs() -> tuple[str, ...]:
     """The xattr names overlayfs uses to mark a directory whose lower contents are hidden."""
     return ("trusted.overlay.opaque", "user.overlay.opaque")

@@ -12,7 +12,7 @@ import pytest
 
 import goex_tools as goex
 from goex_tools import StepStatus
-from goex_tools.domains.fs import CommandTimedOut, Workspace
+from goex_tools.domains.fs import CommandTimedOut, UnsupportedFile, Workspace
 from goex_tools.redaction import redactor
 from goex_tools.sandbox import Limits
 from tests.fs.conftest import git, git_state, manifest
@@ -28,6 +28,10 @@ COMMANDS = {
     "tar_x": "mkdir out && tar xf bundle.tar -C out && tar xf bundle.tar",
     "mixed": "rm -rf src && echo text > src && mkdir empty/sub && printf 'b\\0' > empty/sub/b "
     "&& rm dangling && mkdir dangling",
+    "root_mode": "chmod 700 . && touch top.txt",
+    "readonly_dir": "sed -i s/alpha/ro/ src/pkg/mod.py && chmod 555 src/pkg src",
+    "odd_names": "printf x > \"$(printf 'bad\\377name')\" && mkdir 'sp ace' && "
+    "echo n > 'sp ace/new\nline'",
 }
 
 
@@ -229,5 +233,52 @@ def test_none_backend_runs_unsandboxed_and_says_so(
     assert step.effect["predicted"]["sandbox"] == "none"
     assert any("trusted use" in note for note in step.notes)
     assert (root / "t.txt").read_text() == "trusted\n" and not (root / "src").exists()
+    goex.rollback(run.id, journal=journal)
+    assert manifest(root) == before
+
+
+@pytest.mark.parametrize("backend", ["bwrap", "none"])
+def test_processes_that_leave_the_session_are_killed_too(
+    root: Path, tmp_path: Path, journal: goex.Journal, backend: str
+) -> None:
+    ws = Workspace(root, store=tmp_path / "store", sandbox=backend)
+    escape = "(setsid sleep 2719 </dev/null >/dev/null 2>&1 &); sleep 0.2; echo started"
+    with goex.run("setsid", journal=journal):
+        result = ws.run_shell(escape)
+    assert result.stdout == "started\n"
+    assert _processes_running("sleep 2719") == []
+    if backend == "none":
+        assert any("processes it left running were killed" in n for n in result.notes)
+
+
+def test_a_fifo_left_by_a_command_is_refused_by_name_and_nothing_is_applied(
+    ws: Workspace, root: Path, journal: goex.Journal
+) -> None:
+    before = manifest(root)
+    with (
+        goex.run("fifo", journal=journal) as run,
+        pytest.raises(UnsupportedFile, match="the command left src/pipe as a device, FIFO"),
+    ):
+        ws.run_shell("echo changed > README.md && mkfifo src/pipe")
+    assert manifest(root) == before
+    (step,) = journal.steps(run.id)
+    assert step.status is StepStatus.FAILED
+    assert list((ws.store.root / "scratch").iterdir()) == []
+
+
+def test_a_failing_command_keeps_its_changes_and_they_are_undone(
+    ws: Workspace, root: Path, journal: goex.Journal
+) -> None:
+    before = manifest(root)
+    with goex.run("failing", journal=journal) as run:
+        result = ws.run_shell("echo half > half.txt && rm run.sh && false && echo never > n")
+    assert result.exit_code == 1
+    assert [(c.path, c.change) for c in result.changes] == [
+        ("half.txt", "added"),
+        ("run.sh", "deleted"),
+    ]
+    step = journal.get_step(result.step_id)
+    assert step.status is StepStatus.APPLIED and step.effect["exit_code"] == 1
+    assert (root / "half.txt").read_text() == "half\n" and not (root / "run.sh").exists()
     goex.rollback(run.id, journal=journal)
     assert manifest(root) == before

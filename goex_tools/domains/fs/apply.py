@@ -37,15 +37,42 @@ def materialize(
     strangers = [c.path for c in todo if not matches(root / c.path, c.side(other))]
     if strangers and not force:
         raise conflict(_conflict_message(strangers, hint))
-    for change in sorted(todo, key=_depth, reverse=True):
-        _clear(root / change.path, change.side(side), force, conflict)
-    for change in sorted(todo, key=_depth):
-        _create(root / change.path, change.side(side), store)
+    opened = _open_parents(root, todo)
+    try:
+        for change in sorted(todo, key=_depth, reverse=True):
+            _clear(root / change.path, change.side(side), force, conflict)
+        for change in sorted(todo, key=_depth):
+            _create(root / change.path, change.side(side), store)
+    finally:
+        for directory, mode in sorted(opened.items(), reverse=True):
+            if os.path.isdir(directory):
+                os.chmod(directory, mode)
     for change in sorted(todo, key=_depth, reverse=True):
         entry = change.side(side)
         if entry.type == "dir" and entry.mode is not None:
             os.chmod(root / change.path, entry.mode)
     return todo
+
+
+def _open_parents(root: Path, todo: list[PathChange]) -> dict[str, int]:
+    """Make the directories we must write in writable for now; return their modes to put back.
+
+    Root may write anywhere, an ordinary user may not: undoing `chmod 555 dir` after a file
+    in `dir` changed needs `dir` writable before its own mode comes back.
+    """
+    opened: dict[str, int] = {}
+    for change in todo:
+        parts = change.path.split("/")[:-1]
+        for depth in range(len(parts) + 1):
+            directory = os.path.join(root, *parts[:depth])
+            if directory in opened or os.access(directory, os.W_OK | os.X_OK):
+                continue
+            if not os.path.isdir(directory) or os.path.islink(directory):
+                break
+            mode = os.lstat(directory).st_mode & 0o7777
+            os.chmod(directory, mode | 0o700)
+            opened[directory] = mode
+    return opened
 
 
 def _depth(change: PathChange) -> int:
