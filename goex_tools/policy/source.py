@@ -81,21 +81,30 @@ def _parse_yaml(text: str, name: str) -> tuple[Any, dict[Loc, int]]:
     except yaml.YAMLError as exc:
         raise PolicyError([f"{name}: not valid YAML: {exc}"]) from None
     lines: dict[Loc, int] = {(): 1}
+    duplicates: list[str] = []
     if node is not None:
-        _yaml_lines(node, (), lines)
+        _yaml_lines(node, (), lines, duplicates)
+    if duplicates:  # YAML would silently keep the last one: a policy must not change quietly
+        raise PolicyError([f"{name}:{d}" for d in duplicates])
     return ({} if data is None else data), lines
 
 
-def _yaml_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
+def _yaml_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int], duplicates: list[str]) -> None:
     lines[loc] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
         for key, value in node.value:
             child = (*loc, str(key.value))
-            _yaml_lines(value, child, lines)
-            lines[child] = key.start_mark.line + 1  # the key's line reads best
+            line = key.start_mark.line + 1
+            if child[-1] in first:
+                where = f"duplicate key (first on line {first[str(child[-1])]})"
+                duplicates.append(f"{line}: {_dotted(child)}: {where}")
+            first.setdefault(str(child[-1]), line)
+            _yaml_lines(value, child, lines, duplicates)
+            lines[child] = line  # the key's line reads best
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _yaml_lines(item, (*loc, index), lines)
+            _yaml_lines(item, (*loc, index), lines, duplicates)
 
 
 _TABLE = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")

@@ -158,3 +158,18 @@ def test_nothing_runs_when_the_policy_is_malformed(tmp_path: Path, sqlite_journa
         target.write_text("ran")
     assert not target.exists()
     assert sqlite_journal.list_runs() == []
+
+
+def test_a_duplicated_key_is_an_error_not_a_silent_override(tmp_path: Path) -> None:
+    """YAML keeps the last of two equal keys; a policy that quietly loses a line is refused."""
+    path = tmp_path / "p.yaml"
+    path.write_text(GOOD.replace("approval: confirm-irreversible\n", "default: allow\n"))
+    with pytest.raises(PolicyError) as caught:
+        load_policy(path)
+    assert caught.value.problems == [f"{path}:3: default: duplicate key (first on line 1)"]
+    path.write_text(GOOD.replace("      decision: allow\n", "      decision: allow\n" * 2, 1))
+    with pytest.raises(PolicyError) as caught:
+        load_policy(path)
+    assert caught.value.problems == [
+        f"{path}:10: fs.rules[0].decision: duplicate key (first on line 9)"
+    ]
