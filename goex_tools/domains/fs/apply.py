@@ -61,6 +61,8 @@ def _open_parents(root: Path, todo: list[PathChange]) -> dict[str, int]:
     in `dir` changed needs `dir` writable before its own mode comes back.
     """
     opened: dict[str, int] = {}
+    if os.geteuid() == 0:
+        return opened
     for change in todo:
         parts = change.path.split("/")[:-1]
         for depth in range(len(parts) + 1):
@@ -70,7 +72,10 @@ def _open_parents(root: Path, todo: list[PathChange]) -> dict[str, int]:
             if not os.path.isdir(directory) or os.path.islink(directory):
                 break
             mode = os.lstat(directory).st_mode & 0o7777
-            os.chmod(directory, mode | 0o700)
+            try:
+                os.chmod(directory, mode | 0o700)
+            except OSError:  # not ours, or a read-only filesystem: the write will say so
+                break
             opened[directory] = mode
     return opened
 
