@@ -7,10 +7,16 @@ a temporary workspace, an SQLite database and a local HTTP service. It works thr
 task, the demo prints every step with what it changed, undoes the last step, then the whole
 run, and checks that files, every table row and the service's state are exactly as before.
 
-Offline by default: the model is scripted (it emits real tool calls). With OPENAI_API_KEY set
-(and optionally OPENAI_BASE_URL for an OpenAI-compatible server, GOEX_DEMO_MODEL for the
-model name) the same demo runs with a real model; that needs `pip install langchain-openai`.
-The demo's world (`DemoWorld`) is also what the notebooks in notebooks/ use.
+Offline by default: the model is scripted (it emits real tool calls). The same demo runs with
+a real model (`pip install langchain-openai`) when either is set:
+
+    OPENAI_API_KEY     OpenAI itself (or any server that wants this key)
+    OPENAI_BASE_URL    an OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1 (Ollama),
+                       a vLLM or LiteLLM server; it may need no key
+    GOEX_DEMO_MODEL    the model's name (default gpt-4o-mini)
+
+`--scripted` keeps the scripted model whatever is set. The demo's world (`DemoWorld`) is also
+what the notebooks in notebooks/ use.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import goex_tools as goex
 from goex_tools import notebook
 from goex_tools.domains.fs import Workspace
 from goex_tools.domains.http import HttpTool, UndoRules
+from goex_tools.redaction import redact
 
 TASK = (
     "Prepare the shop for the spring sale: write a short sale plan to notes/sale.md, turn "
@@ -40,6 +47,7 @@ TASK = (
     "gold tier and remove cancelled orders, add a 'gift card' item (price 25) to the catalog "
     "service and delete the discontinued item 1, and remove the old log file."
 )
+LOCAL_SERVER_KEY = "unused"  # sent to an OPENAI_BASE_URL server when OPENAI_API_KEY is unset
 console = Console()
 
 
@@ -188,22 +196,37 @@ class DemoWorld:
         ]  # fmt: skip
         return turns
 
+    def briefing(self) -> str:
+        """What a real model needs to know to do the task (the scripted one knows its script)."""
+        return (
+            "You act on a small shop through your tools. File paths are relative to the "
+            "workspace. The SQLite database has the tables customers(id, name, tier) and "
+            f"orders(id, customer_id, status). The catalog service is at {self.service.url}: "
+            "GET/POST /items, GET/PUT/DELETE /items/{id}, JSON bodies with name and price."
+        )
+
     def close(self) -> None:
         self.service.stop()
         self.journal.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def chat_model(world: DemoWorld) -> Any:
-    """A real model if OPENAI_API_KEY is set, else the scripted one."""
-    if os.environ.get("OPENAI_API_KEY"):
+def chat_model(world: DemoWorld, *, scripted: bool = False) -> Any:
+    """A real model if OPENAI_API_KEY or OPENAI_BASE_URL is set (and not `scripted`), else
+    the scripted one."""
+    key, base_url = os.environ.get("OPENAI_API_KEY"), os.environ.get("OPENAI_BASE_URL")
+    if not scripted and (key or base_url):
         try:
             from langchain_openai import ChatOpenAI
         except ImportError:
-            sys.exit("OPENAI_API_KEY is set: install langchain-openai to use a real model")
+            sys.exit(
+                "OPENAI_API_KEY or OPENAI_BASE_URL is set: `pip install langchain-openai` to "
+                "use a real model, or run with --scripted"
+            )
         return ChatOpenAI(
             model=os.environ.get("GOEX_DEMO_MODEL", "gpt-4o-mini"),
-            base_url=os.environ.get("OPENAI_BASE_URL"),
+            base_url=base_url or None,
+            api_key=key or LOCAL_SERVER_KEY,  # a local server may want no key at all
             temperature=0,
         )
     from langchain_goex import ScriptedChatModel
@@ -211,9 +234,9 @@ def chat_model(world: DemoWorld) -> Any:
     return ScriptedChatModel(script=world.script())
 
 
-def make_agent(model: Any, tools: list[Any]) -> Any:
+def make_agent(model: Any, tools: list[Any], world: DemoWorld) -> Any:
     """LangChain's `create_agent`, or LangGraph's prebuilt agent where `langchain` is absent."""
-    prompt = "You act on the shop through your tools. Paths are relative to the workspace."
+    prompt = world.briefing()
     try:
         from langchain.agents import create_agent
     except ImportError:
@@ -221,6 +244,15 @@ def make_agent(model: Any, tools: list[Any]) -> Any:
 
         return create_react_agent(model, tools, prompt=prompt)
     return create_agent(model, tools, system_prompt=prompt)
+
+
+def describe(model: Any) -> str:
+    """Which model the agent uses (never its key)."""
+    name = getattr(model, "model_name", None)
+    if name is None:
+        return "scripted (offline; set OPENAI_API_KEY or OPENAI_BASE_URL for a real model)"
+    base = getattr(model, "openai_api_base", None)
+    return f"{name} at {base}" if base else f"{name} (OpenAI)"
 
 
 def changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
@@ -240,9 +272,13 @@ def changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     return lines
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     from langchain_goex import GoexCallbackHandler, GoexToolkit
 
+    args = argv if argv is not None else sys.argv[1:]
+    unknown = [a for a in args if a != "--scripted"]
+    if unknown:
+        sys.exit(f"usage: demo.py [--scripted] (unknown: {' '.join(unknown)})")
     world = DemoWorld()
     try:
         before = world.snapshot()
@@ -250,15 +286,25 @@ def main() -> int:
             workspace=world.workspace, database=world.database, http=world.http
         ).get_tools()
         handler = GoexCallbackHandler(journal=world.journal)
-        agent = make_agent(chat_model(world), tools)
+        model = chat_model(world, scripted="--scripted" in args)
+        agent = make_agent(model, tools, world)
         run_id = str(uuid.uuid4())
         console.rule("[bold]the agent works")
+        console.print(f"model: {describe(model)}")
         console.print(f"task: {TASK}")
-        result = agent.invoke(
-            {"messages": [("user", TASK)]},
-            config={"callbacks": [handler], "run_id": run_id, "recursion_limit": 40},
-        )
-        console.print(f"agent: {result['messages'][-1].content}")
+        stopped = False
+        try:
+            result = agent.invoke(
+                {"messages": [("user", TASK)]},
+                config={"callbacks": [handler], "run_id": run_id, "recursion_limit": 40},
+            )
+            console.print(f"agent: {result['messages'][-1].content}")
+        except Exception as exc:  # a real model can fail: network, quota, a bad answer
+            stopped = True
+            console.print(f"[red]the agent stopped[/red]: {type(exc).__name__}: {redact(str(exc))}")
+        if run_id not in handler.run_ids:
+            console.print("the agent called no tool: nothing changed, nothing to undo")
+            return 1 if stopped else 0
         console.rule("[bold]what it did (journal)")
         console.print(notebook.show(run_id, journal=world.journal))
         console.rule("[bold]what changed")
@@ -277,8 +323,8 @@ def main() -> int:
             same = after[part] == before[part]
             mark = "[green]restored exactly[/green]" if same else "[red]DIFFERS[/red]"
             console.print(f"{part}: {mark}")
-        console.print(f"(journal: {world.journal!r}; run {run_id})")
-        return 0 if after == before and not view.error else 1
+        console.print(f"(run {run_id}; the temporary journal and world are removed now)")
+        return 0 if after == before and not view.error and not stopped else 1
     finally:
         world.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from goex_tools import Journal, Reversibility, StepStatus
@@ -35,3 +36,18 @@ def assert_compensated_once(journal: Journal, run_id: str) -> None:
         if step.parent_id:
             expected += ["compensating", "compensated"]
         assert transitions(journal, step.id) == expected, step
+
+
+def assert_runs_kept_apart(journal: Journal, run_ids: list[str]) -> None:
+    """Concurrent invocations, each of two calls on files named after it ("a-1.txt"...):
+    every effect lies under the call asked to write its file, in that invocation's run."""
+    assert len(run_ids) == 2
+    for run_id in run_ids:
+        steps = journal.steps(run_id)
+        calls = {s.id: s for s in steps if s.parent_id is None}
+        effects = [s for s in steps if s.parent_id is not None]
+        assert len(calls) == 2 and len(effects) == 2
+        for effect in effects:
+            assert effect.parent_id is not None
+            assert effect.inputs["path"] == calls[effect.parent_id].inputs["path"]
+        assert len({Path(s.inputs["path"]).name[0] for s in steps}) == 1

@@ -22,7 +22,12 @@ from tests.integrations.actions import (
     write_text_async,
     write_text_strictly,
 )
-from tests.integrations.checks import assert_compensated_once, assert_tool_calls, transitions
+from tests.integrations.checks import (
+    assert_compensated_once,
+    assert_runs_kept_apart,
+    assert_tool_calls,
+    transitions,
+)
 from tests.integrations.conftest import manifest
 
 
@@ -325,16 +330,7 @@ def test_concurrent_async_invocations_and_parallel_calls_keep_their_own_steps(
         await asyncio.gather(*runs)
 
     asyncio.run(both())
-    assert len(handler.run_ids) == 2
-    for run_id in handler.run_ids:
-        steps = journal.steps(run_id)
-        calls = {s.id: s for s in steps if s.parent_id is None}
-        effects = [s for s in steps if s.parent_id is not None]
-        assert len(calls) == 2 and len(effects) == 2
-        for effect in effects:  # the effect wrote the file its own call was asked to write
-            assert effect.inputs["path"] == calls[effect.parent_id].inputs["path"]
-        tags = {Path(s.inputs["path"]).name[0] for s in steps}
-        assert len(tags) == 1  # nothing of the other invocation
+    assert_runs_kept_apart(journal, handler.run_ids)
     for run_id in handler.run_ids:
         goex.rollback(run_id, journal=journal)
     assert manifest(workspace) == before

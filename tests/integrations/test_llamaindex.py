@@ -26,7 +26,12 @@ from tests.integrations.actions import (
     write_text,
     write_text_async,
 )
-from tests.integrations.checks import assert_compensated_once, assert_tool_calls, transitions
+from tests.integrations.checks import (
+    assert_compensated_once,
+    assert_runs_kept_apart,
+    assert_tool_calls,
+    transitions,
+)
 from tests.integrations.conftest import manifest
 
 pytestmark = [  # raised by LlamaIndex itself when it builds an agent
@@ -213,16 +218,7 @@ def test_concurrent_agent_runs_and_parallel_calls_keep_their_own_steps(
         await asyncio.gather(agent("a").run("go"), agent("b").run("go"))
 
     asyncio.run(both())
-    assert len(handler.run_ids) == 2
-    for run_id in handler.run_ids:
-        steps = journal.steps(run_id)
-        calls = {s.id: s for s in steps if s.parent_id is None}
-        effects = [s for s in steps if s.parent_id is not None]
-        assert len(calls) == 2 and len(effects) == 2
-        for effect in effects:
-            assert effect.parent_id is not None
-            assert effect.inputs["path"] == calls[effect.parent_id].inputs["path"]
-        assert len({Path(s.inputs["path"]).name[0] for s in steps}) == 1
+    assert_runs_kept_apart(journal, handler.run_ids)
     for run_id in handler.run_ids:
         goex.rollback(run_id, journal=journal)
     assert manifest(workspace) == before
