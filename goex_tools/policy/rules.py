@@ -1,20 +1,23 @@
-"""Matching a proposal against the per-domain rules, over `Proposal.predicted` only.
+"""Matching a proposal against the per-domain rules.
 
-A proposal is split into subjects (one per path it names, one per simple command of its
-command line, one per statement and table, the request): every subject gets the strictest
-verdict of the rules that match it, or the default, and the proposal gets the strictest
-verdict over its subjects. So an action that names an allowed and a refused path is refused,
-and a rule can never be bypassed by naming more things at once.
+A proposal is split into subjects: one per path it names and, for a directory of the
+workspace, per path under it; one per simple command of its command line; one per statement
+and table; the request as it will be sent. Every subject gets the strictest verdict of the
+rules that match it, or the default, and the proposal gets the strictest verdict over its
+subjects. So an action that names an allowed and a refused path is refused, and a rule can
+never be bypassed by naming more things at once, or a directory that holds them.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import os
 import posixpath
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -95,8 +98,12 @@ def evaluate_rules(config: PolicyConfig, proposal: Proposal) -> Verdicted:
 
 
 def fs_subjects(tool: str, predicted: dict[str, Any]) -> list[dict[str, Any]]:
+    named = [normalize(path) for path in predicted.get("paths") or []]
+    workspace = predicted.get("workspace")
+    inside = [p for p in named if workspace and not outside_workspace(p)]
     subjects: list[dict[str, Any]] = [
-        {"tool": tool, "path": normalize(path)} for path in predicted.get("paths") or []
+        {"tool": tool, "path": path}
+        for path in dict.fromkeys([*named, *tree(str(workspace), inside)])
     ]
     if predicted.get("command") is not None:
         subjects.extend(
@@ -133,6 +140,21 @@ def http_subject(tool: str, predicted: dict[str, Any]) -> dict[str, Any]:
         host=url.host, path=url.path, url=f"{url.scheme}://{url.host}{port}{url.path}{query}"
     )
     return subject
+
+
+def tree(workspace: str, paths: Sequence[str]) -> list[str]:
+    """Every path under those of `paths` that are directories of the workspace: deleting,
+    moving or copying `src` acts on `src/.env` too, so a rule on `**/.env` must see it."""
+    found: list[str] = []
+    root = Path(workspace)
+    for path in paths:
+        top = root / path
+        if not path or top.is_symlink() or not top.is_dir():
+            continue
+        for current, dirs, files in os.walk(top):  # symlinks are listed, never followed
+            base = Path(current).relative_to(root).as_posix()
+            found.extend(f"{base}/{name}" for name in sorted([*dirs, *files]))
+    return found
 
 
 def normalize(path: str) -> str:

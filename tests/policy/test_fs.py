@@ -284,3 +284,30 @@ def test_a_sandbox_that_does_not_work_here_is_refused_not_bypassed(
     assert (
         report.status_of("sandbox:docker") == "warn" and report.status_of("sandbox:bwrap") == "ok"
     )
+
+
+def test_a_path_rule_sees_what_a_directory_operation_reaches(
+    ws: Workspace, sqlite_journal: Journal, policy_file: MakePolicy
+) -> None:
+    """Deleting, moving or copying `src` acts on `src/keys/id.pem`: a rule on it applies."""
+    (ws.root / "src" / "keys").mkdir()
+    (ws.root / "src" / "keys" / "id.pem").write_text("KEY")
+    (ws.root / "lib").mkdir()
+    (ws.root / "lib" / "util.py").write_text("X = 1\n")
+    gate = policy_file(
+        "default: allow\nfs:\n  rules:\n    - {name: keys, paths: ['**/*.pem'], decision: refuse}\n"
+    )
+    before = ws.manifest()
+    with goex.run("agent", journal=sqlite_journal, gate=gate) as run:
+        for attempt in (
+            lambda: ws.delete_path("src"),
+            lambda: ws.move_path("src", "old"),
+            lambda: ws.move_path("src/keys", "public"),
+        ):
+            with pytest.raises(ActionRefused, match=r"rule 'keys'.*id\.pem"):
+                attempt()
+        assert ws.manifest() == before
+        ws.delete_path("lib")  # nothing under it is refused
+    assert set(before) - set(ws.manifest()) == {"lib", "lib/util.py"}
+    steps = sqlite_journal.steps(run.id)
+    assert [s.status.value for s in steps] == ["refused"] * 3 + ["applied"]
