@@ -14,7 +14,7 @@ import pytest
 
 import goex_tools as goex
 from goex_tools import StepStatus
-from goex_tools.domains.fs import Workspace
+from goex_tools.domains.fs import Workspace, discard, keep
 from tests.fs.conftest import manifest
 from tests.fs.test_shell import _processes_running
 
@@ -53,7 +53,7 @@ def test_an_apply_failing_half_way_is_journaled_as_applied_and_undone_exactly(
 CRASHING = """
 import sys
 import goex_tools as goex
-from goex_tools.domains.fs import Workspace
+from goex_tools.domains.fs import Workspace, discard, keep
 ws = Workspace(sys.argv[1], store=sys.argv[2])
 with goex.run("crash", journal=sys.argv[3]):
     ws.run_shell("echo lost > lost.txt; sleep " + sys.argv[4])
@@ -83,3 +83,81 @@ def test_a_crash_while_a_command_runs_is_recovered_as_not_happened(
     assert outcome.step_id == pending.id and outcome.resolution == "failed"
     assert journal.get_step(pending.id).status is StepStatus.FAILED
     assert manifest(root) == before
+
+
+# A crash (kill -9) at a precise point: the child process replaces one internal function with
+# one that ends the process there, so the journal and the workspace are left exactly as a
+# crash at that point would leave them. Recovery and rollback then run for real.
+CRASH_AT = """
+import os, sys
+import goex_tools as goex
+from goex_tools import runtime
+from goex_tools.domains.fs import Workspace, keep
+from goex_tools.domains.fs import apply as fs_apply
+root, store, journal, point, action = sys.argv[1:6]
+if point == "mid-apply":
+    real_create, calls = fs_apply._create, []
+    def crashing_create(*args):
+        calls.append(args)
+        if len(calls) == 3:
+            os._exit(9)
+        real_create(*args)
+    fs_apply._create = crashing_create
+elif point == "before-journal":
+    runtime.StepHandle.finish = lambda self, result=None: os._exit(9)
+if action == "keep":
+    keep(sys.argv[6], journal=journal)
+    os._exit(0)
+ws = Workspace(root, store=store)
+with goex.run("crash", journal=journal):
+    if action == "shell":
+        ws.run_shell("rm -rf src && mkdir -p a/b && echo 1 > a/b/one && echo 2 > two")
+    else:
+        ws.move_path("src", "lib/src")
+os._exit(0)
+"""
+
+
+def crash(ws: Workspace, journal: goex.Journal, point: str, action: str, *extra: str) -> None:
+    argv = [sys.executable, "-c", CRASH_AT, str(ws.root), str(ws.store.root), journal.url]
+    done = subprocess.run([*argv, point, action, *extra], capture_output=True, text=True)
+    assert done.returncode == 9, done.stderr
+
+
+@pytest.mark.parametrize("action", ["file", "shell"])
+@pytest.mark.parametrize("point", ["mid-apply", "before-journal"])
+def test_a_crash_after_the_effect_began_is_recovered_as_applied_and_undone_exactly(
+    ws: Workspace, root: Path, journal: goex.Journal, point: str, action: str
+) -> None:
+    before = manifest(root)
+    crash(ws, journal, point, action)
+    assert manifest(root) != before  # the effect (or part of it) happened
+    (pending,) = journal.steps_with_status(StepStatus.PENDING)
+    assert pending.compensation is not None and pending.compensation.args["changes"]
+    (outcome,) = goex.recover(journal)
+    assert outcome.resolution == "applied", outcome.detail
+    report = goex.rollback(pending.run_id, journal=journal)
+    assert report.complete
+    assert manifest(root) == before
+
+
+def test_a_crash_while_keeping_held_changes_is_finished_by_keeping_again_or_discarding(
+    ws: Workspace, root: Path, journal: goex.Journal
+) -> None:
+    before = manifest(root)
+    command = "rm -rf src && mkdir -p a/b && echo 1 > a/b/one && echo 2 > two"
+    with goex.run("held", journal=journal):
+        first = ws.run_shell(command, tentative=True)
+    crash(ws, journal, "mid-apply", "keep", first.step_id)
+    half = manifest(root)
+    assert half != before and journal.get_step(first.step_id).status is StepStatus.HELD
+    discard(first.step_id, journal=journal)  # undoes exactly what the crashed keep applied
+    assert manifest(root) == before
+
+    with goex.run("held again", journal=journal):
+        second = ws.run_shell(command, tentative=True)
+    crash(ws, journal, "mid-apply", "keep", second.step_id)
+    assert manifest(root) == half
+    keep(second.step_id, journal=journal)  # finishes the crashed keep
+    assert not (root / "src").exists() and (root / "a/b/one").read_text() == "1\n"
+    assert (root / "two").read_text() == "2\n"

@@ -4,6 +4,8 @@ The same code applies an action (to `after`), keeps a held one (to `after`), and
 discards one (to `before`). A path already in the target state is left alone, so a crash in
 the middle is repaired by running it again. A path in neither recorded state was changed by
 someone else: nothing is touched and a conflict names it (unless `force`).
+A crash while a path changes type (a directory becoming a file) leaves it absent for a
+moment, in neither state: recovery then calls the step unknown and asks a person.
 """
 
 from __future__ import annotations
@@ -108,6 +110,8 @@ def _create(path: Path, entry: Entry, store: BlobStore) -> None:
     if entry.type == "dir":
         if not path.is_dir() or path.is_symlink():
             path.mkdir(mode=0o700)
+            if entry.mode is not None and entry.mode & 0o700 == 0o700:
+                os.chmod(path, entry.mode)  # final at once: a crash leaves a recorded state
     elif entry.type == "symlink":
         assert entry.target is not None
         if os.path.lexists(path):
