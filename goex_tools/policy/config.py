@@ -47,8 +47,10 @@ class FsRule(Rule):
 
 
 class SqlRule(Rule):
-    """`kinds` of statement, `tables` (case-insensitive globs; without a `.` they match the
-    name in any schema), `databases` (globs over the URL, password hidden)."""
+    """`kinds` of statement (`other`: what cannot be classified, e.g. DO blocks, CALL),
+    `tables` (case-insensitive globs; without a `.` they match the name in any schema; a
+    statement that may write but names no visible table is held to refuse/ask table rules
+    and never allowed by one), `databases` (globs over the URL, password hidden)."""
 
     kinds: list[StatementKind] | None = None
     tables: list[str] | None = None

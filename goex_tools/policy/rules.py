@@ -192,10 +192,13 @@ def _match_fs(rule: FsRule, subject: dict[str, Any]) -> bool:
 def _match_sql(rule: SqlRule, subject: dict[str, Any]) -> bool:
     if rule.kinds is not None and subject["kind"] not in rule.kinds:
         return False
-    if rule.tables is not None and (
-        subject["table"] is None or not any(table_glob(g, subject["table"]) for g in rule.tables)
-    ):
-        return False
+    if rule.tables is not None:
+        table = subject["table"]
+        if table is None:  # a statement naming no table we can see (a DO block, CALL, ...)
+            if rule.decision == "allow" or subject["kind"] == "read":
+                return False  # may touch any table: never allowed by, always held to, a rule
+        elif not any(table_glob(g, table) for g in rule.tables):
+            return False
     return rule.databases is None or _any_glob(rule.databases, subject["database"])
 
 

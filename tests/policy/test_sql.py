@@ -167,3 +167,37 @@ def test_a_table_rule_matches_whatever_schema_qualifies_the_table(
         run_sql("UPDATE public.items SET qty = 1 WHERE id = 2", pg_url)
     assert state(pg_url)["audit_log"] == before["audit_log"]
     assert state(pg_url)["items"]["rows"][1] == [2, "pear", 1]
+
+
+def test_a_statement_naming_no_visible_table_is_held_to_table_rules(
+    pg_url: str, sqlite_journal: Journal, policy_file: MakePolicy
+) -> None:
+    """A DO block or CALL may touch any table: refuse/ask table rules apply, allow ones don't."""
+    seed(pg_url)
+    run_sql("CREATE PROCEDURE purge() LANGUAGE sql AS 'DELETE FROM audit_log'", pg_url)
+    gate = policy_file(
+        "default: allow\nirreversible: allow\nsql:\n  rules:\n"
+        '    - {name: audit, tables: ["audit_*"], decision: refuse}\n'
+    )
+    before = state(pg_url)
+    with goex.run("agent", journal=sqlite_journal, gate=gate) as run:
+        for sql in ("DO $$ BEGIN DELETE FROM audit_log; END $$", "CALL purge()"):
+            with pytest.raises(ActionRefused, match="rule 'audit'"):
+                run_sql(sql, pg_url)
+        run_sql("SELECT 1", pg_url)  # a read naming no table is not held to it
+    assert state(pg_url) == before
+    only_items = policy_file(
+        "default: refuse\nirreversible: allow\nsql:\n  rules:\n"
+        '    - {tables: ["items"], decision: allow}\n'
+    )
+    with (
+        goex.run("agent", journal=sqlite_journal, gate=only_items),
+        pytest.raises(ActionRefused, match="rule 'default'"),
+    ):
+        run_sql("CALL purge()", pg_url)
+    assert state(pg_url) == before
+    assert [s.status.value for s in sqlite_journal.steps(run.id)] == [
+        "refused",
+        "refused",
+        "applied",
+    ]
