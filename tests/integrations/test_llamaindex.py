@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from llama_index.core.agent.workflow import FunctionAgent
+from llama_index.core.agent.workflow import AgentWorkflow, FunctionAgent, ReActAgent
 from llama_index.core.tools import FunctionTool
 from llama_index.tools.goex import (
     GoexSpanHandler,
@@ -48,10 +50,12 @@ def handler(journal: Journal) -> Iterator[GoexSpanHandler]:
 
 
 def run_agent(script: list, tools: list) -> str:  # type: ignore[type-arg]
-    agent = FunctionAgent(tools=tools, llm=scripted_llm(script))
+    return run(FunctionAgent(tools=tools, llm=scripted_llm(script)))
 
+
+def run(workflow: Any) -> str:
     async def go() -> str:
-        return str(await agent.run("edit the workspace"))
+        return str(await workflow.run("edit the workspace"))
 
     return asyncio.run(go())
 
@@ -221,4 +225,74 @@ def test_concurrent_agent_runs_and_parallel_calls_keep_their_own_steps(
     assert_runs_kept_apart(journal, handler.run_ids)
     for run_id in handler.run_ids:
         goex.rollback(run_id, journal=journal)
+    assert manifest(workspace) == before
+
+
+def test_a_multi_agent_workflow_with_a_handoff_rolls_back_whole(
+    journal: Journal, handler: GoexSpanHandler, workspace: Path
+) -> None:
+    """AgentWorkflow: one run for both agents; the handoff changes nothing, so it does not
+    stand in the rollback's way."""
+    before = manifest(workspace)
+    notes, report = str(workspace / "notes.txt"), str(workspace / "report.txt")
+    writer = FunctionAgent(
+        name="writer",
+        description="writes reports",
+        tools=[goex_function_tool(write_text)],
+        llm=scripted_llm(
+            [
+                [("write_text", {"path": report, "text": "summary\n"})],
+                [("handoff", {"to_agent": "appender", "reason": "notes are theirs"})],
+            ]
+        ),
+        can_handoff_to=["appender"],
+    )
+    appender = FunctionAgent(
+        name="appender",
+        description="appends notes",
+        tools=[reversible_function_tool(add_line, undo=drop_last_line)],
+        llm=scripted_llm([[("add_line", {"path": notes, "line": "second line"})], "done"]),
+    )
+    assert run(AgentWorkflow(agents=[writer, appender], root_agent="writer")) == "done"
+    assert len(handler.run_ids) == 1
+    run_id = handler.run_ids[0]
+    handoff = {"to_agent": "appender", "reason": "notes are theirs"}
+    assert_tool_calls(
+        journal,
+        run_id,
+        [
+            ("write_text", Reversibility.CONTAINER, {"path": report, "text": "summary\n"}),
+            ("handoff", Reversibility.NO_EFFECT, handoff),
+            ("add_line", Reversibility.CONTAINER, {"path": notes, "line": "second line"}),
+        ],
+        leaves=["write_text", "add_line"],
+    )
+    goex.rollback(run_id, journal=journal)
+    assert manifest(workspace) == before
+    assert_compensated_once(journal, run_id)
+
+
+@pytest.mark.filterwarnings("ignore:is_running called from within a step")  # ReActAgent's own
+def test_a_react_agent_run_rolls_back(
+    journal: Journal, handler: GoexSpanHandler, workspace: Path
+) -> None:
+    """ReActAgent: tool calls parsed from the model's text, journaled the same way."""
+    before = manifest(workspace)
+    report = str(workspace / "report.txt")
+    call = json.dumps({"path": report, "text": "react\n"})
+    script = [
+        f"Thought: I need to write the report.\nAction: write_text\nAction Input: {call}",
+        "Thought: I can answer without using any more tools.\nAnswer: done",
+    ]
+    agent = ReActAgent(tools=[goex_function_tool(write_text)], llm=scripted_llm(script))
+    assert run(agent) == "done"
+    (run_id,) = handler.run_ids
+    assert_tool_calls(
+        journal,
+        run_id,
+        [("write_text", Reversibility.CONTAINER, {"path": report, "text": "react\n"})],
+        leaves=["write_text"],
+    )
+    assert (workspace / "report.txt").read_text() == "react\n"
+    goex.rollback(run_id, journal=journal)
     assert manifest(workspace) == before

@@ -20,7 +20,7 @@ from typing import Any
 from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
 from llama_index.core.instrumentation.span import SimpleSpan
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
-from llama_index.core.tools import BaseTool, ToolOutput
+from llama_index.core.tools import BaseTool, FunctionTool, ToolOutput
 from pydantic import PrivateAttr
 
 from goex_tools.journal import Journal
@@ -39,7 +39,8 @@ class GoexSpanHandler(TrackedRuns, BaseSpanHandler[SimpleSpan]):
 
     - `journal`: a Journal or URL (default: GOEX_JOURNAL_URL or .goex/journal.db).
     - `gate`: decides on every goex tool's proposal (policy, approval).
-    - `read_only_tools`: names of non-goex tools that change nothing (retrievers, lookups).
+    - `read_only_tools`: names of non-goex tools that change nothing (retrievers, lookups);
+      AgentWorkflow's `handoff` tool is always taken as one.
     """
 
     _tracker: RunTracker = PrivateAttr()
@@ -142,7 +143,9 @@ class GoexSpanHandler(TrackedRuns, BaseSpanHandler[SimpleSpan]):
 
         if is_goex_tool(tool):
             return ToolKind.JOURNALED
-        return ToolKind.READ_ONLY if name in self._read_only else ToolKind.OPAQUE
+        if name in self._read_only or _is_handoff(tool):
+            return ToolKind.READ_ONLY
+        return ToolKind.OPAQUE
 
 
 _installed: list[GoexSpanHandler] = []
@@ -151,6 +154,15 @@ _installed: list[GoexSpanHandler] = []
 def installed_handlers() -> list[GoexSpanHandler]:
     """The handlers installed in this process, newest last."""
     return list(_installed)
+
+
+def _is_handoff(tool: BaseTool) -> bool:
+    """AgentWorkflow's own `handoff` tool: it only passes control to another agent."""
+    try:
+        from llama_index.core.agent.workflow.multi_agent_workflow import handoff
+    except ImportError:  # a LlamaIndex without multi-agent workflows
+        return False
+    return isinstance(tool, FunctionTool) and tool.real_fn is handoff
 
 
 def _inputs(bound_args: inspect.BoundArguments) -> dict[str, Any]:
