@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from goex_tools import Journal
 from goex_tools.policy import Policy
+from tests.http.service import Service
 
 
 @pytest.fixture
@@ -56,3 +57,11 @@ def mysql_url() -> Iterator[str]:
     with admin.begin() as conn:
         conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
     admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def service() -> Iterator[Service]:
+    """The real CRUD service of the HTTP tests, on 127.0.0.1."""
+    running = Service().start()
+    yield running
+    running.stop()

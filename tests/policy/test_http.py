@@ -4,7 +4,7 @@ URL and path globs, approval of irreversible calls, and the HTTP-call budget."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -35,13 +35,6 @@ http:
     - paths: ["/emails"]
       decision: ask
 """
-
-
-@pytest.fixture(scope="module")
-def service() -> Iterator[Service]:
-    running = Service().start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture

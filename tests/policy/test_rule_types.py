@@ -9,7 +9,7 @@ the journal to see which rule decided.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,13 +129,6 @@ OUTCOMES = {  # verdict in the file, the approver's answer -> (effect happened, 
     "ask-approved": ("ask", True, True),
     "ask-refused": ("ask", False, False),
 }
-
-
-@pytest.fixture(scope="module")
-def service() -> Iterator[Service]:
-    running = Service().start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture
