@@ -127,18 +127,18 @@ def sql_subjects(tool: str, predicted: dict[str, Any]) -> list[dict[str, Any]]:
 
 def http_subject(tool: str, predicted: dict[str, Any]) -> dict[str, Any]:
     """The request as the server will see it: the client (httpx) drops `.`/`..` segments and
-    lowercases scheme and host, and the server decodes `%xx`; so `/items/../emails` and
-    `/%65mails` are matched as `/emails`, and cannot slip past a rule on `/emails`."""
+    lowercases scheme and host (and a host's final dot means nothing), and the server decodes
+    `%xx`; so `/items/../emails` and `/%65mails` are matched as `/emails`, and cannot slip
+    past a rule on `/emails`."""
     subject = {"tool": tool, **predicted}
     try:
         url = httpx.URL(str(predicted.get("url") or ""))
     except (httpx.InvalidURL, TypeError):
         return subject
+    host = url.host.rstrip(".")  # `evil.com.` is `evil.com`
     port = f":{url.port}" if url.port is not None else ""
     query = f"?{url.query.decode()}" if url.query else ""
-    subject.update(
-        host=url.host, path=url.path, url=f"{url.scheme}://{url.host}{port}{url.path}{query}"
-    )
+    subject.update(host=host, path=url.path, url=f"{url.scheme}://{host}{port}{url.path}{query}")
     return subject
 
 

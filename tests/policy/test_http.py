@@ -121,6 +121,7 @@ def test_paths_and_urls_are_matched_as_the_server_will_see_them(
         "default: refuse\nirreversible: allow\nhttp:\n  rules:\n"
         '    - {paths: ["/items*"], urls: ["http://127.0.0.1:*/items*"], decision: allow}\n'
         '    - {name: no-email, paths: ["/emails"], decision: refuse}\n'
+        '    - {name: not-this-host, hosts: ["LOCALHOST"], decision: refuse}\n'
     )
     base = service.url
     with goex.run("agent", journal=sqlite_journal, gate=gate) as run:
@@ -128,6 +129,8 @@ def test_paths_and_urls_are_matched_as_the_server_will_see_them(
             with pytest.raises(ActionRefused, match="rule 'no-email'"):
                 api.request("POST", url, json={"to": "all", "subject": "spam"})
         api.request("POST", f"{base.replace('http', 'HTTP')}/x/../items", json={"name": "ok"})
+        with pytest.raises(ActionRefused, match="rule 'not-this-host'"):
+            api.request("GET", f"{base.replace('127.0.0.1', 'localhost.')}/items")
     assert world(service)["emails"] == []
     assert [i["name"] for i in world(service)["items"]] == ["ok"]
     assert [s.status.value for s in sqlite_journal.steps(run.id)][:3] == ["refused"] * 3
