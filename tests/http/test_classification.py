@@ -18,7 +18,8 @@ from goex_tools import (
     StepStatus,
 )
 from goex_tools.domains.http import HttpCall, HttpTool, InvalidHttpCall, UndoCall, UndoRules, revert
-from tests.http.conftest import AUTH, state
+from goex_tools.policy import LLMUndoProposer, Policy, PolicyConfig
+from tests.http.conftest import AUTH, registered_rules, state
 from tests.http.service import Service
 
 
@@ -164,3 +165,40 @@ def test_an_unverified_llm_undo_leaves_the_call_irreversible(
         "no registered pair or OpenAPI operation covers PUT /items/9; "
         "the proposed undo (http.revert) was not verified"
     ]
+
+
+class ScriptedModel:
+    """A chat model that answers with a fixed undo and records what it was asked."""
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+        self.asked: list[Any] = []
+
+    def invoke(self, messages: Any) -> str:
+        self.asked.append(messages)
+        return self.reply
+
+
+def test_the_policy_gate_leaves_an_uncovered_call_irreversible_without_a_tested_undo(
+    service: Service, sqlite_journal: Journal
+) -> None:
+    """The policy's LLM-undo path has no test-bed for REST calls: an uncovered POST is not
+    given an untested undo, so `irreversible: refuse` refuses it before anything is sent;
+    a call a registered pair covers passes and is undone."""
+    model = ScriptedModel(f'{{"undo": "DELETE {service.url}/items/1", "explanation": "x"}}')
+    gate = Policy(
+        PolicyConfig(default="allow", irreversible="refuse"),
+        undo_proposer=LLMUndoProposer(model),
+    )
+    base = service.url
+    covered = HttpTool(registered_rules(base))
+    with goex.run(journal=sqlite_journal, gate=gate) as run:
+        with pytest.raises(ActionRefused, match="http_request cannot be undone"):
+            HttpTool().request("POST", f"{base}/items", AUTH, {"name": "x"})
+        assert service.state.requests == []
+        covered.request("POST", f"{base}/items", AUTH, {"name": "kept"})
+    steps = sqlite_journal.steps(run.id)
+    assert [s.status for s in steps] == [StepStatus.REFUSED, StepStatus.APPLIED]
+    assert steps[0].compensation is None
+    goex.rollback(run.id, journal=sqlite_journal)
+    assert state(service)["items"] == []
