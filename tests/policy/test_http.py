@@ -134,3 +134,41 @@ def test_paths_and_urls_are_matched_as_the_server_will_see_them(
     assert world(service)["emails"] == []
     assert [i["name"] for i in world(service)["items"]] == ["ok"]
     assert [s.status.value for s in sqlite_journal.steps(run.id)][:3] == ["refused"] * 3
+
+
+@pytest.mark.parametrize(
+    ("mode", "asked"),
+    [
+        ("auto", []),
+        ("confirm-irreversible", ["/emails"]),
+        ("confirm-all", ["/items", "/items", "/emails"]),
+    ],
+)
+def test_approval_modes_over_real_calls(
+    api: HttpTool,
+    service: Service,
+    sqlite_journal: Journal,
+    policy_file: MakePolicy,
+    mode: str,
+    asked: list[str],
+) -> None:
+    """The hook sees each call it must confirm, with its predicted effect and its undo."""
+    requests: list[ApprovalRequest] = []
+
+    def approve(request: ApprovalRequest) -> bool:
+        requests.append(request)
+        return True
+
+    gate = policy_file(f"default: allow\nirreversible: allow\napproval: {mode}\n", approver=approve)
+    with goex.run("agent", journal=sqlite_journal, gate=gate):
+        api.request("POST", f"{service.url}/items", json={"name": "pen"})
+        api.request("GET", f"{service.url}/items")
+        api.request("POST", f"{service.url}/emails", json={"to": "a", "subject": "b"})
+    assert [r.predicted["path"] for r in requests] == asked
+    for request in requests:
+        undo = "none: this action cannot be undone" if request.irreversible else "undo:"
+        assert undo in request.describe()
+        assert (request.compensation is None) is (
+            request.irreversible or request.predicted["method"] == "GET"
+        )
+    assert len(world(service)["emails"]) == 1
