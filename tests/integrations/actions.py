@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from langchain.tools import ToolRuntime
 from langchain_core.tools import tool
 
 from goex_tools import reversible
@@ -88,3 +89,11 @@ async def add_line_async(path: str, line: str) -> str:
 async def append_line_async(path: str, line: str) -> str:
     """Append one line to a text file (an async-only tool)."""
     return await add_line_async(path, line)
+
+
+@tool
+def append_signed(path: str, line: str, runtime: ToolRuntime) -> str:
+    """Append one line, signed with the id of the tool call (LangChain injects `runtime`)."""
+    with Path(path).open("a") as fh:
+        fh.write(f"{line} ({runtime.tool_call_id})\n")
+    return f"appended to {path}"

@@ -16,6 +16,7 @@ from goex_tools import Journal, Reversibility, RunStatus, StepStatus
 from tests.integrations.actions import (
     append_line,
     append_line_async,
+    append_signed,
     drop_last_line,
     read_text,
     write_text,
@@ -333,4 +334,26 @@ def test_concurrent_async_invocations_and_parallel_calls_keep_their_own_steps(
     assert_runs_kept_apart(journal, handler.run_ids)
     for run_id in handler.run_ids:
         goex.rollback(run_id, journal=journal)
+    assert manifest(workspace) == before
+
+
+def test_a_tool_with_injected_arguments_made_reversible(journal: Journal, workspace: Path) -> None:
+    """The runtime LangChain injects reaches the tool; the journal and the undo get only what
+    the model asked for."""
+    before = manifest(workspace)
+    notes = str(workspace / "notes.txt")
+    handler = GoexCallbackHandler(journal=journal)
+    script = [[("append_signed", {"path": notes, "line": "second line"})], "done"]
+    tools = [reversible_tool(append_signed, undo=drop_last_line)]
+    create_agent(ScriptedChatModel(script=script), tools=tools).invoke(
+        {"messages": [("user", "go")]}, config={"callbacks": [handler]}
+    )
+    assert (workspace / "notes.txt").read_text() == "first line\nsecond line (call_1_0)\n"
+    run_id = handler.last_run_id
+    assert run_id is not None
+    steps = journal.steps(run_id)
+    assert [(s.status, s.inputs) for s in steps] == [
+        (StepStatus.APPLIED, {"path": notes, "line": "second line"})
+    ] * 2
+    goex.rollback(run_id, journal=journal)
     assert manifest(workspace) == before

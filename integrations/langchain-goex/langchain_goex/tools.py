@@ -93,7 +93,8 @@ def reversible_tool(
     - `undo`: an importable function, or a registered compensation kind, reversing a call;
       `None` journals the tool as irreversible (so policy can refuse it).
     - `before(**tool_args)`: state captured before the call; its dict becomes the undo's
-      keyword arguments (default: the tool's own arguments).
+      keyword arguments (default: the tool's own arguments). Arguments LangChain injects
+      (`ToolRuntime`, `InjectedToolArg`, state) reach the tool but are not journaled.
     - `after(result, undo_kwargs)`: refines the undo's arguments from the result (an id).
     - `probe(**undo_kwargs)`: after a crash, says whether the call happened (True/False/None).
     """
@@ -106,9 +107,11 @@ def reversible_tool(
     )
     check_undo(undo, probe)
 
+    given = _model_arguments(tool)
+
     def journaled(tool_args: JSONDict) -> Any:
         return undoable_call(
-            tool.name, tool_args, undo=undo, before=before, after=after, probe=probe
+            tool.name, given(tool_args), undo=undo, before=before, after=after, probe=probe
         )
 
     def call(*, callbacks: Callbacks = None, **tool_args: Any) -> Any:
@@ -135,6 +138,17 @@ def reversible_tool(
         tags=tool.tags,
     )
     return wrapper
+
+
+def _model_arguments(tool: BaseTool) -> Callable[[JSONDict], JSONDict]:
+    """The arguments of a call the model gave (its tool-call schema), not those LangChain
+    injects: these are runtime objects, neither journaled nor handed to an undo."""
+    schema = tool.tool_call_schema
+    if isinstance(schema, dict):
+        names = frozenset(schema.get("properties", {}))
+    else:
+        names = frozenset(schema.model_fields)
+    return lambda arguments: {k: v for k, v in arguments.items() if k in names}
 
 
 @contextmanager
