@@ -300,3 +300,16 @@ def test_a_secret_that_cannot_go_in_a_header_fails_clearly_and_unchained(
     assert service.state.requests == []
     assert [s.status for s in sqlite_journal.steps(run.id)] == [StepStatus.FAILED]
     assert value not in journal_text(sqlite_journal)
+
+
+def test_a_binding_to_host_and_port_holds_for_the_schemes_default_port() -> None:
+    env = {"GOEX_SECRET_SVC": "svc-0123456789", "GOEX_SECRET_SVC_HOSTS": "api.example.com:443"}
+    api = HttpTool(secrets=SecretStore([EnvSource(env)]))
+    header = {"Authorization": "Bearer {{secret:svc}}"}
+    for url in ("https://api.example.com/x", "https://api.example.com:443/x"):
+        assert api.classify("POST", url, header).predicted["host"] == "api.example.com"
+    for url in ("http://api.example.com/x", "https://api.example.com:8443/x"):
+        with pytest.raises(SecretNotAllowed, match=r"bound to api\.example\.com:443"):
+            api.classify("POST", url, header)
+    with pytest.raises(InvalidHttpCall, match="bad port"):
+        api.classify("GET", "https://api.example.com:99999/x", header)

@@ -11,6 +11,7 @@ from goex_tools.secrets import PLACEHOLDER
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 METHODS = SAFE_METHODS | {"POST", "PUT", "PATCH", "DELETE"}
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class HttpCall(BaseModel):
@@ -39,6 +40,10 @@ class HttpCall(BaseModel):
             raise ValueError("url must be an absolute http:// or https:// URL")
         if PLACEHOLDER.search(parts.netloc):
             raise ValueError("a secret placeholder cannot stand in the host part of the url")
+        try:
+            parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
+        except ValueError as exc:
+            raise ValueError(f"url has a bad port: {exc}") from None
         return url
 
     @property
@@ -46,8 +51,11 @@ class HttpCall(BaseModel):
         return urlsplit(self.url).hostname or ""
 
     @property
-    def port(self) -> int | None:
-        return urlsplit(self.url).port
+    def port(self) -> int:
+        """The port the call goes to: the URL's, or its scheme's default (a secret bound to
+        `host:443` may go to `https://host/`)."""
+        parts = urlsplit(self.url)
+        return parts.port if parts.port is not None else DEFAULT_PORTS[parts.scheme]
 
     @property
     def path(self) -> str:
