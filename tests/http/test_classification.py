@@ -21,6 +21,7 @@ from goex_tools.domains.http import HttpCall, HttpTool, InvalidHttpCall, UndoCal
 from goex_tools.policy import LLMUndoProposer, Policy, PolicyConfig
 from tests.http.conftest import AUTH, registered_rules, state
 from tests.http.service import Service
+from tests.policy.models import undo_model
 
 
 class RecordingGate:
@@ -167,25 +168,13 @@ def test_an_unverified_llm_undo_leaves_the_call_irreversible(
     ]
 
 
-class ScriptedModel:
-    """A chat model that answers with a fixed undo and records what it was asked."""
-
-    def __init__(self, reply: str) -> None:
-        self.reply = reply
-        self.asked: list[Any] = []
-
-    def invoke(self, messages: Any) -> str:
-        self.asked.append(messages)
-        return self.reply
-
-
 def test_the_policy_gate_leaves_an_uncovered_call_irreversible_without_a_tested_undo(
     service: Service, sqlite_journal: Journal
 ) -> None:
     """The policy's LLM-undo path has no test-bed for REST calls: an uncovered POST is not
     given an untested undo, so `irreversible: refuse` refuses it before anything is sent;
     a call a registered pair covers passes and is undone."""
-    model = ScriptedModel(f'{{"undo": "DELETE {service.url}/items/1", "explanation": "x"}}')
+    model, _ = undo_model(f'{{"undo": "DELETE {service.url}/items/1", "explanation": "x"}}')
     gate = Policy(
         PolicyConfig(default="allow", irreversible="refuse"),
         undo_proposer=LLMUndoProposer(model),
