@@ -357,3 +357,41 @@ def test_a_tool_with_injected_arguments_made_reversible(journal: Journal, worksp
     ] * 2
     goex.rollback(run_id, journal=journal)
     assert manifest(workspace) == before
+
+
+class RefusePlainTools:
+    def decide(self, proposal: goex.Proposal, run: goex.RunContext) -> goex.Decision:
+        if proposal.reversibility is Reversibility.IRREVERSIBLE:
+            return goex.Decision(allowed=False, rule="undoable-only", reason="cannot be undone")
+        return goex.Decision(allowed=True)
+
+
+def test_a_refused_plain_tool_does_not_run_and_stops_the_agent(
+    journal: Journal, workspace: Path
+) -> None:
+    """A plain tool is refused from the callback, before LangChain runs it: the refusal ends
+    the invocation (wrap the tool with `reversible_tool(..., undo=None)` to let the model
+    hear it instead)."""
+    before = manifest(workspace)
+    handler = GoexCallbackHandler(journal=journal, gate=RefusePlainTools())
+    notes = str(workspace / "notes.txt")
+    script = [[("append_line", {"path": notes, "line": "x"})], "never reached"]
+    agent = create_agent(ScriptedChatModel(script=script), tools=[append_line])
+    with pytest.raises(goex.ActionRefused, match="cannot be undone"):
+        agent.invoke({"messages": [("user", "go")]}, config={"callbacks": [handler]})
+    run_id = handler.last_run_id
+    assert run_id is not None and journal.get_run(run_id).status is RunStatus.FAILED
+    assert [(s.tool, s.status) for s in journal.steps(run_id)] == [
+        ("append_line", StepStatus.REFUSED)
+    ]
+    assert manifest(workspace) == before
+
+    handler = GoexCallbackHandler(journal=journal, gate=RefusePlainTools())
+    wrapped = reversible_tool(append_line, undo=None)
+    script = [[("append_line", {"path": notes, "line": "x"})], "understood"]
+    agent = create_agent(ScriptedChatModel(script=script), tools=[wrapped])
+    result = agent.invoke({"messages": [("user", "go")]}, config={"callbacks": [handler]})
+    answer = next(m for m in result["messages"] if m.type == "tool")
+    assert answer.status == "error" and "cannot be undone" in answer.content
+    assert result["messages"][-1].content == "understood"
+    assert manifest(workspace) == before
