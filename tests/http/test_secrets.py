@@ -313,3 +313,18 @@ def test_a_binding_to_host_and_port_holds_for_the_schemes_default_port() -> None
             api.classify("POST", url, header)
     with pytest.raises(InvalidHttpCall, match="bad port"):
         api.classify("GET", "https://api.example.com:99999/x", header)
+
+
+def test_a_secret_in_the_url_of_a_host_that_does_not_resolve_stays_out_of_the_error(
+    sqlite_journal: Journal, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    host = "goex-tools-test.invalid"  # `.invalid` never resolves (RFC 6761)
+    monkeypatch.setenv("GOEX_SECRET_ITEMS", TOKEN)
+    monkeypatch.setenv("GOEX_SECRET_ITEMS_HOSTS", host)
+    caplog.set_level(logging.DEBUG)
+    with goex.run(journal=sqlite_journal), pytest.raises(HttpUnreachable) as failure:
+        HttpTool(timeout=5).request("GET", f"http://{host}/x?key={{{{secret:items}}}}", AUTH)
+    assert str(failure.value).startswith(f"GET http://{host}/x?key={{{{secret:items}}}} failed")
+    shown = "".join(traceback.format_exception(failure.value)) + repr(failure.value)
+    assert TOKEN not in shown and TOKEN not in caplog.text
+    assert TOKEN not in journal_text(sqlite_journal)
