@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+import goex_tools as goex
 from goex_tools import Journal
 from goex_tools.domains.sql.statements import split
 
@@ -77,6 +78,14 @@ INSERT INTO tags VALUES ('x', 1), ('x', 1), ('y', 2);
 """
 
 Dump = dict[str, list[tuple[Any, ...]]]
+
+
+class RefuseIrreversible:
+    """A gate that refuses what cannot be undone (the policy the issue asks to be possible)."""
+
+    def decide(self, proposal: goex.Proposal, run: goex.RunContext) -> goex.Decision:
+        ok = proposal.reversibility is not goex.Reversibility.IRREVERSIBLE
+        return goex.Decision(allowed=ok, rule="no-irreversible", reason="cannot be undone")
 
 
 def dump_all(url: str) -> Dump:

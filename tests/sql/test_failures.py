@@ -15,7 +15,7 @@ import goex_tools as goex
 from goex_tools import Journal, RetryPolicy, Reversibility, RollbackFailed, StepStatus
 from goex_tools.domains.sql import InvalidSql, register_database, run_sql
 from goex_tools.domains.sql.changes import ChangeSummary
-from tests.sql.conftest import dump_all
+from tests.sql.conftest import RefuseIrreversible, dump_all
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = RetryPolicy(attempts=2, initial_wait=0.01, max_wait=0.02)
@@ -31,12 +31,12 @@ FAST = RetryPolicy(attempts=2, initial_wait=0.01, max_wait=0.02)
     ],
 )
 def test_malformed_sql_is_refused_before_anything_runs(
-    sqlite_url: str, journal: Journal, sql: str
+    db_url: str, journal: Journal, sql: str
 ) -> None:
-    before = dump_all(sqlite_url)
+    before = dump_all(db_url)
     with goex.run("bad", journal=journal) as run, pytest.raises(InvalidSql):
-        run_sql(sql, sqlite_url)
-    assert dump_all(sqlite_url) == before
+        run_sql(sql, db_url)
+    assert dump_all(db_url) == before
     assert journal.steps(run.id) == []
 
 
@@ -103,11 +103,6 @@ def test_ddl_is_declared_irreversible_before_it_runs(db_url: str, journal: Journ
     assert proposal.predicted["statements"] == [
         {"sql": "ALTER TABLE tags ADD COLUMN note text", "kind": "ddl", "tables": ["tags"]}
     ]
-
-    class RefuseIrreversible:
-        def decide(self, proposal: goex.Proposal, run: goex.RunContext) -> goex.Decision:
-            ok = proposal.reversibility is not Reversibility.IRREVERSIBLE
-            return goex.Decision(allowed=ok, rule="no-irreversible", reason="cannot be undone")
 
     before = dump_all(db_url)
     with goex.run("refused", journal=journal, gate=RefuseIrreversible()) as run:

@@ -222,7 +222,13 @@ def _compensation(how: Plan, args: JSONDict) -> Compensation:
 
 
 def _reversible(ref: DatabaseRef, statements: list[Statement], mechanism: str, kind: str) -> Plan:
-    note = f"reversible by {mechanism}: every row the transaction changes is recorded"
+    note = (
+        f"reversible by {mechanism}: every row the transaction changes is recorded, in every "
+        f"table (ON DELETE cascades, rows written by triggers, generated keys included); "
+        f"effects outside the database (a trigger's NOTIFY or external call) are not"
+    )
+    if ref.dialect == "postgresql":
+        note += "; sequence numbers taken are not given back (sequences are not transactional)"
     return Plan(
         ref=ref,
         statements=statements,
