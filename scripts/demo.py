@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import uuid
+import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -242,7 +243,9 @@ def make_agent(model: Any, tools: list[Any], world: DemoWorld) -> Any:
     except ImportError:
         from langgraph.prebuilt import create_react_agent
 
-        return create_react_agent(model, tools, prompt=prompt)
+        with warnings.catch_warnings():  # "moved to langchain.agents": the same loop
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return create_react_agent(model, tools, prompt=prompt)
     return create_agent(model, tools, system_prompt=prompt)
 
 

@@ -8,11 +8,13 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+import goex_tools as goex
 from tests.integrations.conftest import REPO, load_demo
 from tests.integrations.openai_server import ScriptedOpenAIServer
 
@@ -96,3 +98,27 @@ def test_an_openai_compatible_url_alone_needs_no_key(monkeypatch: pytest.MonkeyP
     assert type(demo.chat_model(world, scripted=True)).__name__ == "ScriptedChatModel"
     monkeypatch.delenv("OPENAI_BASE_URL")
     assert type(demo.chat_model(world)).__name__ == "ScriptedChatModel"
+
+
+def test_without_langchain_the_demo_runs_langgraphs_agent(
+    world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bash scripts/demo.sh` installs langgraph but maybe not `langchain`: the demo then
+    uses LangGraph's prebuilt loop, without a deprecation warning in the user's face."""
+    from langchain_goex import GoexCallbackHandler, GoexToolkit, ScriptedChatModel
+
+    demo = load_demo()
+    monkeypatch.setitem(sys.modules, "langchain.agents", None)  # import fails
+    tools = GoexToolkit(workspace=world.workspace, database=world.database, http=world.http)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        agent = demo.make_agent(ScriptedChatModel(script=world.script()), tools.get_tools(), world)
+    assert type(agent).__name__ == "CompiledStateGraph"
+    before = world.snapshot()
+    handler = GoexCallbackHandler(journal=world.journal)
+    agent.invoke({"messages": [("user", demo.TASK)]}, {"callbacks": [handler]})
+    run_id = handler.last_run_id
+    assert run_id is not None and world.snapshot() != before
+    assert len([s for s in world.journal.steps(run_id) if s.parent_id]) == 7
+    goex.rollback(run_id, journal=world.journal)
+    assert world.snapshot() == before
