@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langchain.agents import create_agent
@@ -394,4 +395,48 @@ def test_a_refused_plain_tool_does_not_run_and_stops_the_agent(
     answer = next(m for m in result["messages"] if m.type == "tool")
     assert answer.status == "error" and "cannot be undone" in answer.content
     assert result["messages"][-1].content == "understood"
+    assert manifest(workspace) == before
+
+
+def test_an_interrupted_and_resumed_invocation_is_two_runs_of_one_thread(
+    journal: Journal, workspace: Path
+) -> None:
+    """Human in the loop (`HumanInTheLoopMiddleware`): the invocation that stops for approval
+    and the one that resumes are journaled as two runs, each rolled back on its own."""
+    from langchain.agents.middleware import HumanInTheLoopMiddleware
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.types import Command
+
+    before = manifest(workspace)
+    report, keep = str(workspace / "report.txt"), str(workspace / "keep.txt")
+    script = [
+        [("write_text", {"path": report, "text": "draft\n"})],
+        [("write_text_strictly", {"path": keep, "text": "approved\n"})],
+        "done",
+    ]
+    agent = create_agent(
+        ScriptedChatModel(script=script),
+        tools=[goex_tool(write_text), goex_tool(write_text_strictly)],
+        middleware=[HumanInTheLoopMiddleware(interrupt_on={"write_text_strictly": True})],
+        checkpointer=InMemorySaver(),
+    )
+    handler = GoexCallbackHandler(journal=journal)
+    config: Any = {"callbacks": [handler], "configurable": {"thread_id": "conversation-1"}}
+    paused = agent.invoke({"messages": [("user", "go")]}, config=config)
+    assert "__interrupt__" in paused and (workspace / "keep.txt").read_text() == "original\n"
+    first = handler.last_run_id
+    assert first is not None and journal.get_run(first).status is RunStatus.COMPLETED
+    drafted = manifest(workspace)
+
+    agent.invoke(Command(resume={"decisions": [{"type": "approve"}]}), config=config)
+    assert (workspace / "keep.txt").read_text() == "approved\n"
+    assert len(handler.run_ids) == 2 and handler.run_ids[0] == first
+    second = handler.run_ids[1]
+    for run_id in (first, second):
+        assert journal.get_run(run_id).metadata["thread_id"] == "conversation-1"
+    assert [s.tool for s in journal.steps(second) if s.parent_id] == ["write_text_strictly"]
+
+    goex.rollback(second, journal=journal)  # the approved write only
+    assert manifest(workspace) == drafted
+    goex.rollback(first, journal=journal)
     assert manifest(workspace) == before

@@ -4,7 +4,9 @@ The root run of an invocation (an agent graph, a chain, a lone tool) becomes a g
 the same id, so `goex.rollback(str(root_run_id))` undoes the whole invocation and
 `goex.rollback(..., steps=N)` its last N effects, in the order the tools were called.
 Each tool call is a step whose id is the tool's LangChain run id; see `goex_tools.tracker` for
-how goex tools, read-only tools and other tools are journaled.
+how goex tools, read-only tools and other tools are journaled. An invocation resumed after an
+interrupt (human in the loop) is a new invocation, so a run of its own; both carry the
+LangGraph `thread_id` in their metadata.
 """
 
 from __future__ import annotations
@@ -58,11 +60,11 @@ class GoexCallbackHandler(TrackedRuns, BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        about: dict[str, Any] = {"tags": tags or []}
+        if metadata and metadata.get("thread_id") is not None:  # a LangGraph conversation
+            about["thread_id"] = str(metadata["thread_id"])
         self._tracker.start(
-            str(run_id),
-            _key(parent_run_id),
-            name=_name(serialized, kwargs),
-            metadata={"tags": tags or []},
+            str(run_id), _key(parent_run_id), name=_name(serialized, kwargs), metadata=about
         )
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
