@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
-from goex_tools import Journal, Reversibility, StepStatus
+import goex_tools as goex
+from goex_tools import Journal, Reversibility, RunStatus, StepStatus
+from tests.integrations.conftest import manifest
+
+Manifest = dict[str, tuple[str, int, int, str]]
 
 
 def transitions(journal: Journal, step_id: str) -> list[str]:
@@ -51,3 +56,18 @@ def assert_runs_kept_apart(journal: Journal, run_ids: list[str]) -> None:
             assert effect.parent_id is not None
             assert effect.inputs["path"] == calls[effect.parent_id].inputs["path"]
         assert len({Path(s.inputs["path"]).name[0] for s in steps}) == 1
+
+
+def assert_undo_last_then_rest(
+    journal: Journal, run_id: str | UUID, root: Path, before: Manifest, last: str
+) -> None:
+    """Rolling back the last step restores only `last` (a file the last call changed), then
+    rolling back the rest restores everything, each effect compensated once."""
+    after = manifest(root)
+    goex.rollback(run_id, steps=1, journal=journal)
+    assert manifest(root) == {**after, last: before[last]}
+    assert journal.get_run(str(run_id)).status is RunStatus.PARTIALLY_ROLLED_BACK
+    goex.rollback(run_id, journal=journal)
+    assert manifest(root) == before
+    assert journal.get_run(str(run_id)).status is RunStatus.ROLLED_BACK
+    assert_compensated_once(journal, str(run_id))

@@ -25,9 +25,9 @@ from tests.integrations.actions import (
     write_text_strictly,
 )
 from tests.integrations.checks import (
-    assert_compensated_once,
     assert_runs_kept_apart,
     assert_tool_calls,
+    assert_undo_last_then_rest,
     transitions,
 )
 from tests.integrations.conftest import manifest
@@ -83,19 +83,8 @@ def test_agent_run_is_journaled_call_by_call_and_rolls_back(
         leaves=["write_text", "append_line", "write_text"],
     )
     assert [s.domain for s in journal.steps(run_id) if s.parent_id] == ["python"] * 3
-    after = manifest(workspace)
     assert (workspace / "notes.txt").read_text() == "first line\nsecond line\n"
-
-    goex.rollback(run_id, steps=1, journal=journal)  # the last tool call only
-    expected = dict(after)
-    expected["keep.txt"] = before["keep.txt"]
-    assert manifest(workspace) == expected
-    assert journal.get_run(run_id).status is RunStatus.PARTIALLY_ROLLED_BACK
-
-    goex.rollback(run_id, journal=journal)  # then the rest
-    assert manifest(workspace) == before
-    assert journal.get_run(run_id).status is RunStatus.ROLLED_BACK
-    assert_compensated_once(journal, run_id)
+    assert_undo_last_then_rest(journal, run_id, workspace, before, last="keep.txt")
 
 
 @tool
@@ -282,15 +271,8 @@ def test_async_agent_run_is_journaled_and_rolls_back_by_its_uuid(
         ],
         leaves=["write_text", "append_line_async", "write_text"],
     )
-    after = manifest(workspace)
     assert (workspace / "notes.txt").read_text() == "first line\nsecond line\n"
-
-    goex.rollback(run_id, steps=1, journal=journal)
-    assert manifest(workspace) == {**after, "keep.txt": before["keep.txt"]}
-    goex.rollback(run_id, journal=journal)
-    assert manifest(workspace) == before
-    assert journal.get_run(str(run_id)).status is RunStatus.ROLLED_BACK
-    assert_compensated_once(journal, str(run_id))
+    assert_undo_last_then_rest(journal, run_id, workspace, before, last="keep.txt")  # the UUID
 
 
 def test_an_async_only_tool_made_reversible_refuses_a_sync_call(

@@ -15,10 +15,12 @@ from langchain_goex import GoexCallbackHandler, ScriptedChatModel, goex_tool, re
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, create_react_agent, tools_condition
 
-import goex_tools as goex
-from goex_tools import Journal, Reversibility, RunStatus
+from goex_tools import Journal, Reversibility
 from tests.integrations.actions import append_line, drop_last_line, write_text
-from tests.integrations.checks import assert_compensated_once, assert_tool_calls
+from tests.integrations.checks import (
+    assert_tool_calls,
+    assert_undo_last_then_rest,
+)
 from tests.integrations.conftest import manifest
 
 
@@ -71,10 +73,4 @@ def test_graph_run_is_journaled_and_rolls_back(
         ],
         leaves=["write_text", "append_line"],
     )
-    after = manifest(workspace)
-    goex.rollback(run_id, steps=1, journal=journal)
-    assert manifest(workspace) == {**after, "notes.txt": before["notes.txt"]}
-    goex.rollback(run_id, journal=journal)
-    assert manifest(workspace) == before
-    assert journal.get_run(str(run_id)).status is RunStatus.ROLLED_BACK
-    assert_compensated_once(journal, str(run_id))
+    assert_undo_last_then_rest(journal, run_id, workspace, before, last="notes.txt")

@@ -32,6 +32,7 @@ from tests.integrations.checks import (
     assert_compensated_once,
     assert_runs_kept_apart,
     assert_tool_calls,
+    assert_undo_last_then_rest,
     transitions,
 )
 from tests.integrations.conftest import manifest
@@ -94,14 +95,7 @@ def test_agent_run_is_journaled_call_by_call_and_rolls_back(
         ],
         leaves=["write_text", "add_line", "write_text"],
     )
-    after = manifest(workspace)
-
-    goex.rollback(run_id, steps=1, journal=journal)
-    assert manifest(workspace) == {**after, "keep.txt": before["keep.txt"]}
-    goex.rollback(run_id, journal=journal)
-    assert manifest(workspace) == before
-    assert journal.get_run(run_id).status is RunStatus.ROLLED_BACK
-    assert_compensated_once(journal, run_id)
+    assert_undo_last_then_rest(journal, run_id, workspace, before, last="keep.txt")
 
 
 def test_tool_errors_are_journaled_as_failed_and_never_compensated(
@@ -190,13 +184,7 @@ def test_async_tools_are_journaled_and_roll_back(
         leaves=["write_text", "add_line_async", "add_note"],
     )
     assert (workspace / "keep.txt").read_text() == "original\nkept\n"
-    after = manifest(workspace)
-
-    goex.rollback(run_id, steps=1, journal=journal)
-    assert manifest(workspace) == {**after, "keep.txt": before["keep.txt"]}
-    goex.rollback(run_id, journal=journal)
-    assert manifest(workspace) == before
-    assert_compensated_once(journal, run_id)
+    assert_undo_last_then_rest(journal, run_id, workspace, before, last="keep.txt")
 
 
 def test_concurrent_agent_runs_and_parallel_calls_keep_their_own_steps(
