@@ -31,6 +31,7 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
+from goex_tools.domains.sql import postgres_keys
 from goex_tools.domains.sql.changes import RowChange, conflict_report
 from goex_tools.domains.sql.databases import DatabaseRef, resolve
 from goex_tools.domains.sql.results import StatementResult, collect
@@ -177,6 +178,25 @@ def restore(args: JSONDict, force: bool) -> None:
             conflicts += table.undo_many(conn, list(group), force)
         if conflicts and not force:
             raise CompensationConflict(conflict_report(conflicts))
+        _check_foreign_keys(conn, parsed.rows, tables)
+
+
+def _check_foreign_keys(
+    conn: Connection, rows: list[LoggedRow], tables: dict[tuple[str, str], _Table]
+) -> None:
+    """Triggers were off during the undo: refuse (even forced) to leave a broken foreign key."""
+    touched = postgres_keys.touched_by(
+        (tables[(r.schema_, r.table)].name, r.op, r.old, r.new) for r in rows
+    )
+    for table in tables.values():
+        if table.name in touched:
+            touched[table.name].key = table.key
+    broken = postgres_keys.violations(conn, touched)
+    if broken:
+        raise GoexError(
+            "the undo would break a foreign key, so it was not applied (force cannot override "
+            "this): " + "; ".join(broken)
+        )
 
 
 def probe(args: JSONDict) -> EffectState:

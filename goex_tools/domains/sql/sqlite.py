@@ -182,12 +182,16 @@ def _apply_inverse(args: ChangesetArgs, force: bool, *, keep: bool) -> list[str]
     conn = connect(resolve(args.database))
     conflicts: list[str] = []
     changed_since: list[UpdatedRow] = []
+    broken_keys = False
 
     def on_conflict(reason: int, change: apsw.TableChange) -> int:
+        nonlocal broken_keys
+        if reason == apsw.SQLITE_CHANGESET_FOREIGN_KEY:
+            broken_keys = True  # keep the changes (uncommitted) to list the violations below
+            conflicts.append(_describe(reason, change))
+            return apsw.SQLITE_CHANGESET_OMIT
         if not _already_reported(change, changed_since):
             conflicts.append(_describe(reason, change))
-        if reason == apsw.SQLITE_CHANGESET_FOREIGN_KEY:
-            return apsw.SQLITE_CHANGESET_ABORT if force and keep else apsw.SQLITE_CHANGESET_OMIT
         if force and reason in (apsw.SQLITE_CHANGESET_DATA, apsw.SQLITE_CHANGESET_CONFLICT):
             return apsw.SQLITE_CHANGESET_REPLACE
         return apsw.SQLITE_CHANGESET_OMIT
@@ -195,6 +199,7 @@ def _apply_inverse(args: ChangesetArgs, force: bool, *, keep: bool) -> list[str]
     try:
         conn.execute("BEGIN IMMEDIATE")
         conn.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, 0)
+        conn.execute("PRAGMA defer_foreign_keys = ON")  # forced rows are checked at the end too
         changed_since.extend(_changed_since(conn, args.updated, conflicts))
         if args.changeset:
             apsw.Changeset.apply(
@@ -207,18 +212,37 @@ def _apply_inverse(args: ChangesetArgs, force: bool, *, keep: bool) -> list[str]
             for row in changed_since:
                 _put_row(conn, row)
         conflicts.extend(_restore_sequences(conn, args.sequences, force))
+        # COMMIT refuses deferred violations anyway; the (full) check names them, when likely
+        suspect = keep and (broken_keys or (force and bool(changed_since)))
+        violations = _foreign_key_violations(conn) if suspect else []
+        if violations or (keep and broken_keys):
+            raise GoexError(
+                "the undo would break a foreign key, so it was not applied (force cannot "
+                "override this): " + "; ".join(violations or conflicts[-3:])
+            )
         if keep and (force or not conflicts):
             conn.execute("COMMIT")
-    except apsw.AbortError:
+    except apsw.ConstraintError as exc:
         raise GoexError(
-            "the undo would break a foreign key (rows it restores reference rows that are gone): "
-            + "; ".join(conflicts[-3:])
+            f"the undo would break a constraint, so it was not applied: {exc}"
         ) from None
     finally:
         if not conn.get_autocommit():
             conn.execute("ROLLBACK")
         conn.close()
     return conflicts
+
+
+def _foreign_key_violations(conn: apsw.Connection, limit: int = 5) -> list[str]:
+    """Rows whose foreign key points at nothing, as this (uncommitted) undo would leave them."""
+    found = conn.execute("PRAGMA foreign_key_check").fetchall()
+    shown = [
+        f"{table} row (rowid {rowid}) refers to a missing {parent} row"
+        for table, rowid, parent, _ in found[:limit]
+    ]
+    if len(found) > limit:
+        shown.append(f"and {len(found) - limit} more")
+    return shown
 
 
 def _changed_since(
@@ -237,7 +261,7 @@ def _changed_since(
 
 
 def _already_reported(change: apsw.TableChange, rows: list[UpdatedRow]) -> bool:
-    if change.op != "UPDATE" or change.old is None:
+    if change.op != "UPDATE" or change.old is None or change.pk_columns is None:
         return False
     key = tuple(change.old[i] for i in sorted(change.pk_columns))
     return any(r.table == change.name and tuple(_decode(r.key).values()) == key for r in rows)
@@ -333,6 +357,11 @@ def _image(columns: list[str], values: tuple[Any, ...] | None) -> Image | None:
 
 
 def _describe(reason: int, change: apsw.TableChange) -> str:
+    if reason == apsw.SQLITE_CHANGESET_FOREIGN_KEY:  # reported once, for no row in particular
+        return (
+            f"the undo would leave {change.fk_conflicts} foreign key violation(s): rows changed "
+            f"since the step reference rows it removes, or removed rows it restores refer to"
+        )
     what = {
         apsw.SQLITE_CHANGESET_DATA: "was changed since the step",
         apsw.SQLITE_CHANGESET_NOTFOUND: "was deleted since the step",
