@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from goex_tools.errors import GoexError
 
@@ -17,8 +17,10 @@ class SandboxUnavailable(GoexError):
 class Limits(BaseModel):
     """How long a command may run, how much output is kept, and whether it may use the network."""
 
-    timeout: float = 60.0  # seconds; the whole process group is killed after it
-    output_limit: int = 64 * 1024  # bytes kept of stdout and of stderr, each
+    timeout: float = Field(
+        default=60.0, gt=0
+    )  # seconds; the whole process group is killed after it
+    output_limit: int = Field(default=64 * 1024, gt=0)  # bytes kept of stdout and of stderr, each
     network: bool = False
 
 

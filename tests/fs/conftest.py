@@ -39,6 +39,8 @@ def _row(path: Path) -> tuple[str, int, int, str, str]:
         return ("symlink", 0, 0, "", os.readlink(path))
     if stat.S_ISDIR(st.st_mode):
         return ("dir", mode, 0, "", "")
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or socket: never opened (a FIFO would block)
+        return ("special", mode, 0, "", "")
     return ("file", mode, st.st_size, hashlib.sha256(path.read_bytes()).hexdigest(), "")
 
 

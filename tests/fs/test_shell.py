@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -12,7 +13,7 @@ import pytest
 
 import goex_tools as goex
 from goex_tools import StepStatus
-from goex_tools.domains.fs import CommandTimedOut, UnsupportedFile, Workspace
+from goex_tools.domains.fs import CommandTimedOut, FsError, UnsupportedFile, Workspace
 from goex_tools.redaction import redactor
 from goex_tools.sandbox import Limits
 from tests.fs.conftest import git, git_state, manifest
@@ -282,3 +283,46 @@ def test_a_failing_command_keeps_its_changes_and_they_are_undone(
     assert (root / "half.txt").read_text() == "half\n" and not (root / "run.sh").exists()
     goex.rollback(run.id, journal=journal)
     assert manifest(root) == before
+
+
+@pytest.mark.parametrize(("limit", "value"), [("timeout", 0), ("timeout", -1)])
+def test_invalid_limits_are_refused_before_anything_runs(
+    ws: Workspace, root: Path, journal: goex.Journal, limit: str, value: float
+) -> None:
+    before = manifest(root)
+    with (
+        goex.run("limits", journal=journal) as run,
+        pytest.raises(FsError, match=f"invalid limits for run_shell.*{limit}.*nothing was run"),
+    ):
+        ws.run_shell("touch ran", **{limit: value})  # type: ignore[arg-type]
+    assert manifest(root) == before and journal.steps(run.id) == []
+
+
+def test_actions_never_walk_the_whole_workspace(
+    ws: Workspace, root: Path, journal: goex.Journal
+) -> None:
+    """A FIFO and a socket elsewhere in the tree would stop any full walk or rehash (goex
+    cannot version them); actions that do not touch them work and undo exactly."""
+    import socket
+
+    (root / "run").mkdir()
+    os.mkfifo(root / "run" / "fifo")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(root / "run" / "sock"))
+    try:
+        before = manifest(root)
+        with goex.run("partial", journal=journal) as run:
+            ws.write_file("src/new.py", "x = 1\n")
+            ws.move_path("src/pkg", "pkg")
+            ws.delete_path("empty")
+            result = ws.run_shell("sed -i s/alpha/beta/ README.md && rm -rf locked && ls run")
+        assert result.stdout == "fifo\nsock\n"
+        assert [(c.path, c.change) for c in result.changes] == [
+            ("README.md", "modified"),
+            ("locked", "deleted"),
+            ("locked/ro.txt", "deleted"),
+        ]
+        goex.rollback(run.id, journal=journal)
+        assert manifest(root) == before
+    finally:
+        server.close()

@@ -11,10 +11,12 @@ from __future__ import annotations
 import shutil
 from typing import TYPE_CHECKING
 
+from pydantic import ValidationError
+
 from goex_tools.domains.fs.apply import materialize
 from goex_tools.domains.fs.changes import effect_summary
 from goex_tools.domains.fs.compensation import restore_compensation
-from goex_tools.domains.fs.errors import CommandTimedOut, WorkspaceChanged
+from goex_tools.domains.fs.errors import CommandTimedOut, FsError, WorkspaceChanged
 from goex_tools.domains.fs.plan import plan_upper
 from goex_tools.domains.fs.results import ShellResult, changed
 from goex_tools.model import Proposal, Reversibility
@@ -43,11 +45,13 @@ def run_shell(
 
     `tentative=True` holds the changes until `keep(step_id)` or `discard(step_id)`.
     """
-    limits = ws.limits.model_copy()
-    if timeout is not None:
-        limits.timeout = timeout
-    if network is not None:
-        limits.network = network
+    chosen = {"timeout": timeout, "network": network}
+    update = {name: value for name, value in chosen.items() if value is not None}
+    try:
+        limits = Limits.model_validate(ws.limits.model_dump() | update)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise FsError(f"invalid limits for run_shell: {problems}; nothing was run") from None
     notes = ws.sandbox.notes(limits)
     if limits.network or ws.sandbox.name == "none":
         notes.append(OUTSIDE_EFFECTS)
