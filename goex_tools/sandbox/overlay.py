@@ -100,8 +100,10 @@ def mount_options(layers: Layers) -> str:
 
 def namespaced(layers: Layers, argv: list[str]) -> list[str]:
     """argv that mounts the overlay in a fresh mount namespace, then execs `argv` inside it."""
-    unshare = ["unshare", "-Urm" if unprivileged() else "-m", "--propagation", "private"]
-    unshare += ["--pid", "--fork", "--kill-child"]  # leftovers die with the command
+    # Dies with the thread that started it (a crashed agent leaves no command running over
+    # a workspace nobody records); its PID namespace takes every leftover process with it.
+    unshare = ["setpriv", "--pdeathsig", "KILL", "unshare", "-Urm" if unprivileged() else "-m"]
+    unshare += ["--propagation", "private", "--pid", "--fork", "--kill-child"]
     options = mount_options(layers)
     mount = ["sh", "-c", _MOUNT_THEN_EXEC, "goex-overlay", options, str(layers.merged)]
     return [*unshare, *mount, *argv]
@@ -109,8 +111,8 @@ def namespaced(layers: Layers, argv: list[str]) -> list[str]:
 
 def overlay_problem() -> str | None:
     """None if an overlay can be mounted in a private namespace here, else the reason."""
-    if shutil.which("unshare") is None:
-        return "`unshare` (util-linux) is not installed"
+    if shutil.which("unshare") is None or shutil.which("setpriv") is None:
+        return "`unshare` and `setpriv` (util-linux) are not installed"
     with tempfile.TemporaryDirectory(prefix="goex-overlay-check-") as tmp:
         lower = Path(tmp) / "lower"
         lower.mkdir()

@@ -1,30 +1,21 @@
-"""Running a process with a time limit and capped output, killing its whole process group.
-
-The process also dies with the thread that started it (Linux `PR_SET_PDEATHSIG`), so a crash
-of the agent's process never leaves a command running over a workspace nobody records.
-"""
+"""Running a process with a time limit and capped output, killing its whole process group."""
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import select
 import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import IO
 
 from goex_tools.redaction import redact
 from goex_tools.sandbox.base import Execution, Limits
 
 TRUNCATION_MARK = "\n[output truncated by goex: limit {limit} bytes]"
-
-_PR_SET_PDEATHSIG = 1
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
 class _CappedReader(threading.Thread):
@@ -64,7 +55,6 @@ def run_capped(
         stderr=subprocess.PIPE,
         start_new_session=True,
         env=env,
-        preexec_fn=_die_with(os.getpid()),
     )
     assert proc.stdout is not None and proc.stderr is not None
     readers = [_CappedReader(proc.stdout, limits.output_limit)]
@@ -88,18 +78,6 @@ def run_capped(
         stderr_truncated=err.truncated,
         seconds=time.monotonic() - start,
     )
-
-
-def _die_with(parent: int) -> Callable[[], None]:
-    """Run in the child before exec: be killed when the parent goes (resolved beforehand)."""
-
-    def setup() -> None:
-        if _LIBC is not None:
-            _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the parent died before the death signal was set
-            os._exit(1)
-
-    return setup
 
 
 def _wait(proc: subprocess.Popen[bytes], timeout: float) -> bool:

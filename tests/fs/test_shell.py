@@ -100,11 +100,13 @@ def test_writes_outside_the_workspace_are_stopped(
     before = manifest(root)
     command = (
         f"echo pwned > {outside}/planted; echo pwned > ../planted; touch /usr/planted; "
-        f"echo private > /tmp/goex-planted; cat /tmp/goex-planted"
+        f"echo private > /tmp/goex-planted; cat /tmp/goex-planted; "
+        f"echo shm > /dev/shm/goex-planted; echo sys > /sys/kernel/goex-planted"
     )
     with goex.run("escape", journal=journal):
         result = ws.run_shell(command)
-    assert result.stderr.count("Read-only file system") == 2  # outside/ and /usr
+    assert result.stderr.count("Read-only file system") == 3  # outside/, /usr and /sys
+    assert not Path("/dev/shm/goex-planted").exists()  # the sandbox has its own /dev
     assert result.stdout == "private\n"  # /tmp is the sandbox's own tmpfs
     assert list(outside.iterdir()) == []
     assert not (tmp_path / "planted").exists() and not Path("/usr/planted").exists()
