@@ -28,6 +28,10 @@ FAST = RetryPolicy(attempts=2, initial_wait=0.01, max_wait=0.02)
         "DELETE FROM customers WHERE (id = 1",
         "UPDATE customers SET tier = 'x'; BEGIN; DELETE FROM orders",
         "   ;  ",
+        "DELETE FROM tags; ABORT; DELETE FROM orders",  # parsed by sqlglot as a column name
+        "START TRANSACTION",
+        "SAVEPOINT s; DELETE FROM tags; RELEASE SAVEPOINT s",
+        "UPDATE tags SET weight = 1; END",
     ],
 )
 def test_malformed_sql_is_refused_before_anything_runs(

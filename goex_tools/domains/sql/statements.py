@@ -12,7 +12,7 @@ import sqlglot
 from pydantic import BaseModel
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
-from sqlglot.tokenizer_core import TokenType
+from sqlglot.tokenizer_core import Token, TokenType
 
 from goex_tools.errors import GoexError
 
@@ -22,6 +22,13 @@ SQLGLOT_DIALECTS = {"sqlite": "sqlite", "postgresql": "postgres", "mysql": "mysq
 WRITES = (exp.Insert, exp.Update, exp.Delete, exp.Merge)
 DDL = (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable)
 TRANSACTION_CONTROL = (exp.Transaction, exp.Commit, exp.Rollback)
+# First words of transaction control sqlglot does not parse as such (it reads `ABORT` or
+# `START TRANSACTION` as a bare column expression): a batch must not end goex-tools' transaction.
+DDL_WORDS = frozenset({"CREATE", "ALTER", "DROP", "TRUNCATE", "RENAME"})  # whatever follows
+UNCOUNTED_BLOCKS = frozenset({"IF", "LOOP", "WHILE", "REPEAT"})
+TRANSACTION_WORDS = frozenset(
+    {"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE", "XA"}
+)
 
 
 class InvalidSql(GoexError):
@@ -46,39 +53,78 @@ def classify(sql: str, dialect: str) -> list[Statement]:
 
 
 def split(sql: str, dialect: str | None) -> list[str]:
-    """The statement texts of a batch, exactly as written (split at top-level semicolons)."""
+    """The statement texts of a batch, exactly as written (split at top-level semicolons).
+
+    Semicolons inside the BEGIN ... END body of a CREATE TRIGGER / FUNCTION / PROCEDURE
+    belong to that statement.
+    """
     try:
         tokens = sqlglot.tokenize(sql, read=dialect)
     except TokenError as exc:
         raise InvalidSql(f"cannot read the SQL: {exc}") from None
     texts: list[str] = []
     start: int | None = None
-    end = 0
-    for token in tokens:
-        if token.token_type is TokenType.SEMICOLON:
+    creates = False  # the statement is a CREATE: track its BEGIN/CASE ... END blocks
+    depth = end = 0
+    for i, token in enumerate(tokens):
+        if token.token_type is TokenType.SEMICOLON and depth == 0:
             if start is not None:
                 texts.append(sql[start : end + 1])
             start = None
             continue
         if start is None:
-            start = token.start
+            start, creates = token.start, token.token_type is TokenType.CREATE
+        if creates:
+            depth = max(0, depth + _block_step(tokens, i))
         end = token.end
     if start is not None:
         texts.append(sql[start : end + 1])
     return texts
 
 
+def _block_step(tokens: list[Token], i: int) -> int:
+    """+1 where a block opens (BEGIN, CASE), -1 where one closes (END, END CASE; not MySQL's
+    END IF / END LOOP / END WHILE / END REPEAT, whose openers are not counted)."""
+    token = tokens[i]
+    after_end = i > 0 and tokens[i - 1].token_type is TokenType.END
+    if token.token_type is TokenType.BEGIN or (
+        token.token_type is TokenType.CASE and not after_end
+    ):
+        return 1
+    if token.token_type is TokenType.END:
+        following = tokens[i + 1].text.upper() if i + 1 < len(tokens) else ""
+        return 0 if following in UNCOUNTED_BLOCKS else -1
+    return 0
+
+
 def _classify_one(text: str, dialect: str | None) -> Statement:
+    words = [token.text.upper() for token in sqlglot.tokenize(text, read=dialect)[:2]]
+    if _controls_transaction(words):
+        raise _transaction_control(text)
     try:
         tree = sqlglot.parse_one(text, read=dialect)
     except (ParseError, TokenError) as exc:
+        if words[0] in DDL_WORDS:  # a trigger or procedure body sqlglot cannot read
+            return Statement(sql=text, kind="ddl", tables=[])
         raise InvalidSql(f"malformed SQL in {_short(text)!r}: {_first_line(exc)}") from None
     if isinstance(tree, TRANSACTION_CONTROL):
-        raise InvalidSql(
-            f"{_short(text)!r}: transaction control is goex-tools' job; run_sql runs the whole "
-            f"batch in one transaction and commits or rolls it back itself"
-        )
-    return Statement(sql=text, kind=_kind(tree), tables=_tables(tree))
+        raise _transaction_control(text)
+    kind = "ddl" if words[0] in DDL_WORDS else _kind(tree)
+    return Statement(sql=text, kind=kind, tables=_tables(tree))
+
+
+def _transaction_control(text: str) -> InvalidSql:
+    return InvalidSql(
+        f"{_short(text)!r}: transaction control is goex-tools' job; run_sql runs the whole "
+        f"batch in one transaction and commits or rolls it back itself"
+    )
+
+
+def _controls_transaction(words: list[str]) -> bool:
+    """Transaction control by its first words (sqlglot reads PREPARE's rest as one string)."""
+    if words[0] == "PREPARE":
+        return words[1:2] != [] and words[1].split()[:1] == ["TRANSACTION"]
+    return words[0] in TRANSACTION_WORDS
 
 
 def _kind(tree: exp.Expr) -> StatementKind:
