@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,13 @@ import pytest
 
 import goex_tools as goex
 from goex_tools import StepStatus
-from goex_tools.domains.fs import CommandTimedOut, FsError, UnsupportedFile, Workspace
+from goex_tools.domains.fs import (
+    CommandTimedOut,
+    FsError,
+    UnsupportedFile,
+    Workspace,
+    WorkspaceChanged,
+)
 from goex_tools.redaction import redactor
 from goex_tools.sandbox import Limits
 from tests.fs.conftest import git, git_state, manifest
@@ -30,6 +37,7 @@ COMMANDS = {
     "mixed": "rm -rf src && echo text > src && mkdir empty/sub && printf 'b\\0' > empty/sub/b "
     "&& rm dangling && mkdir dangling",
     "root_mode": "chmod 700 . && touch top.txt",
+    "replace_dir": "rm -rf src && mkdir -p src/pkg && echo new > src/pkg/mod.py",  # opaque dir
     "readonly_dir": "sed -i s/alpha/ro/ src/pkg/mod.py && chmod 555 src/pkg src",
     "odd_names": "printf x > \"$(printf 'bad\\377name')\" && mkdir 'sp ace' && "
     "echo n > 'sp ace/new\nline'",
@@ -328,3 +336,28 @@ def test_actions_never_walk_the_whole_workspace(
         assert manifest(root) == before
     finally:
         server.close()
+
+
+def test_a_file_changed_while_the_command_ran_is_not_overwritten(
+    ws: Workspace, root: Path, journal: goex.Journal
+) -> None:
+    import threading
+
+    def person_edits() -> None:
+        while not (ws.store.scratch.exists() and any(ws.store.scratch.iterdir())):
+            time.sleep(0.01)  # the command has started once its overlay exists
+        time.sleep(0.3)
+        (root / "README.md").write_text("a person's edit\n")
+
+    editor = threading.Thread(target=person_edits)
+    editor.start()
+    with (
+        goex.run("race", journal=journal) as run,
+        pytest.raises(WorkspaceChanged, match=r"README\.md changed in the workspace while"),
+    ):
+        ws.run_shell("sed -i s/alpha/agent/ README.md && touch other.txt && sleep 1")
+    editor.join()
+    assert (root / "README.md").read_text() == "a person's edit\n"
+    assert not (root / "other.txt").exists()
+    (step,) = journal.steps(run.id)
+    assert step.status is StepStatus.FAILED

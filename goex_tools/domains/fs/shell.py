@@ -8,13 +8,17 @@ workspace, or held for a person to keep or discard.
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from goex_tools.domains.fs.apply import materialize
-from goex_tools.domains.fs.changes import effect_summary
+from goex_tools.domains.fs.apply import MAX_NAMED, materialize
+from goex_tools.domains.fs.changes import PathChange, effect_summary
 from goex_tools.domains.fs.compensation import restore_compensation
 from goex_tools.domains.fs.errors import CommandTimedOut, FsError, WorkspaceChanged
 from goex_tools.domains.fs.plan import plan_upper
@@ -84,6 +88,7 @@ def _effect(
     if scratch.exists():
         shutil.rmtree(scratch)
     layers = make_layers(ws.root, scratch)
+    started = time.time_ns()
     try:
         execution = ws.sandbox.run(command, layers, limits)
         if execution.timed_out:
@@ -94,6 +99,7 @@ def _effect(
             )
         with ws.store.lock(ws.root):
             changes = plan_upper(ws.root, layers.upper, ws.store)
+            _refuse_lost_updates(ws.root, changes, started)
             handle.set_compensation(restore_compensation(ws.root, ws.store.root, changes))
             handle.effect.update(effect_summary(changes))
             handle.effect["exit_code"] = execution.exit_code
@@ -116,3 +122,25 @@ def _effect(
         held=tentative,
         notes=handle.notes,
     )
+
+
+def _refuse_lost_updates(root: Path, changes: list[PathChange], started: int) -> None:
+    """Refuse to apply a command's result over files someone changed while it ran.
+
+    The overlay shows the live workspace, but a file the command copied up no longer follows
+    it: applying would silently drop the other change. A file's ctime (which no one can set)
+    after the start says so. Directories are left to the conflict checks of `materialize`.
+    """
+    moved = []
+    for change in changes:
+        try:
+            st = os.lstat(root / change.path)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        if not stat.S_ISDIR(st.st_mode) and st.st_ctime_ns > started:
+            moved.append(change.path)
+    if moved:
+        raise WorkspaceChanged(
+            f"{', '.join(moved[:MAX_NAMED])} changed in the workspace while the command ran; "
+            f"its result was computed from the old content, so nothing was applied. Run it again"
+        )
