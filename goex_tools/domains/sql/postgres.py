@@ -43,6 +43,12 @@ MECHANISM = "postgresql-row-triggers"
 KIND = "sql.restore_rows"
 TRIGGER = "goex_capture_tx"
 
+# The tables row capture watches: every ordinary table but the catalogs and temporary ones.
+CAPTURED = """SELECT n.nspname, c.relname, c.relowner FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind = 'r' AND n.nspname <> 'information_schema'
+               AND n.nspname NOT LIKE 'pg\\_%' AND c.relpersistence <> 't'"""
+
 INSTALL = f"""
 CREATE TEMP TABLE goex_changes (
     seq bigserial, sch text, tbl text, op text, old jsonb, new jsonb
@@ -56,10 +62,7 @@ BEGIN
     RETURN NULL;
 END $f$;
 DO $d$ DECLARE r record; BEGIN
-    FOR r IN SELECT n.nspname, c.relname FROM pg_class c
-             JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE c.relkind = 'r' AND n.nspname <> 'information_schema'
-               AND n.nspname NOT LIKE 'pg\\_%' AND c.relpersistence <> 't'
+    FOR r IN {CAPTURED}
     LOOP
         EXECUTE format('CREATE TRIGGER {TRIGGER} AFTER INSERT OR UPDATE OR DELETE ON %I.%I '
                        'FOR EACH ROW EXECUTE FUNCTION pg_temp.goex_capture()',
@@ -67,6 +70,10 @@ DO $d$ DECLARE r record; BEGIN
     END LOOP;
 END $d$;
 """
+
+# Dropping the triggers before COMMIT needs the owner (or a member of its role).
+NOT_OWNED = f"""SELECT format('%I.%I', nspname, relname) FROM ({CAPTURED}) AS t
+WHERE NOT pg_has_role(relowner, 'USAGE') ORDER BY 1"""
 
 UNINSTALL = f"""
 DO $d$ DECLARE r record; BEGIN
@@ -110,11 +117,16 @@ class SqlAlchemyTransaction:
         self.capture = capture
         self.txid: str | None = None
         self._log: list[LoggedRow] | None = None
-        if read_only:
-            self.conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-        if capture:
-            self.conn.exec_driver_sql(escaped(INSTALL))
-            self.txid = str(self.conn.exec_driver_sql("SELECT pg_current_xact_id()").scalar())
+        try:
+            if read_only:
+                self.conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            if capture:
+                _install_capture(self.conn)
+                self.txid = str(self.conn.exec_driver_sql("SELECT pg_current_xact_id()").scalar())
+        except BaseException:
+            self.rollback()
+            self.close()
+            raise
 
     def execute(self, sql: str, limit: int) -> StatementResult:
         result = self.conn.exec_driver_sql(escaped(sql))
@@ -161,6 +173,20 @@ class SqlAlchemyTransaction:
     def close(self) -> None:
         self.conn.close()
         self.engine.dispose()
+
+
+def _install_capture(conn: Connection) -> None:
+    """Create the capture triggers, after checking this role may also drop them before COMMIT."""
+    foreign = conn.exec_driver_sql(escaped(NOT_OWNED)).scalars().all()
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise GoexError(
+            "row capture creates triggers (living only inside the step's transaction) on every "
+            "table, since any table may change by cascade or trigger, and dropping them needs "
+            f"the tables' owner: this role does not own {', '.join(foreign[:3])}{more}; run "
+            "the statement as the owner (or a member of its role); nothing was run"
+        )
+    conn.exec_driver_sql(escaped(INSTALL))
 
 
 def restore(args: JSONDict, force: bool) -> None:
