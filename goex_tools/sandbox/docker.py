@@ -13,7 +13,7 @@ from typing import Any
 
 from goex_tools.sandbox.base import Execution, Layers, Limits, SandboxUnavailable
 from goex_tools.sandbox.overlay import mount_options
-from goex_tools.sandbox.process import TRUNCATION_MARK, clean_env
+from goex_tools.sandbox.process import capped_text, clean_env
 
 DEFAULT_IMAGE = "debian:bookworm-slim"
 
@@ -79,14 +79,9 @@ class DockerSandbox:
             container.remove(force=True)
         return Execution(
             exit_code=exit_code,
-            stdout=_capped(out, limits.output_limit),
-            stderr=_capped(err, limits.output_limit),
+            stdout=capped_text(out, limits.output_limit),
+            stderr=capped_text(err, limits.output_limit),
             timed_out=timed_out,
             stdout_truncated=len(out) > limits.output_limit,
             stderr_truncated=len(err) > limits.output_limit,
         )
-
-
-def _capped(data: bytes, limit: int) -> str:
-    text = data[:limit].decode("utf-8", errors="replace")
-    return text + TRUNCATION_MARK.format(limit=limit) if len(data) > limit else text

@@ -16,31 +16,46 @@ from goex_tools.redaction import redact
 from goex_tools.sandbox.base import Execution, Limits
 
 TRUNCATION_MARK = "\n[output truncated by goex: limit {limit} bytes]"
+SLACK = 4096  # bytes kept past the limit, so that a secret the limit cuts is masked whole
 
 
 class _CappedReader(threading.Thread):
-    """Drains a pipe, keeping at most `limit` bytes, so a chatty process never blocks."""
+    """Drains a pipe, keeping at most `limit` (+ slack) bytes, so a chatty process never
+    blocks."""
 
     def __init__(self, pipe: IO[bytes], limit: int) -> None:
         super().__init__(daemon=True)
         self.pipe = pipe
         self.limit = limit
         self.kept = bytearray()
-        self.truncated = False
+        self.seen = 0
+
+    @property
+    def truncated(self) -> bool:
+        return self.seen > self.limit
 
     def run(self) -> None:
         while chunk := self.pipe.read(65536):
-            room = self.limit - len(self.kept)
+            self.seen += len(chunk)
+            room = self.limit + SLACK - len(self.kept)
             if room > 0:
                 self.kept += chunk[:room]
-            if len(chunk) > room:
-                self.truncated = True
 
     def text(self) -> str:
-        text = self.kept.decode("utf-8", errors="replace")
-        if self.truncated:
-            text += TRUNCATION_MARK.format(limit=self.limit)
-        return str(redact(text))
+        return capped_text(bytes(self.kept), self.limit)
+
+
+def capped_text(data: bytes, limit: int) -> str:
+    """`data` as text, secrets masked, cut to `limit` bytes with a mark if longer.
+
+    Masked before cutting, so that a secret the limit cuts in two is not half shown
+    (`data` should run a little past the limit for that).
+    """
+    text = str(redact(data.decode("utf-8", errors="replace")))
+    if len(data) <= limit:
+        return text
+    cut = text.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
+    return cut + TRUNCATION_MARK.format(limit=limit)
 
 
 def run_capped(

@@ -361,3 +361,17 @@ def test_a_file_changed_while_the_command_ran_is_not_overwritten(
     assert not (root / "other.txt").exists()
     (step,) = journal.steps(run.id)
     assert step.status is StepStatus.FAILED
+
+
+def test_a_secret_cut_by_the_output_limit_is_not_half_shown(
+    root: Path, tmp_path: Path, journal: goex.Journal
+) -> None:
+    secret = "zq9X-" + "k7" * 10
+    redactor.add(secret)
+    ws = Workspace(root, store=tmp_path / "store", limits=Limits(output_limit=1000))
+    with goex.run("cut", journal=journal):
+        result = ws.run_shell(f"head -c 995 /dev/zero | tr '\\0' a; echo {secret}; seq 1 5000")
+    assert result.stdout_truncated and result.stdout.startswith("a" * 995)
+    assert secret[:5] not in result.stdout and "zq9X" not in result.stdout
+    mark = "\n[output truncated by goex: limit 1000 bytes]"
+    assert result.stdout.endswith(mark) and len(result.stdout.encode()) <= 1000 + len(mark)
