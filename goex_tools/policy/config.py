@@ -33,8 +33,9 @@ class Rule(_Strict):
 
 
 class FsRule(Rule):
-    """`paths`: workspace-relative globs (`*` within a directory, `**` across directories);
-    `commands`: shell-style globs over a run_shell command line."""
+    """`paths`: workspace-relative globs (`*` within a directory, `**` across directories),
+    also held against every path under a directory a tool acts on; `commands`: shell-style
+    globs over each simple command of a run_shell line (see `policy.commands`)."""
 
     paths: list[str] | None = None
     commands: list[str] | None = None
