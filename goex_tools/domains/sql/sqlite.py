@@ -52,7 +52,7 @@ class ChangesetArgs(BaseModel):
 class SqliteTransaction:
     """One apsw transaction on an SQLite file, recording its changes if asked to."""
 
-    def __init__(self, url: str, *, capture: bool) -> None:
+    def __init__(self, url: str, *, capture: bool, read_only: bool = False) -> None:
         self.conn = connect(url)
         self._names: dict[str, list[str]] = {}  # column names per table
         self.session: apsw.Session | None = None
@@ -60,7 +60,9 @@ class SqliteTransaction:
             self.session = apsw.Session(self.conn, "main")
             self.session.config(apsw.SQLITE_SESSION_OBJCONFIG_ROWID, 1)
             self.session.attach()
-        self.conn.execute("BEGIN IMMEDIATE")
+        if read_only:  # a read takes no write lock, and cannot write even by accident
+            self.conn.execute("PRAGMA query_only = ON")
+        self.conn.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
         self.sequences_before = _sequences(self.conn)
 
     def execute(self, sql: str, limit: int) -> StatementResult:

@@ -180,7 +180,7 @@ def _check_mysql_engines(
 def _open(how: Plan, url: str) -> Transaction:
     capture = how.kind is not None
     if how.ref.dialect == "sqlite":
-        return sqlite.SqliteTransaction(url, capture=capture)
+        return sqlite.SqliteTransaction(url, capture=capture, read_only=how.read_only)
     return postgres.SqlAlchemyTransaction(url, capture=capture, read_only=how.read_only)
 
 
