@@ -15,7 +15,7 @@ import sqlalchemy as sa
 import goex_tools as goex
 from goex_tools import ActionRefused, Journal, Reversibility, RollbackFailed, RunStatus, StepStatus
 from goex_tools.domains.sql import postgres, propose, run_sql, sqlite
-from tests.sql.conftest import RefuseIrreversible, dump_all
+from tests.sql.conftest import RefuseIrreversible, dump_all, execute_script
 
 SAME_ROWS_AGAIN = """
 INSERT INTO customers (name) VALUES ('zed');
@@ -179,3 +179,30 @@ def test_a_connection_dropped_in_the_middle_of_an_undo_leaves_nothing_half_done(
     assert goex.rollback(run.id, journal=journal).complete
     assert dump_all(postgres_url) == before
     assert journal.get_run(run.id).status is RunStatus.ROLLED_BACK
+
+
+def test_partitioned_tables_and_rows_moving_between_partitions(
+    postgres_url: str, journal: Journal
+) -> None:
+    execute_script(
+        postgres_url,
+        """
+        CREATE TABLE events (id int, region text, n int, PRIMARY KEY (id, region))
+            PARTITION BY LIST (region);
+        CREATE TABLE events_eu PARTITION OF events FOR VALUES IN ('eu');
+        CREATE TABLE events_us PARTITION OF events FOR VALUES IN ('us');
+        INSERT INTO events VALUES (1, 'eu', 1), (2, 'eu', 2), (3, 'us', 3);
+        """,
+    )
+    before = dump_all(postgres_url)
+    with goex.run("partitions", journal=journal) as run:
+        run_sql(
+            "UPDATE events SET region = 'us', n = n + 10 WHERE id = 1; "
+            "DELETE FROM events WHERE region = 'us' AND id = 3; "
+            "INSERT INTO events VALUES (4, 'eu', 4)",
+            postgres_url,
+        )
+    changed = dump_all(postgres_url)
+    assert changed["events_us"] == [(1, "us", 11)]
+    assert goex.rollback(run.id, journal=journal).complete
+    assert dump_all(postgres_url) == before
