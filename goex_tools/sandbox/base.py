@@ -43,6 +43,7 @@ class Layers(BaseModel):
     upper: Path
     work: Path
     merged: Path
+    hidden: list[Path] = []  # directories the command must not see (e.g. goex's blob store)
 
 
 class Sandbox(Protocol):

@@ -1,9 +1,10 @@
 """bubblewrap: the default sandbox on Linux.
 
-The command sees the system read-only, a private /tmp (with the directories on its PATH
-that live under /tmp, e.g. a virtualenv, shown read-only), the workspace (through the
-overlay) as the only writable place, no network unless allowed, its own PID namespace (nothing it
-starts outlives it) and no capabilities.
+The command sees the system read-only, minus the hidden directories (goex's blob store of
+before-images); a private /tmp, with the directories on its PATH that live under /tmp (a
+virtualenv, say) shown read-only; the workspace (through the overlay) as the only writable
+place; no network unless allowed; its own PID namespace (nothing it starts outlives it);
+no capabilities.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class BwrapSandbox:
         argv += ["--tmpfs", "/tmp"]
         for tools in tools_under_tmp(search_path, layers.lower):
             argv += ["--ro-bind", str(tools), str(tools)]
+        for hidden in layers.hidden:  # an empty tmpfs over it; bind sources still resolve
+            argv += ["--tmpfs", str(hidden)]
         argv += ["--bind", str(layers.merged), workspace]
         argv += ["--chdir", workspace, "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
         if not limits.network:

@@ -26,8 +26,9 @@ _UNSAFE = (",", ":", "\\", "\n")
 _MOUNT_THEN_EXEC = 'mount -t overlay goex-overlay -o "$1" "$2" && shift 2 && exec "$@"'
 
 
-def make_layers(lower: Path, scratch: Path) -> Layers:
-    """Create empty upper/work/merged directories under `scratch` for an overlay on `lower`."""
+def make_layers(lower: Path, scratch: Path, *, hidden: list[Path] | None = None) -> Layers:
+    """Create empty upper/work/merged directories under `scratch` for an overlay on `lower`;
+    `hidden` directories are kept out of the command's sight (where the backend can)."""
     for path in (lower, scratch):
         if any(c in str(path) for c in _UNSAFE):
             raise SandboxUnavailable(
@@ -35,7 +36,11 @@ def make_layers(lower: Path, scratch: Path) -> Layers:
                 f"cannot express; use a workspace and store path without them"
             )
     layers = Layers(
-        lower=lower, upper=scratch / "upper", work=scratch / "work", merged=scratch / "merged"
+        lower=lower,
+        upper=scratch / "upper",
+        work=scratch / "work",
+        merged=scratch / "merged",
+        hidden=hidden or [],
     )
     for path in (layers.upper, layers.work, layers.merged):
         path.mkdir(parents=True)

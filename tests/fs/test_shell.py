@@ -375,3 +375,14 @@ def test_a_secret_cut_by_the_output_limit_is_not_half_shown(
     assert secret[:5] not in result.stdout and "zq9X" not in result.stdout
     mark = "\n[output truncated by goex: limit 1000 bytes]"
     assert result.stdout.endswith(mark) and len(result.stdout.encode()) <= 1000 + len(mark)
+
+
+def test_the_blob_store_of_old_contents_is_hidden_from_commands(
+    ws: Workspace, journal: goex.Journal
+) -> None:
+    with goex.run("peek", journal=journal):
+        ws.delete_path("secret.key")  # its content now lives only in the store
+        blobs = (ws.store.root / "objects").rglob("*")
+        (blob,) = [p for p in blobs if p.is_file() and p.read_bytes() == b"key"]
+        result = ws.run_shell(f"ls -A {ws.store.root} | wc -l; cat {blob}")
+    assert result.stdout == "0\n" and "No such file" in result.stderr

@@ -87,7 +87,7 @@ def _effect(
     scratch = ws.store.scratch / f"shell-{handle.id}"
     if scratch.exists():
         shutil.rmtree(scratch)
-    layers = make_layers(ws.root, scratch)
+    layers = make_layers(ws.root, scratch, hidden=[ws.store.root])  # no peeking at old files
     started = time.time_ns()
     try:
         execution = ws.sandbox.run(command, layers, limits)
