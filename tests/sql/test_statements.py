@@ -40,6 +40,10 @@ END"""
         ("postgresql", "SELECT * INTO x FROM t", ["ddl"]),
         ("postgresql", "EXPLAIN ANALYZE DELETE FROM t", ["other"]),  # runs it: not a read
         ("sqlite", "PRAGMA foreign_keys = OFF", ["other"]),
+        ("postgresql", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity", ["other"]),
+        ("postgresql", "SELECT * FROM dblink_exec('db', 'DELETE FROM t')", ["other"]),
+        ("postgresql", "SELECT upper(name), my_format(x) FROM t", ["read"]),
+        ("postgresql", "DELETE FROM t WHERE pg_cancel_backend(pid)", ["other"]),
     ],
 )
 def test_statements_are_split_and_classified(dialect: str, sql: str, kinds: list[str]) -> None:

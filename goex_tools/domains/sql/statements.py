@@ -24,6 +24,17 @@ DDL = (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable)
 TRANSACTION_CONTROL = (exp.Transaction, exp.Commit, exp.Rollback)
 # First words of transaction control sqlglot does not parse as such (it reads `ABORT` or
 # `START TRANSACTION` as a bare column expression): a batch must not end goex-tools' transaction.
+# Server functions whose effect no transaction takes back, or that reach another database: a
+# statement calling one is neither a read nor a write row capture could undo ("other").
+SIDE_EFFECT_FUNCTIONS = frozenset(
+    {
+        "pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf", "pg_rotate_logfile",
+        "pg_switch_wal", "pg_promote", "pg_create_restore_point", "pg_drop_replication_slot",
+        "pg_create_physical_replication_slot", "pg_create_logical_replication_slot",
+        "dblink", "dblink_exec", "dblink_send_query", "lo_export", "lo_import", "lo_unlink",
+        "pg_file_write", "pg_file_unlink", "pg_file_rename", "load_extension",
+    }
+)  # fmt: skip
 DDL_WORDS = frozenset({"CREATE", "ALTER", "DROP", "TRUNCATE", "RENAME"})  # whatever follows
 UNCOUNTED_BLOCKS = frozenset({"IF", "LOOP", "WHILE", "REPEAT"})
 TRANSACTION_WORDS = frozenset(
@@ -130,6 +141,8 @@ def _controls_transaction(words: list[str]) -> bool:
 def _kind(tree: exp.Expr) -> StatementKind:
     if isinstance(tree, DDL) or (isinstance(tree, exp.Select) and tree.args.get("into")):
         return "ddl"
+    if {f.name.lower() for f in tree.find_all(exp.Anonymous)} & SIDE_EFFECT_FUNCTIONS:
+        return "other"
     if isinstance(tree, WRITES) or tree.find(*WRITES) is not None:
         return "write"  # includes data-modifying CTEs inside a SELECT
     if isinstance(tree, exp.Query):
