@@ -9,13 +9,15 @@ CASCADE, rows written by triggers, defaults and generated keys.
 The undo replays the log backwards in one transaction with `session_replication_role =
 replica` (user triggers and foreign-key actions off, so it restores rows, not side effects),
 locking and comparing each row with its after-image first: a row someone changed since is a
-conflict unless forced. Images stay JSON text, restored with `jsonb_populate_record`, so every
-type round-trips exactly. The transaction id is journaled before COMMIT; after a crash,
+conflict unless forced. Foreign keys are off too, so the ones the undo touched are checked
+before COMMIT (`postgres_keys`). Images stay JSON text, restored with `jsonb_populate_record`, so
+every type round-trips exactly. The transaction id is journaled before COMMIT; after a crash,
 `pg_xact_status` says whether the batch committed.
 
 Costs: creating the triggers takes a SHARE ROW EXCLUSIVE lock on every table until the
-transaction ends (concurrent writers wait; readers do not). Sequences are not rewound.
-TRUNCATE fires no row triggers, so it is classified as DDL (irreversible).
+transaction ends (concurrent writers wait; readers do not), and dropping them needs the tables'
+owner. Sequences are not rewound. TRUNCATE fires no row triggers, so it is classified as DDL
+(irreversible).
 """
 
 from __future__ import annotations
