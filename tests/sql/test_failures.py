@@ -194,3 +194,33 @@ def test_a_secret_placeholder_password_is_journaled_as_the_placeholder(
     with goex.run("wrong host", journal=journal) as run, pytest.raises(goex.ActionRefused):
         run_sql("DELETE FROM customers WHERE id = 3", url)
     assert journal.steps(run.id) == [] and dump_all(postgres_url) == before
+
+
+def test_a_connection_dropped_at_commit_is_resolved_by_asking_the_server(
+    postgres_url: str, journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The undo is journaled, then the connection dies before COMMIT reaches the server: the
+    step's failure handler asks PostgreSQL (pg_xact_status) and journals it as failed, with
+    nothing to undo, because the transaction did abort."""
+    from goex_tools.runtime import StepHandle
+
+    before = dump_all(postgres_url)
+    save = StepHandle.save
+
+    def save_then_lose_the_connection(handle: StepHandle, detail: str = "") -> None:
+        save(handle, detail)
+        admin = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        admin.dispose()
+
+    monkeypatch.setattr(StepHandle, "save", save_then_lose_the_connection)
+    with goex.run("commit lost", journal=journal) as run, pytest.raises(sa.exc.DBAPIError):
+        run_sql("DELETE FROM customers WHERE id = 2", postgres_url)
+    assert dump_all(postgres_url) == before
+    [step] = journal.steps(run.id)
+    assert step.status is StepStatus.FAILED and not step.undoable
+    assert step.compensation is not None and step.compensation.args["txid"]  # it was journaled
