@@ -386,3 +386,22 @@ def test_the_blob_store_of_old_contents_is_hidden_from_commands(
         (blob,) = [p for p in blobs if p.is_file() and p.read_bytes() == b"key"]
         result = ws.run_shell(f"ls -A {ws.store.root} | wc -l; cat {blob}")
     assert result.stdout == "0\n" and "No such file" in result.stderr
+
+
+def test_rewriting_a_hard_linked_file_is_noted_and_undone(
+    ws: Workspace, root: Path, journal: goex.Journal
+) -> None:
+    os.link(root / "README.md", root / "readme-link")
+    os.link(root / "run.sh", root / "run-link")
+    before = manifest(root)
+    with goex.run("links", journal=journal) as run:
+        shell = ws.run_shell("echo more >> README.md")
+        tool = ws.edit_file("run-link", "echo run", "echo ran")
+    for step_id, name in ((shell.step_id, "README.md"), (tool.step_id, "run-link")):
+        notes = journal.get_step(step_id).notes
+        assert f"hard links broken: {name} rewritten" in " ".join(notes)
+    assert (root / "README.md").read_text() == "# demo\nalpha beta\nmore\n"
+    assert (root / "readme-link").read_text() == "# demo\nalpha beta\n"  # the other name
+    assert (root / "run.sh").read_text() == "#!/bin/sh\necho run\n"
+    goex.rollback(run.id, journal=journal)
+    assert manifest(root) == before

@@ -135,3 +135,21 @@ def _conflict_message(paths: list[str], hint: str) -> str:
     more = f" and {len(paths) - MAX_NAMED} more" if len(paths) > MAX_NAMED else ""
     text = f"changed since it was recorded: {named}{more}; nothing was touched"
     return f"{text}. {hint}" if hint else text
+
+
+def hard_link_note(root: Path, changes: list[PathChange]) -> str | None:
+    """A note for the step when it replaces files that have other names (hard links): those
+    names keep the old content, as after any atomic rewrite (and undo restores just this one)."""
+    linked = []
+    for change in changes:
+        if change.before.type != "file" or change.after.type != "file":
+            continue
+        try:
+            if os.lstat(root / change.path).st_nlink > 1:
+                linked.append(change.path)
+        except OSError:
+            continue
+    if not linked:
+        return None
+    named = ", ".join(linked[:MAX_NAMED])
+    return f"hard links broken: {named} rewritten; their other names keep the old file"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from goex_tools.domains.fs.apply import MAX_NAMED, materialize
+from goex_tools.domains.fs.apply import MAX_NAMED, hard_link_note, materialize
 from goex_tools.domains.fs.changes import PathChange, effect_summary
 from goex_tools.domains.fs.compensation import restore_compensation
 from goex_tools.domains.fs.errors import CommandTimedOut, FsError, WorkspaceChanged
@@ -100,6 +100,8 @@ def _effect(
         with ws.store.lock(ws.root):
             changes = plan_upper(ws.root, layers.upper, ws.store)
             _refuse_lost_updates(ws.root, changes, started)
+            if note := hard_link_note(ws.root, changes):
+                handle.notes.append(note)
             handle.set_compensation(restore_compensation(ws.root, ws.store.root, changes))
             handle.effect.update(effect_summary(changes))
             handle.effect["exit_code"] = execution.exit_code

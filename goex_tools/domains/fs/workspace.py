@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from goex_tools.domains.fs.apply import materialize
+from goex_tools.domains.fs.apply import hard_link_note, materialize
 from goex_tools.domains.fs.changes import PathChange, effect_summary
 from goex_tools.domains.fs.compensation import restore_compensation
 from goex_tools.domains.fs.entries import ABSENT, Entry, manifest
@@ -180,6 +180,8 @@ class Workspace:
 
         def effect(handle: StepHandle) -> FileResult:
             handle.effect.update(effect_summary(changes))
+            if note := hard_link_note(self.root, changes):
+                handle.notes.append(note)
             self.apply(changes, hint=f"{tool} was planned on a different state; try again")
             return FileResult(step_id=handle.id, changes=changed(changes))
 
