@@ -15,7 +15,12 @@ import subprocess
 from pathlib import Path
 
 from goex_tools.sandbox.base import Execution, Layers, Limits, SandboxUnavailable
-from goex_tools.sandbox.overlay import namespaced, overlay_problem, unprivileged
+from goex_tools.sandbox.overlay import (
+    namespaced,
+    overlay_problem,
+    require_mounted,
+    unprivileged,
+)
 from goex_tools.sandbox.process import clean_env, run_capped
 
 
@@ -66,7 +71,7 @@ class BwrapSandbox:
             raise SandboxUnavailable(f"{self.executable} is not installed")
         env = clean_env("/tmp")
         argv = namespaced(layers, self.argv(command, layers, limits, env["PATH"]))
-        return run_capped(argv, limits, env=env)
+        return require_mounted(layers, run_capped(argv, limits, env=env))
 
 
 def tools_under_tmp(search_path: str, workspace: Path) -> list[Path]:

@@ -9,7 +9,12 @@ from __future__ import annotations
 import os
 
 from goex_tools.sandbox.base import Execution, Layers, Limits
-from goex_tools.sandbox.overlay import as_caller, namespaced, overlay_problem
+from goex_tools.sandbox.overlay import (
+    as_caller,
+    namespaced,
+    overlay_problem,
+    require_mounted,
+)
 from goex_tools.sandbox.process import clean_env, run_capped
 
 _BIND_THEN_RUN = 'mount --bind "$1" "$2" && cd "$2" && shift 2 && exec "$@"'
@@ -31,4 +36,5 @@ class NoSandbox:
     def run(self, command: str, layers: Layers, limits: Limits) -> Execution:
         inner = ["sh", "-c", _BIND_THEN_RUN, "goex-none", str(layers.merged), str(layers.lower)]
         argv = namespaced(layers, [*inner, *as_caller(), "sh", "-c", command])
-        return run_capped(argv, limits, env=clean_env(os.environ.get("HOME", "/tmp")))
+        env = clean_env(os.environ.get("HOME", "/tmp"))
+        return require_mounted(layers, run_capped(argv, limits, env=env))

@@ -18,12 +18,13 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from goex_tools.sandbox.base import Layers, SandboxUnavailable
+from goex_tools.sandbox.base import Execution, Layers, SandboxUnavailable
 
 # Rejected in overlay mount options, which are comma-separated and use ':' between lowerdirs.
 _UNSAFE = (",", ":", "\\", "\n")
 
-_MOUNT_THEN_EXEC = 'mount -t overlay goex-overlay -o "$1" "$2" && shift 2 && exec "$@"'
+# The sentinel ($3, beside the layers) tells a failed mount from a command's own exit code.
+_MOUNT_THEN_EXEC = 'mount -t overlay goex-overlay -o "$1" "$2" && : > "$3" && shift 3 && exec "$@"'
 
 
 def make_layers(lower: Path, scratch: Path, *, hidden: list[Path] | None = None) -> Layers:
@@ -111,7 +112,22 @@ def namespaced(layers: Layers, argv: list[str]) -> list[str]:
     unshare += ["--propagation", "private", "--pid", "--fork", "--kill-child"]
     options = mount_options(layers)
     mount = ["sh", "-c", _MOUNT_THEN_EXEC, "goex-overlay", options, str(layers.merged)]
-    return [*unshare, *mount, *argv]
+    return [*unshare, *mount, str(_sentinel(layers)), *argv]
+
+
+def _sentinel(layers: Layers) -> Path:
+    return layers.upper.parent / "mounted"
+
+
+def require_mounted(layers: Layers, execution: Execution) -> Execution:
+    """`execution`, unless the overlay was never mounted: then the command never ran, and its
+    exit code and stderr are the mount's, which must not pass for the command's."""
+    if execution.timed_out or _sentinel(layers).exists():
+        return execution
+    raise SandboxUnavailable(
+        f"the overlay over {layers.lower} (layers in {layers.upper.parent}) could not be "
+        f"mounted, so the command did not run: {execution.stderr.strip()[-500:]}"
+    )
 
 
 def overlay_problem() -> str | None:

@@ -57,3 +57,19 @@ def test_a_workspace_path_overlay_options_cannot_express_is_refused_clearly(
     with goex.run("odd", journal=journal), pytest.raises(SandboxUnavailable, match="contains"):
         ws.run_shell("rm -rf src")
     assert manifest(root) == before
+
+
+@pytest.mark.parametrize("backend", ["bwrap", "none"])
+def test_an_overlay_that_cannot_be_mounted_is_an_error_not_a_command_result(
+    tmp_path: Path, journal: goex.Journal, backend: str
+) -> None:
+    """overlayfs refuses /proc as a lower layer: the mount's exit code and message must not be
+    passed off as the command's."""
+    ws = Workspace("/proc/sys", store=tmp_path / "store", sandbox=backend)
+    with (
+        goex.run("unmountable", journal=journal) as run,
+        pytest.raises(SandboxUnavailable, match="could not be mounted, so the command did not"),
+    ):
+        ws.run_shell("echo ran")
+    (step,) = journal.steps(run.id)
+    assert step.status is goex.StepStatus.FAILED
