@@ -38,7 +38,7 @@ def assert_compensated_once(journal: Journal, run_id: str) -> None:
     """Every effect of the run was compensated exactly once; no container or read ever was."""
     for step in journal.steps(run_id):
         expected = ["pending", "applied"]
-        if step.parent_id:
+        if step.reversibility is Reversibility.REVERSIBLE:
             expected += ["compensating", "compensated"]
         assert transitions(journal, step.id) == expected, step
 

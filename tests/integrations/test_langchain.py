@@ -422,3 +422,40 @@ def test_an_interrupted_and_resumed_invocation_is_two_runs_of_one_thread(
     assert manifest(workspace) == drafted
     goex.rollback(first, journal=journal)
     assert manifest(workspace) == before
+
+
+def test_a_subagent_called_as_a_tool_is_part_of_the_same_run(
+    journal: Journal, workspace: Path
+) -> None:
+    """An agent whose tool invokes another agent: the sub-agent's tool calls are journaled
+    under the outer call, in the outer invocation's run, and roll back with it."""
+    before = manifest(workspace)
+    keep, report = str(workspace / "keep.txt"), str(workspace / "report.txt")
+    rewrite = [("write_text", {"path": keep, "text": "by the writer\n"})]
+    writer = create_agent(ScriptedChatModel(script=[rewrite, "ok"]), [goex_tool(write_text)])
+
+    def ask_writer(task: str) -> str:
+        """Hand a writing task to the writer agent."""
+        answer: str = writer.invoke({"messages": [("user", task)]})["messages"][-1].content
+        return answer
+
+    script = [
+        [("write_text", {"path": report, "text": "summary\n"})],
+        [("ask_writer", {"task": "rewrite keep.txt"})],
+        "done",
+    ]
+    agent = create_agent(
+        ScriptedChatModel(script=script), tools=[goex_tool(write_text), goex_tool(ask_writer)]
+    )
+    handler = GoexCallbackHandler(journal=journal)
+    agent.invoke({"messages": [("user", "go")]}, config={"callbacks": [handler]})
+    assert len(handler.run_ids) == 1
+    run_id = handler.run_ids[0]
+    steps = journal.steps(run_id)
+    ask = next(s for s in steps if s.tool == "ask_writer")
+    inner_call = next(s for s in steps if s.parent_id == ask.id)
+    assert (inner_call.tool, inner_call.reversibility) == ("write_text", Reversibility.CONTAINER)
+    assert [s.inputs for s in steps if s.parent_id == inner_call.id] == [
+        {"path": keep, "text": "by the writer\n"}
+    ]
+    assert_undo_last_then_rest(journal, run_id, workspace, before, last="keep.txt")
