@@ -93,9 +93,11 @@ def flaky_lookup(key: str) -> str:
     raise ToolException(f"lookup service unavailable for {key}")
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
 def test_tool_errors_are_journaled_as_failed_and_never_compensated(
-    journal: Journal, workspace: Path
+    journal: Journal, workspace: Path, mode: str
 ) -> None:
+    """`invoke` over a sync tool, `ainvoke` over a coroutine tool: the same journal."""
     before = manifest(workspace)
     handler = GoexCallbackHandler(journal=journal)
     missing = str(workspace / "no-such-dir" / "x.txt")
@@ -105,8 +107,14 @@ def test_tool_errors_are_journaled_as_failed_and_never_compensated(
         [("write_text", {"path": missing, "text": "lost\n"})],  # raises FileNotFoundError
         "gave up",
     ]
-    agent = create_agent(ScriptedChatModel(script=script), tools=[goex_tool(write_text)])
-    result = agent.invoke({"messages": [("user", "go")]}, config={"callbacks": [handler]})
+    writer = goex_tool(write_text) if mode == "sync" else goex_tool(write_text_async)
+    writer.name = "write_text"
+    agent = create_agent(ScriptedChatModel(script=script), tools=[writer])
+    request, config = {"messages": [("user", "go")]}, {"callbacks": [handler]}
+    if mode == "sync":
+        result = agent.invoke(request, config=config)
+    else:
+        result = asyncio.run(agent.ainvoke(request, config=config))
     error = [m for m in result["messages"] if m.type == "tool"][1]
     assert error.status == "error" and error.content.startswith("FileNotFoundError: ")
     run_id = handler.last_run_id
