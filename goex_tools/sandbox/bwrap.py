@@ -40,12 +40,13 @@ class BwrapSandbox:
         return overlay_problem()
 
     def notes(self, limits: Limits) -> list[str]:
+        leftovers = "processes it left running were killed when it ended"
         if limits.network:
             return [
                 "sandbox bwrap with network allowed: effects outside the workspace (network "
-                "calls) cannot be undone"
+                f"calls) cannot be undone; {leftovers}"
             ]
-        return ["sandbox bwrap: no network; only the workspace was writable"]
+        return [f"sandbox bwrap: no network; only the workspace was writable; {leftovers}"]
 
     def argv(
         self, command: str, layers: Layers, limits: Limits, search_path: str = ""

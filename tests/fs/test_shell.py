@@ -258,8 +258,7 @@ def test_processes_that_leave_the_session_are_killed_too(
         result = ws.run_shell(escape)
     assert result.stdout == "started\n"
     assert _processes_running("sleep 2719") == []
-    if backend == "none":
-        assert any("processes it left running were killed" in n for n in result.notes)
+    assert any("processes it left running were killed" in n for n in result.notes)
 
 
 def test_a_fifo_left_by_a_command_is_refused_by_name_and_nothing_is_applied(
