@@ -35,5 +35,6 @@ def test_notebook_runs_and_restores_everything(path: Path, tmp_path: Path) -> No
     ]
     text = "\n".join(outputs)
     assert "restored exactly" in text
-    assert "undid 1 step(s)" in text  # the last step first
+    assert "undid 1 step(s) in this rollback; 1 of the run's 7 effect(s)" in text  # the last
+    assert "undid 6 step(s) in this rollback; 7 of the run's 7 effect(s)" in text  # the rest
     assert "compensated" in text and "--- a/config.toml" in text  # the review shows diffs
