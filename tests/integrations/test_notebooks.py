@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import nbformat
@@ -33,7 +34,7 @@ def test_notebook_runs_and_restores_everything(path: Path, tmp_path: Path) -> No
         if cell.cell_type == "code"
         for out in cell.outputs
     ]
-    text = "\n".join(outputs)
+    text = html.unescape("\n".join(outputs))
     assert "restored exactly" in text
     assert "undid 1 step(s) in this rollback; 1 of the run's 7 effect(s)" in text  # the last
     assert "undid 6 step(s) in this rollback; 7 of the run's 7 effect(s)" in text  # the rest
