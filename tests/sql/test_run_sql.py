@@ -202,3 +202,20 @@ def test_postgres_types_schemas_and_odd_names_round_trip(
     assert dump_all(postgres_url) != before
     assert goex.rollback(run.id, journal=journal).complete
     assert dump_all(postgres_url) == before
+
+
+def test_rows_others_added_to_the_same_tables_are_kept(db_url: str, journal: Journal) -> None:
+    """Not a conflict: others' new rows are not the step's. On SQLite the AUTOINCREMENT
+    counter then stays where they left it (like a PostgreSQL sequence)."""
+    before = dump_all(db_url)
+    with goex.run("mine", journal=journal) as run:
+        run_sql("INSERT INTO customers (name) VALUES ('dee'); DELETE FROM tags", db_url)
+    execute_script(db_url, "INSERT INTO customers (name) VALUES ('eve');")
+    theirs = dump_all(db_url)
+    assert goex.rollback(run.id, journal=journal).complete
+    after = dump_all(db_url)
+    assert [r[:2] for r in after["customers"]] == [(1, "ada"), (2, "bob"), (3, "cy"), (5, "eve")]
+    assert {**after, "customers": before["customers"]} == {
+        **before,
+        **{k: theirs[k] for k in ("sqlite_sequence",) if k in theirs},
+    }

@@ -6,7 +6,7 @@ SQLite generated. Tables without a primary key are recorded by rowid. The invert
 is the compensation; applying it with triggers and foreign-key actions switched off restores
 exactly those rows, and its conflict handler says which rows someone else changed since.
 AUTOINCREMENT counters live in `sqlite_sequence`, which the session does not record, so they
-are journaled and restored alongside.
+are journaled and restored alongside, unless others took numbers since (then they stay).
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ def _apply_inverse(args: ChangesetArgs, force: bool, *, keep: bool) -> list[str]
         if force:
             for row in changed_since:
                 _put_row(conn, row)
-        conflicts.extend(_restore_sequences(conn, args.sequences, force))
+        _restore_sequences(conn, args.sequences)
         # COMMIT refuses deferred violations anyway; the (full) check names them, when likely
         suspect = keep and (broken_keys or (force and bool(changed_since)))
         violations = _foreign_key_violations(conn) if suspect else []
@@ -316,21 +316,17 @@ def _ident(name: str) -> str:
 
 
 def _restore_sequences(
-    conn: apsw.Connection, sequences: dict[str, tuple[int | None, int | None]], force: bool
-) -> list[str]:
-    conflicts = []
+    conn: apsw.Connection, sequences: dict[str, tuple[int | None, int | None]]
+) -> None:
+    """Put AUTOINCREMENT counters back, unless others moved them since (then, like a
+    PostgreSQL sequence, the counter stays: the numbers they took are theirs)."""
     current = _sequences(conn)
     for name, (before, after) in sorted(sequences.items()):
         if current.get(name) != after:
-            conflicts.append(
-                f"sqlite_sequence[{name}] is {current.get(name)}, not {after} as the step left it"
-            )
-            if not force:
-                continue
+            continue
         conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (name,))
         if before is not None:
             conn.execute("INSERT INTO sqlite_sequence(name, seq) VALUES (?, ?)", (name, before))
-    return conflicts
 
 
 def _sequences(conn: apsw.Connection) -> Sequences:
