@@ -206,3 +206,34 @@ def test_partitioned_tables_and_rows_moving_between_partitions(
     assert changed["events_us"] == [(1, "us", 11)]
     assert goex.rollback(run.id, journal=journal).complete
     assert dump_all(postgres_url) == before
+
+
+def test_key_updates_with_on_update_cascade_and_on_delete_set_null(
+    db_url: str, journal: Journal
+) -> None:
+    execute_script(
+        db_url,
+        """
+        CREATE TABLE shelves (code TEXT PRIMARY KEY, room TEXT);
+        CREATE TABLE books (id INTEGER PRIMARY KEY, title TEXT,
+            shelf TEXT REFERENCES shelves(code) ON UPDATE CASCADE ON DELETE SET NULL);
+        INSERT INTO shelves VALUES ('A1', 'hall'), ('B1', 'attic'), ('C1', 'cellar');
+        INSERT INTO books VALUES (1, 'odyssey', 'A1'), (2, 'iliad', 'B1'), (3, 'aeneid', 'C1'),
+            (4, 'georgics', 'B1');
+        """,
+    )
+    before = dump_all(db_url)
+    with goex.run("keys", journal=journal) as run:
+        result = run_sql(
+            "UPDATE shelves SET code = 'B2', room = 'loft' WHERE code = 'B1'; "
+            "DELETE FROM shelves WHERE code = 'C1'; "
+            "UPDATE books SET id = id + 100 WHERE shelf = 'A1'",
+            db_url,
+        )
+    changed = dump_all(db_url)
+    assert sorted(changed["books"]) == [
+        (2, "iliad", "B2"), (3, "aeneid", None), (4, "georgics", "B2"), (101, "odyssey", "A1")
+    ]  # fmt: skip
+    assert result.changes is not None and result.changes.tables["books"].rows
+    assert goex.rollback(run.id, journal=journal).complete
+    assert dump_all(db_url) == before
