@@ -16,7 +16,7 @@ import goex_tools as goex
 from goex_tools import StepStatus
 from goex_tools.domains.fs import Workspace, discard, keep
 from tests.fs.conftest import manifest
-from tests.fs.test_shell import _processes_running
+from tests.fs.test_shell import _processes_running, unique_seconds
 
 
 @pytest.fixture
@@ -64,19 +64,20 @@ def test_a_crash_while_a_command_runs_is_recovered_as_not_happened(
     ws: Workspace, root: Path, journal: goex.Journal
 ) -> None:
     before = manifest(root)
+    seconds = unique_seconds()  # a marker no other test run on this machine uses
     proc = subprocess.Popen(
-        [sys.executable, "-c", CRASHING, str(root), str(ws.store.root), journal.url, "4242"]
+        [sys.executable, "-c", CRASHING, str(root), str(ws.store.root), journal.url, seconds]
     )
     deadline = time.monotonic() + 30
-    while not _processes_running("sleep 4242") and time.monotonic() < deadline:
+    while not _processes_running(f"sleep {seconds}") and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _processes_running("sleep 4242"), "the command never started"
+    assert _processes_running(f"sleep {seconds}"), "the command never started"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     deadline = time.monotonic() + 10
-    while _processes_running("sleep 4242") and time.monotonic() < deadline:
+    while _processes_running(f"sleep {seconds}") and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _processes_running("sleep 4242") == []  # the sandbox died with its parent
+    assert _processes_running(f"sleep {seconds}") == []  # the sandbox died with its parent
 
     (pending,) = journal.steps_with_status(StepStatus.PENDING)
     (outcome,) = goex.recover(journal)

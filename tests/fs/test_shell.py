@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 import tempfile
@@ -201,11 +202,17 @@ def _processes_running(marker: str) -> list[int]:
     return found
 
 
+def unique_seconds() -> str:
+    """A `sleep` duration no concurrent test run on this machine uses, to find its processes."""
+    return f"{3000 + random.random() * 1000:.6f}"
+
+
 def test_processes_left_running_are_killed(ws: Workspace, journal: goex.Journal) -> None:
+    one, two = unique_seconds(), unique_seconds()
     with goex.run("leftover", journal=journal):
-        result = ws.run_shell("(sleep 3141 &) ; nohup sleep 3142 >/dev/null 2>&1 & echo done")
+        result = ws.run_shell(f"(sleep {one} &) ; nohup sleep {two} >/dev/null 2>&1 & echo done")
     assert result.stdout == "done\n"
-    assert _processes_running("sleep 314") == []
+    assert _processes_running(f"sleep {one}") == _processes_running(f"sleep {two}") == []
 
 
 def test_secret_values_never_reach_the_output_or_the_journal(
@@ -253,11 +260,12 @@ def test_processes_that_leave_the_session_are_killed_too(
     root: Path, tmp_path: Path, journal: goex.Journal, backend: str
 ) -> None:
     ws = Workspace(root, store=tmp_path / "store", sandbox=backend)
-    escape = "(setsid sleep 2719 </dev/null >/dev/null 2>&1 &); sleep 0.2; echo started"
+    seconds = unique_seconds()
+    escape = f"(setsid sleep {seconds} </dev/null >/dev/null 2>&1 &); sleep 0.2; echo started"
     with goex.run("setsid", journal=journal):
         result = ws.run_shell(escape)
     assert result.stdout == "started\n"
-    assert _processes_running("sleep 2719") == []
+    assert _processes_running(f"sleep {seconds}") == []
     assert any("processes it left running were killed" in n for n in result.notes)
 
 
