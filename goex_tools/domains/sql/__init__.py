@@ -8,7 +8,8 @@
 
 SQLite is captured by the session extension (apsw), PostgreSQL by row triggers that live only
 in the step's transaction; MySQL/MariaDB batches run and are journaled, but data changes there
-are irreversible (no row capture yet). DDL is irreversible everywhere.
+are irreversible (no row capture yet), and batches a ROLLBACK would not take back are refused
+(see `mysql`). DDL is irreversible everywhere. An undo never leaves a broken foreign key.
 """
 
 from goex_tools.domains.sql import compensations as _compensations  # registers the kinds
