@@ -196,3 +196,17 @@ def test_rollback_from_another_process_with_a_postgres_journal(
     )
     assert done.returncode == 0, done.stderr
     assert manifest(root) == before
+
+
+def test_an_undo_whose_store_lost_the_old_contents_touches_nothing(
+    ws: Workspace, root: Path, journal: goex.Journal
+) -> None:
+    import shutil
+
+    with goex.run("lost", journal=journal) as run:  # files become a dir and a symlink
+        ws.run_shell("rm README.md run.sh && mkdir README.md && ln -s README.md run.sh")
+    after = manifest(root)
+    shutil.rmtree(ws.store.objects)
+    with pytest.raises(RollbackFailed, match=r"lacks the recorded content of README\.md, run\.sh"):
+        goex.rollback(run.id, journal=journal)
+    assert manifest(root) == after  # not half undone: the dir and the link are still there

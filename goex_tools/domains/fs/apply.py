@@ -17,6 +17,7 @@ from pathlib import Path
 
 from goex_tools.domains.fs.changes import PathChange, Side
 from goex_tools.domains.fs.entries import Entry, matches
+from goex_tools.domains.fs.errors import FsError
 from goex_tools.domains.fs.store import BlobStore
 from goex_tools.errors import CompensationConflict, GoexError
 
@@ -39,6 +40,12 @@ def materialize(
     strangers = [c.path for c in todo if not matches(root / c.path, c.side(other))]
     if strangers and not force:
         raise conflict(_conflict_message(strangers, hint))
+    missing = [c.path for c in todo if (sha := c.side(side).sha256) and not store.has(sha)]
+    if missing:
+        raise FsError(
+            f"the store {store.root} lacks the recorded content of {', '.join(missing[:MAX_NAMED])}"
+            f" (was it deleted or moved?); nothing was touched"
+        )
     opened = _open_parents(root, todo)
     try:
         for change in sorted(todo, key=_depth, reverse=True):
