@@ -168,12 +168,16 @@ def test_a_change_made_outside_goex_is_a_conflict_until_forced(
 def test_a_directory_a_person_added_files_to_is_not_removed(
     ws: Workspace, root: Path, journal: goex.Journal
 ) -> None:
+    before = manifest(root)
     with goex.run("mkdir", journal=journal) as run:
         ws.make_dir("build")
     (root / "build" / "theirs.txt").write_text("keep me")
     with pytest.raises(RollbackFailed, match="holds files that goex did not record"):
         goex.rollback(run.id, journal=journal)
     assert (root / "build" / "theirs.txt").read_text() == "keep me"
+    (root / "build" / "theirs.txt").unlink()  # the person moves their file away: resume
+    assert goex.rollback(run.id, journal=journal).complete
+    assert manifest(root) == before
 
 
 def test_rollback_from_another_process_with_a_postgres_journal(
