@@ -237,3 +237,31 @@ def test_key_updates_with_on_update_cascade_and_on_delete_set_null(
     assert result.changes is not None and result.changes.tables["books"].rows
     assert goex.rollback(run.id, journal=journal).complete
     assert dump_all(db_url) == before
+
+
+def test_a_write_to_a_foreign_table_stops_the_batch(postgres_url: str, journal: Journal) -> None:
+    """postgres_fdw rows live on another server, beyond row capture: the batch is rolled back
+    (remote side included) and the step fails with the reason; nothing changes anywhere."""
+    url = sa.engine.make_url(postgres_url)
+    execute_script(
+        postgres_url,
+        f"""
+        CREATE EXTENSION postgres_fdw;
+        CREATE SERVER loop FOREIGN DATA WRAPPER postgres_fdw
+            OPTIONS (host '{url.host}', port '{url.port or 5432}', dbname '{url.database}');
+        CREATE USER MAPPING FOR CURRENT_USER SERVER loop OPTIONS (user '{url.username}');
+        CREATE FOREIGN TABLE remote_tags (label text, weight integer)
+            SERVER loop OPTIONS (table_name 'tags');
+        """,
+    )
+    before = dump_all(postgres_url)
+    with goex.run("fdw", journal=journal) as run, pytest.raises(sa.exc.DBAPIError) as raised:
+        run_sql(
+            "DELETE FROM orders WHERE id = 1; INSERT INTO remote_tags VALUES ('r', 1)", postgres_url
+        )
+    assert "foreign table public.remote_tags" in str(raised.value)
+    assert dump_all(postgres_url) == before  # `tags`, the remote side, included
+    [step] = journal.steps(run.id)
+    assert step.status is StepStatus.FAILED and not step.undoable
+    with goex.run("read", journal=journal):
+        assert run_sql("SELECT count(*) FROM remote_tags", postgres_url).results[0].rows == [[3]]

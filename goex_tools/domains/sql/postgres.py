@@ -4,7 +4,8 @@ Before the batch runs, the transaction creates a temporary trigger function and 
 trigger on every ordinary table; each writes `to_jsonb(OLD)` / `to_jsonb(NEW)` into a temporary
 log. The triggers are dropped before COMMIT, so no other session ever sees them and nothing is
 left in the schema. They catch what a before-image SELECT misses: rows removed by ON DELETE
-CASCADE, rows written by triggers, defaults and generated keys.
+CASCADE, rows written by triggers, defaults and generated keys. A foreign table (postgres_fdw)
+gets a trigger that stops the batch instead: its rows live on another server.
 
 The undo replays the log backwards in one transaction with `session_replication_role =
 replica` (user triggers and foreign-key actions off, so it restores rows, not side effects),
@@ -45,10 +46,11 @@ MECHANISM = "postgresql-row-triggers"
 KIND = "sql.restore_rows"
 TRIGGER = "goex_capture_tx"
 
-# The tables row capture watches: every ordinary table but the catalogs and temporary ones.
-CAPTURED = """SELECT n.nspname, c.relname, c.relowner FROM pg_class c
+# The tables row capture watches: every ordinary table but the catalogs and temporary ones,
+# and every foreign table (whose rows live elsewhere: a write to one stops the batch).
+CAPTURED = """SELECT n.nspname, c.relname, c.relowner, c.relkind FROM pg_class c
              JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE c.relkind = 'r' AND n.nspname <> 'information_schema'
+             WHERE c.relkind IN ('r', 'f') AND n.nspname <> 'information_schema'
                AND n.nspname NOT LIKE 'pg\\_%' AND c.relpersistence <> 't'"""
 
 INSTALL = f"""
@@ -63,12 +65,24 @@ BEGIN
         CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END);
     RETURN NULL;
 END $f$;
+CREATE OR REPLACE FUNCTION pg_temp.goex_refuse_foreign() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+    RAISE EXCEPTION 'goex-tools cannot record or undo writes to foreign table %.% (its rows live '
+        'in another server); the batch was rolled back', TG_TABLE_SCHEMA, TG_TABLE_NAME
+        USING ERRCODE = 'feature_not_supported';
+END $f$;
 DO $d$ DECLARE r record; BEGIN
     FOR r IN {CAPTURED}
     LOOP
-        EXECUTE format('CREATE TRIGGER {TRIGGER} AFTER INSERT OR UPDATE OR DELETE ON %I.%I '
-                       'FOR EACH ROW EXECUTE FUNCTION pg_temp.goex_capture()',
-                       r.nspname, r.relname);
+        IF r.relkind = 'f' THEN
+            EXECUTE format('CREATE TRIGGER {TRIGGER} BEFORE INSERT OR UPDATE OR DELETE ON %I.%I '
+                           'FOR EACH ROW EXECUTE FUNCTION pg_temp.goex_refuse_foreign()',
+                           r.nspname, r.relname);
+        ELSE
+            EXECUTE format('CREATE TRIGGER {TRIGGER} AFTER INSERT OR UPDATE OR DELETE ON %I.%I '
+                           'FOR EACH ROW EXECUTE FUNCTION pg_temp.goex_capture()',
+                           r.nspname, r.relname);
+        END IF;
     END LOOP;
 END $d$;
 """
