@@ -21,6 +21,7 @@ from goex_tools.domains.fs import (
     UnsupportedFile,
     Workspace,
     WorkspaceChanged,
+    diff,
 )
 from goex_tools.redaction import redactor
 from goex_tools.sandbox import Limits
@@ -410,5 +411,20 @@ def test_rewriting_a_hard_linked_file_is_noted_and_undone(
     assert (root / "README.md").read_text() == "# demo\nalpha beta\nmore\n"
     assert (root / "readme-link").read_text() == "# demo\nalpha beta\n"  # the other name
     assert (root / "run.sh").read_text() == "#!/bin/sh\necho run\n"
+    goex.rollback(run.id, journal=journal)
+    assert manifest(root) == before
+
+
+def test_names_that_are_not_utf8_are_shown_escaped_and_restored_exactly(
+    ws: Workspace, root: Path, journal: goex.Journal
+) -> None:
+    before = manifest(root)
+    with goex.run("bytes", journal=journal) as run:
+        result = ws.run_shell("printf 'x\\n' > \"$(printf 'bad\\377name')\"")
+    assert (root / os.fsdecode(b"bad\xffname")).read_text() == "x\n"
+    assert [c.path for c in result.changes] == ["bad\\xffname"]
+    assert '"bad\\\\xffname"' in result.model_dump_json()  # JSON encoders refuse raw names
+    shown = diff(result.step_id, journal=journal)
+    assert "+++ b/bad\\xffname" in shown.text() and shown.model_dump_json()
     goex.rollback(run.id, journal=journal)
     assert manifest(root) == before

@@ -37,10 +37,10 @@ def materialize(
     """Make every path match its `side` entry; return the changes that needed work."""
     other: Side = "after" if side == "before" else "before"
     todo = [c for c in changes if not matches(root / c.path, c.side(side))]
-    strangers = [c.path for c in todo if not matches(root / c.path, c.side(other))]
+    strangers = [c.shown for c in todo if not matches(root / c.path, c.side(other))]
     if strangers and not force:
         raise conflict(_conflict_message(strangers, hint))
-    missing = [c.path for c in todo if (sha := c.side(side).sha256) and not store.has(sha)]
+    missing = [c.shown for c in todo if (sha := c.side(side).sha256) and not store.has(sha)]
     if missing:
         raise FsError(
             f"the store {store.root} lacks the recorded content of {', '.join(missing[:MAX_NAMED])}"
@@ -153,7 +153,7 @@ def hard_link_note(root: Path, changes: list[PathChange]) -> str | None:
             continue
         try:
             if os.lstat(root / change.path).st_nlink > 1:
-                linked.append(change.path)
+                linked.append(change.shown)
         except OSError:
             continue
     if not linked:

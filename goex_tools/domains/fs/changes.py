@@ -21,6 +21,12 @@ class PathChange(BaseModel):
     before: Entry
     after: Entry
 
+    @property
+    def shown(self) -> str:
+        """The path for people and JSON: bytes that are not UTF-8 (kept by Python as lone
+        surrogates, which JSON encoders refuse) written as `\\xff` escapes."""
+        return self.path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
     def side(self, side: Side) -> Entry:
         return self.before if side == "before" else self.after
 
@@ -54,6 +60,6 @@ def effect_summary(changes: list[PathChange]) -> dict[str, object]:
     """The step's `effect` under the shared contract: changes and bytes written."""
     written = sum(c.after.size or 0 for c in changes if c.after.type == "file" and c.kind != "mode")
     return {
-        "changes": [{"path": c.path, "change": c.kind} for c in changes],
+        "changes": [{"path": c.shown, "change": c.kind} for c in changes],
         "bytes_written": written,
     }

@@ -22,7 +22,7 @@ KIND = "fs.restore"
 
 def restore_compensation(workspace: Path, store: Path, changes: list[PathChange]) -> Compensation:
     args = RestoreArgs(workspace=str(workspace), store=str(store), changes=changes)
-    names = ", ".join(c.path for c in changes[:3]) + (" ..." if len(changes) > 3 else "")
+    names = ", ".join(c.shown for c in changes[:3]) + (" ..." if len(changes) > 3 else "")
     return Compensation(
         kind=KIND,
         args=args.model_dump(mode="json"),

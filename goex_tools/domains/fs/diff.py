@@ -79,12 +79,12 @@ def _file_diff(change: PathChange, blobs: BlobStore) -> FileDiff:
             difflib.unified_diff(
                 old.splitlines(keepends=True),
                 new.splitlines(keepends=True),
-                fromfile=f"a/{change.path}" if change.before.exists else "/dev/null",
-                tofile=f"b/{change.path}" if change.after.exists else "/dev/null",
+                fromfile=f"a/{change.shown}" if change.before.exists else "/dev/null",
+                tofile=f"b/{change.shown}" if change.after.exists else "/dev/null",
             )
         )
     return FileDiff(
-        path=change.path,
+        path=change.shown,
         change=change.kind,
         before=change.before,
         after=change.after,

@@ -34,4 +34,4 @@ class ShellResult(BaseModel):
 
 
 def changed(changes: list[PathChange]) -> list[Changed]:
-    return [Changed(path=c.path, change=c.kind) for c in changes]
+    return [Changed(path=c.shown, change=c.kind) for c in changes]

@@ -140,7 +140,7 @@ def _refuse_lost_updates(root: Path, changes: list[PathChange], started: int) ->
         except (FileNotFoundError, NotADirectoryError):
             continue
         if not stat.S_ISDIR(st.st_mode) and st.st_ctime_ns > started:
-            moved.append(change.path)
+            moved.append(change.shown)
     if moved:
         raise WorkspaceChanged(
             f"{', '.join(moved[:MAX_NAMED])} changed in the workspace while the command ran; "
