@@ -174,6 +174,21 @@ class SqlAlchemyTransaction:
             for row in self.log()
         ]
 
+    def keyless_tables(self) -> list[str]:
+        """Changed tables without a primary key (the undo finds their rows by whole value)."""
+        changed = sorted({(row.schema_, row.table) for row in self.log()})
+        return [
+            _display_name(LoggedRow(schema_=schema, table=table, op="insert"))
+            for schema, table in changed
+            if not self.conn.execute(
+                sa.text(
+                    "SELECT EXISTS (SELECT 1 FROM pg_index WHERE indisprimary "
+                    "AND indrelid = CAST(:name AS regclass))"
+                ),
+                {"name": f"{_ident(schema)}.{_ident(table)}"},
+            ).scalar()
+        ]
+
     def compensation_args(self, ref: DatabaseRef) -> JSONDict:
         return RestoreRowsArgs(database=ref, txid=self.txid, rows=self.log()).model_dump(
             mode="json"

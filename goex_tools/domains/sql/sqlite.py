@@ -95,6 +95,14 @@ class SqliteTransaction:
             )
         return found
 
+    def keyless_tables(self) -> list[str]:
+        """Changed tables without a primary key (the session keys their rows by rowid)."""
+        if self.session is None:
+            return []
+        if not self._names:
+            self.changes()  # learns the column names of every changed table (run_sql did)
+        return sorted(name for name, columns in self._names.items() if columns[:1] == ["rowid"])
+
     def compensation_args(self, ref: DatabaseRef) -> JSONDict:
         assert self.session is not None
         after = _sequences(self.conn)

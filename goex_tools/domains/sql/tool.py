@@ -50,6 +50,7 @@ class DeclinedByConfirm(GoexError):
 class Transaction(Protocol):
     def execute(self, sql: str, limit: int) -> StatementResult: ...
     def changes(self) -> list[RowChange]: ...
+    def keyless_tables(self) -> list[str]: ...
     def compensation_args(self, ref: DatabaseRef) -> JSONDict: ...
     def commit(self) -> None: ...
     def rollback(self) -> None: ...
@@ -143,6 +144,7 @@ def _run(handle: StepHandle, how: Plan, url: str, confirm: Confirm | None, limit
             return SqlResult(committed=False, reversible_by=None, results=results)
         if how.kind is not None:
             handle.effect.update(summary.effect())
+            handle.notes.extend(_keyless_note(how, tx.keyless_tables()))
         if confirm is not None and not _confirmed(confirm(summary)):
             tx.rollback()
             handle.set_compensation(None)
@@ -175,6 +177,18 @@ def _check_mysql_engines(
         mysql.refuse_confirm_without_rollback(tables)
     if tables:
         handle.notes.append(mysql.partial_failure_note(tables))
+
+
+def _keyless_note(how: Plan, tables: list[str]) -> list[str]:
+    """The step record says how rows of tables without a primary key are found again."""
+    if not tables:
+        return []
+    how_found = (
+        "by rowid"
+        if how.ref.dialect == "sqlite"
+        else "by whole-row match (identical rows are interchangeable)"
+    )
+    return [f"no primary key on {', '.join(tables)}: its rows are restored {how_found}"]
 
 
 def _open(how: Plan, url: str) -> Transaction:
