@@ -225,3 +225,26 @@ def test_rows_others_added_to_the_same_tables_are_kept(db_url: str, journal: Jou
         **before,
         **{k: theirs[k] for k in ("sqlite_sequence",) if k in theirs},
     }
+
+
+def test_confirm_sees_whole_rows_before_and_after_an_update(db_url: str, journal: Journal) -> None:
+    seen: list[ChangeSummary] = []
+    with goex.run("update", journal=journal):
+        run_sql(
+            "UPDATE customers SET tier = 'gold' WHERE id = 2",
+            db_url,
+            confirm=lambda s: seen.append(s) or "rollback",
+        )
+    [row] = seen[0].tables["customers"].rows
+    assert row.op == "update" and row.before is not None and row.after is not None
+    assert {k: row.before[k] for k in ("id", "name", "tier")} == {
+        "id": 2,
+        "name": "bob",
+        "tier": "basic",
+    }
+    assert {k: row.after[k] for k in ("id", "name", "tier")} == {
+        "id": 2,
+        "name": "bob",
+        "tier": "gold",
+    }
+    assert set(row.before) == set(row.after)

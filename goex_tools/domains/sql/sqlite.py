@@ -55,6 +55,7 @@ class SqliteTransaction:
     def __init__(self, url: str, *, capture: bool, read_only: bool = False) -> None:
         self.conn = connect(url)
         self._names: dict[str, list[str]] = {}  # column names per table
+        self._captured: tuple[bytes, list[UpdatedRow]] | None = None
         self.session: apsw.Session | None = None
         if capture:
             self.session = apsw.Session(self.conn, "main")
@@ -81,19 +82,32 @@ class SqliteTransaction:
         return result
 
     def changes(self) -> list[RowChange]:
+        """Every row event, with full before and after images (the changeset alone keeps only
+        the changed columns of an update)."""
         if self.session is None:
             return []
+        changeset, updated = self._capture()
+        full = iter(updated)
         found = []
-        for change in apsw.Changeset.iter(self.session.changeset()):
+        for change in apsw.Changeset.iter(changeset):
             columns = self._columns(change)
             before = _image(columns, change.old)
             after = _image(columns, change.new)
-            if change.op == "UPDATE" and before is not None and after is not None:
-                after = {**before, **after}
+            if change.op == "UPDATE":
+                row = next(full)
+                before, after = _decode(row.before), _decode(row.after)
             found.append(
                 RowChange(table=change.name, op=OPERATIONS[change.op], before=before, after=after)  # type: ignore[arg-type]
             )
         return found
+
+    def _capture(self) -> tuple[bytes, list[UpdatedRow]]:
+        """The batch's changeset and its updated rows in full, read once after the batch."""
+        assert self.session is not None
+        if self._captured is None:
+            changeset = self.session.changeset()
+            self._captured = (changeset, self._updated_rows(changeset))
+        return self._captured
 
     def keyless_tables(self) -> list[str]:
         """Changed tables without a primary key (the session keys their rows by rowid)."""
@@ -111,12 +125,12 @@ class SqliteTransaction:
             for name in set(self.sequences_before) | set(after)
             if self.sequences_before.get(name) != after.get(name)
         }
-        changeset = self.session.changeset()
+        changeset, updated = self._capture()
         return ChangesetArgs(
             database=ref,
             changeset=base64.b64encode(changeset).decode(),
             sequences=moved,
-            updated=self._updated_rows(changeset),
+            updated=updated,
         ).model_dump(mode="json")
 
     def _updated_rows(self, changeset: bytes) -> list[UpdatedRow]:
