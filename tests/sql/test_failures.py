@@ -224,3 +224,26 @@ def test_a_connection_dropped_at_commit_is_resolved_by_asking_the_server(
     [step] = journal.steps(run.id)
     assert step.status is StepStatus.FAILED and not step.undoable
     assert step.compensation is not None and step.compensation.args["txid"]  # it was journaled
+
+
+def test_a_batch_failing_at_commit_changes_nothing(db_url: str, journal: Journal) -> None:
+    """A deferred foreign key fails only at COMMIT, after the undo was journaled: the step is
+    journaled as failed (the database says the transaction did not commit), nothing changed."""
+    from tests.sql.conftest import execute_script
+
+    execute_script(
+        db_url,
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, customer_id INTEGER "
+        "REFERENCES customers(id) DEFERRABLE INITIALLY DEFERRED);",
+    )
+    before = dump_all(db_url)
+    with (
+        goex.run("commit fails", journal=journal) as run,
+        pytest.raises(Exception, match=r"(?i)foreign key"),
+    ):
+        run_sql("UPDATE tags SET weight = 0; INSERT INTO notes VALUES (1, 99)", db_url)
+    assert dump_all(db_url) == before
+    [step] = journal.steps(run.id)
+    assert step.status is StepStatus.FAILED and not step.undoable
+    assert step.compensation is not None  # it had been journaled before COMMIT
+    assert goex.plan(journal, run.id) == []
