@@ -49,10 +49,17 @@ class BwrapSandbox:
         return [f"sandbox bwrap: no network; only the workspace was writable; {leftovers}"]
 
     def argv(
-        self, command: str, layers: Layers, limits: Limits, search_path: str = ""
+        self,
+        command: str,
+        layers: Layers,
+        limits: Limits,
+        search_path: str = "",
+        status_fd: int | None = None,
     ) -> list[str]:
         workspace = str(layers.lower)
         argv = [self.executable, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        if status_fd is not None:  # bwrap reports the command's exit code there, if it ran
+            argv += ["--json-status-fd", str(status_fd)]
         argv += ["--tmpfs", "/tmp"]
         for tools in tools_under_tmp(search_path, layers.lower):
             argv += ["--ro-bind", str(tools), str(tools)]
@@ -71,8 +78,32 @@ class BwrapSandbox:
         if shutil.which(self.executable) is None:
             raise SandboxUnavailable(f"{self.executable} is not installed")
         env = clean_env("/tmp")
-        argv = namespaced(layers, self.argv(command, layers, limits, env["PATH"]))
-        return require_mounted(layers, run_capped(argv, limits, env=env))
+        status, status_w = os.pipe()
+        try:
+            argv = self.argv(command, layers, limits, env["PATH"], status_w)
+            run = run_capped(namespaced(layers, argv), limits, env=env, pass_fds=(status_w,))
+        finally:
+            os.close(status_w)
+        try:
+            reported = _available(status)
+        finally:
+            os.close(status)
+        execution = require_mounted(layers, run)
+        if b'"exit-code"' not in reported and not execution.timed_out:
+            raise SandboxUnavailable(
+                f"bwrap could not set up the sandbox, so the command did not run: "
+                f"{execution.stderr.strip()[-500:]}"
+            )
+        return execution
+
+
+def _available(fd: int) -> bytes:
+    """What has been written to the pipe `fd` so far (a leftover process may still hold it)."""
+    os.set_blocking(fd, False)
+    try:
+        return os.read(fd, 65536)
+    except BlockingIOError:
+        return b""
 
 
 def tools_under_tmp(search_path: str, workspace: Path) -> list[Path]:

@@ -59,7 +59,11 @@ def capped_text(data: bytes, limit: int) -> str:
 
 
 def run_capped(
-    argv: Sequence[str], limits: Limits, *, env: dict[str, str] | None = None
+    argv: Sequence[str],
+    limits: Limits,
+    *,
+    env: dict[str, str] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> Execution:
     """Run `argv` in a new session; kill the session's process group on timeout and at the end."""
     start = time.monotonic()
@@ -70,6 +74,7 @@ def run_capped(
         stderr=subprocess.PIPE,
         start_new_session=True,
         env=env,
+        pass_fds=pass_fds,
     )
     assert proc.stdout is not None and proc.stderr is not None
     readers = [_CappedReader(proc.stdout, limits.output_limit)]
