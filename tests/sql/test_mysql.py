@@ -18,9 +18,12 @@ from tests.sql.conftest import dump_all, execute_script
 def test_reads_run_and_need_no_undo(mysql_url: str, journal: Journal) -> None:
     with goex.run("read", journal=journal) as run:
         result = run_sql("SELECT name FROM customers WHERE name LIKE 'a%' ORDER BY id", mysql_url)
+        shown = run_sql("SHOW TABLES; DESCRIBE customers", mysql_url)
     assert result.results[0].rows == [["ada"]]
-    [step] = journal.steps(run.id)
-    assert step.reversibility is Reversibility.NO_EFFECT and step.status is StepStatus.APPLIED
+    assert shown.results[0].rows == [["customers"]] and shown.results[1].rows
+    steps = journal.steps(run.id)
+    assert [s.reversibility for s in steps] == [Reversibility.NO_EFFECT] * 2
+    assert [s.status for s in steps] == [StepStatus.APPLIED] * 2
 
 
 def test_writes_are_irreversible_but_confirmable(mysql_url: str, journal: Journal) -> None:

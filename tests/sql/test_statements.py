@@ -6,6 +6,7 @@ statement), whose side effects a later step captures and undoes."""
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 import goex_tools as goex
 from goex_tools import Journal, StepStatus
@@ -38,7 +39,10 @@ END"""
         ("postgresql", "TRUNCATE a, b; SELECT 1", ["ddl", "read"]),
         ("postgresql", "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d", ["write"]),
         ("postgresql", "SELECT * INTO x FROM t", ["ddl"]),
-        ("postgresql", "EXPLAIN ANALYZE DELETE FROM t", ["other"]),  # runs it: not a read
+        ("postgresql", "EXPLAIN ANALYZE DELETE FROM t", ["read"]),  # read-only: refused
+        ("postgresql", "SHOW search_path; EXPLAIN SELECT 1", ["read", "read"]),
+        ("mysql", "SHOW TABLES; DESCRIBE t; EXPLAIN SELECT 1", ["read", "read", "read"]),
+        ("mysql", "EXPLAIN DELETE FROM t", ["write"]),
         ("sqlite", "PRAGMA foreign_keys = OFF", ["other"]),
         ("postgresql", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity", ["other"]),
         ("postgresql", "SELECT * FROM dblink_exec('db', 'DELETE FROM t')", ["other"]),
@@ -86,3 +90,16 @@ def test_a_trigger_created_through_run_sql_and_its_side_effects_undone(
     }
     assert goex.rollback(run.id, journal=journal).complete
     assert dump_all(sqlite_url) == before
+
+
+def test_explain_analyze_of_a_write_is_refused_by_the_read_only_transaction(
+    postgres_url: str, journal: Journal
+) -> None:
+    before = dump_all(postgres_url)
+    with goex.run("explain", journal=journal) as run:
+        shown = run_sql("SHOW TimeZone; EXPLAIN SELECT * FROM tags", postgres_url)
+        assert shown.results[-1].rows and not shown.committed
+        with pytest.raises(sa.exc.DBAPIError, match="read-only transaction"):
+            run_sql("EXPLAIN ANALYZE DELETE FROM customers", postgres_url)
+    assert dump_all(postgres_url) == before
+    assert [s.status for s in journal.steps(run.id)] == [StepStatus.APPLIED, StepStatus.FAILED]

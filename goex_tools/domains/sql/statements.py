@@ -145,9 +145,17 @@ def _kind(tree: exp.Expr) -> StatementKind:
         return "other"
     if isinstance(tree, WRITES) or tree.find(*WRITES) is not None:
         return "write"  # includes data-modifying CTEs inside a SELECT
-    if isinstance(tree, exp.Query):
+    if isinstance(tree, exp.Query) or _inspects(tree):
         return "read"
     return "other"
+
+
+def _inspects(tree: exp.Expr) -> bool:
+    """SHOW, DESCRIBE, EXPLAIN: reads. (EXPLAIN ANALYZE runs its statement, but reads run in a
+    read-only transaction, so the database refuses one that writes.)"""
+    if isinstance(tree, exp.Show | exp.Describe):
+        return True
+    return isinstance(tree, exp.Command) and tree.name.upper() in ("SHOW", "EXPLAIN")
 
 
 def _tables(tree: exp.Expr) -> list[str]:
