@@ -25,7 +25,15 @@ class ActionRefused(GoexError):
 
 
 class TransientError(GoexError):
-    """A failure worth retrying (timeouts, 5xx, 429). Compensation handlers raise it."""
+    """A failure worth retrying (timeouts, 5xx, 429). Compensation handlers raise it.
+
+    `retry_after` is the wait the other side asked for (e.g. HTTP `Retry-After`), in seconds;
+    a rollback waits at least that long (up to `RetryPolicy.max_retry_after`) before retrying.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class CompensationConflict(GoexError):

@@ -14,6 +14,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 from tenacity import (
+    RetryCallState,
     RetryError,
     Retrying,
     retry_if_exception_type,
@@ -49,6 +50,7 @@ class RetryPolicy(BaseModel):
     attempts: int = 4
     initial_wait: float = 0.2
     max_wait: float = 5.0
+    max_retry_after: float = 60.0  # the longest wait a failure may ask for (Retry-After)
 
 
 class StepOutcome(BaseModel):
@@ -235,7 +237,7 @@ def _compensate(journal: Journal, step: Step, force: bool, retry: RetryPolicy) -
         for tries in Retrying(
             retry=retry_if_exception_type(TransientError),
             stop=stop_after_attempt(retry.attempts),
-            wait=wait_exponential(multiplier=retry.initial_wait, max=retry.max_wait),
+            wait=_wait(retry),
             before_sleep=attempt,
             reraise=False,
         ):
@@ -272,6 +274,18 @@ def _failed(
         error=detail,
     )
     return StepOutcome(step_id=step.id, tool=step.tool, outcome=outcome, detail=detail)
+
+
+def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
+    """Exponential backoff, or longer when the failure asked for a wait (Retry-After)."""
+    backoff = wait_exponential(multiplier=policy.initial_wait, max=policy.max_wait)
+
+    def wait(state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome is not None else None
+        asked = getattr(error, "retry_after", None) or 0.0
+        return max(backoff(state), min(asked, policy.max_retry_after))
+
+    return wait
 
 
 def _attempt_logger(journal: Journal, step_id: str) -> Callable[..., None]:

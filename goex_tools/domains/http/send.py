@@ -179,9 +179,8 @@ def read_state(
 def as_transient(exc: HttpError) -> GoexError:
     """The error a compensation raises: TransientError (retried) or the permanent one."""
     if isinstance(exc, HttpStatusError) and exc.status_code in TRANSIENT_STATUS:
-        if exc.retry_after:
-            time.sleep(min(exc.retry_after, MAX_RETRY_AFTER))
-        return TransientError(str(exc))
+        asked = min(exc.retry_after, MAX_RETRY_AFTER) if exc.retry_after else None
+        return TransientError(str(exc), retry_after=asked)
     if isinstance(exc, HttpUnreachable):
         return TransientError(str(exc))
     return exc
