@@ -25,6 +25,8 @@ extras=langchain,llamaindex
 [ "$dev" = "--dev" ] && extras=dev
 packages=(-e ".[$extras]")
 for integration in integrations/*/; do
-  [ -f "$integration/pyproject.toml" ] && packages+=(-e "$integration")
+  [ -f "$integration/pyproject.toml" ] && packages+=(-e "${integration%/}")
 done
+# the demo's real-model path (used when OPENAI_API_KEY or OPENAI_BASE_URL is set)
+packages+=(-e "integrations/langchain-goex[agents,openai]")
 .venv/bin/python -m pip install -q "${packages[@]}"
