@@ -17,7 +17,7 @@ import inspect
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 from pydantic import BaseModel, field_validator
 
@@ -25,7 +25,7 @@ from goex_tools.errors import InvalidCompensation
 from goex_tools.model import Compensation, JSONDict, Proposal, Reversibility, Step
 from goex_tools.refs import ref_of, resolve
 from goex_tools.registry import EffectState, UndoContext, registry
-from goex_tools.runtime import StepHandle, current_run, execute, run
+from goex_tools.runtime import StepHandle, current_run, execute, run, summarize
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -119,8 +119,7 @@ def reversible(
         signature = inspect.signature(fn)
         name = tool or fn.__name__
 
-        @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        def propose(args: Any, kwargs: Any) -> Proposal:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             inputs = dict(bound.arguments)
@@ -128,7 +127,7 @@ def reversible(
             if undo is not None:
                 undo_kwargs = before(*args, **kwargs) if before else inputs
                 compensation = call_compensation(undo, undo_kwargs, probe=probe)
-            proposal = Proposal(
+            return Proposal(
                 tool=name,
                 domain=domain,
                 inputs=_jsonable_inputs(inputs),
@@ -138,14 +137,32 @@ def reversible(
                 compensation=compensation,
             )
 
-            def effect(handle: StepHandle) -> R:
-                result = fn(*args, **kwargs)
-                if after is not None and undo is not None and handle.compensation is not None:
-                    refined = after(result, dict(_undo_kwargs(handle.compensation)))
-                    handle.set_compensation(call_compensation(undo, refined, probe=probe))
+        def refine(handle: StepHandle, result: Any) -> None:
+            if after is not None and undo is not None and handle.compensation is not None:
+                refined = after(result, dict(_undo_kwargs(handle.compensation)))
+                handle.set_compensation(call_compensation(undo, refined, probe=probe))
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                # The step stays pending until the coroutine has run, not merely been created.
+                with _journaled(propose(args, kwargs)) as handle:
+                    result = await fn(*args, **kwargs)
+                    refine(handle, result)
+                    handle.output = summarize(result)
                 return result
 
-            return execute(proposal, effect)
+            return cast(Callable[P, R], async_wrapper)
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            def effect(handle: StepHandle) -> R:
+                result = fn(*args, **kwargs)
+                refine(handle, result)
+                return result
+
+            return execute(propose(args, kwargs), effect)
 
         return wrapper
 
@@ -175,9 +192,16 @@ def action(
         reversibility=Reversibility.REVERSIBLE if undo else Reversibility.IRREVERSIBLE,
         compensation=compensation,
     )
+    with _journaled(proposal) as handle:
+        yield handle
+
+
+@contextmanager
+def _journaled(proposal: Proposal) -> Iterator[StepHandle]:
+    """The step lifecycle around a block, in the current run or in a run of its own."""
     ctx = current_run()
     if ctx is None:
-        with run(tool) as adhoc, _block(adhoc.begin(proposal)) as handle:
+        with run(proposal.tool) as adhoc, _block(adhoc.begin(proposal)) as handle:
             yield handle
         return
     with _block(ctx.begin(proposal)) as handle:

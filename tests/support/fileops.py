@@ -89,3 +89,15 @@ def create_then_hang_unprobed(path: str, ready: str) -> None:
 
 def dump(path: str) -> str:
     return json.dumps(sorted(os.listdir(path)))
+
+
+@reversible(undo=remove_file, probe=file_exists)
+async def create_file_later(path: str, text: str = "", fail: bool = False) -> str:
+    """The async twin of `create_file`; with `fail`, raises after writing nothing."""
+    import asyncio
+
+    await asyncio.sleep(0)
+    if fail:
+        raise OSError("disk full")
+    Path(path).write_text(text)
+    return path
