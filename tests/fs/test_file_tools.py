@@ -80,6 +80,7 @@ def test_steps_follow_the_shared_contract(ws: Workspace, root: Path, journal: go
         (lambda ws: ws.write_file("src", "x"), "is a dir, not a file"),
         (lambda ws: ws.write_file("README.md/x", "x"), "not a directory"),
         (lambda ws: ws.edit_file("README.md", "zeta", "eta"), "does not occur"),
+        (lambda ws: ws.edit_file("README.md", "", "eta"), "text to replace in README.md is empty"),
         (lambda ws: ws.edit_file("README.md", "a", "A"), "occurs 3 times"),
         (lambda ws: ws.edit_file("data.bin", "a", "b"), "not UTF-8 text"),
         (lambda ws: ws.edit_file("missing.txt", "a", "b"), "not a file"),

@@ -76,6 +76,8 @@ class Workspace:
     def edit_file(self, path: str, old: str, new: str, *, replace_all: bool = False) -> FileResult:
         """Replace `old` with `new` in a text file; `old` must occur once (or `replace_all`)."""
         rel = self.relative(path)
+        if not old:
+            raise FsError(f"the text to replace in {rel} is empty; nothing was edited")
         plan = self._plan()
         current = plan.before(rel)
         if current.type != "file" or current.sha256 is None or current.mode is None:
@@ -84,7 +86,7 @@ class Workspace:
             text = self.store.read(current.sha256).decode("utf-8")
         except UnicodeDecodeError:
             raise FsError(f"{rel} is not UTF-8 text; nothing was edited") from None
-        found = text.count(old) if old else 0
+        found = text.count(old)
         if found == 0:
             raise FsError(f"the text to replace does not occur in {rel}; nothing was edited")
         if found > 1 and not replace_all:
