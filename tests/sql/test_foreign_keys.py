@@ -55,3 +55,34 @@ def test_restoring_parent_and_children_together_is_fine(db_url: str, journal: Jo
         )
     assert goex.rollback(run.id, journal=journal).complete
     assert dump_all(db_url) == before
+
+
+ACCOUNTS = '"Sales Dept"."Key ""Accts"" 2024"'  # schema and table names that need quoting
+
+
+def test_odd_names_and_composite_keys_across_schemas(postgres_url: str, journal: Journal) -> None:
+    execute_script(
+        postgres_url,
+        f"""
+        CREATE SCHEMA "Sales Dept";
+        CREATE TABLE {ACCOUNTS} ("Region" text, "No" int, label text, PRIMARY KEY ("Region", "No"));
+        CREATE TABLE "Visits" (id int PRIMARY KEY, "Region" text, "No" int,
+            FOREIGN KEY ("Region", "No") REFERENCES {ACCOUNTS} ON DELETE CASCADE);
+        INSERT INTO {ACCOUNTS} VALUES ('eu', 1, 'a'), ('us', 1, 'b');
+        INSERT INTO "Visits" VALUES (1, 'eu', 1), (2, 'eu', 1), (3, 'us', 1), (4, NULL, 1);
+        """,
+    )
+    before = dump_all(postgres_url)
+    with goex.run("odd", journal=journal) as run:
+        run_sql(f"""DELETE FROM {ACCOUNTS} WHERE "Region" = 'eu'""", postgres_url)
+    assert len(dump_all(postgres_url)["Visits"]) == 2
+    assert goex.rollback(run.id, journal=journal).complete
+    assert dump_all(postgres_url) == before
+
+    with goex.run("odd again", journal=journal) as run:
+        run_sql(f"INSERT INTO {ACCOUNTS} VALUES ('ap', 2, 'c')", postgres_url)
+    execute_script(postgres_url, "INSERT INTO \"Visits\" VALUES (5, 'ap', 2);")
+    theirs = dump_all(postgres_url)
+    with pytest.raises(RollbackFailed, match=r"Visits.*\(added since\).*ap, 2"):
+        goex.rollback(run.id, journal=journal, force=True)
+    assert dump_all(postgres_url) == theirs
