@@ -54,7 +54,8 @@ def _mirror_root(lower: Path, upper: Path) -> None:
     shows the merged root with the upper directory's attributes."""
     st = os.stat(lower)
     if not unprivileged():
-        os.chown(upper, st.st_uid, st.st_gid)
+        with contextlib.suppress(OSError):  # best effort (e.g. root squashed on NFS)
+            os.chown(upper, st.st_uid, st.st_gid)
     os.chmod(upper, stat.S_IMODE(st.st_mode))
 
 

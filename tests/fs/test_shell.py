@@ -428,3 +428,15 @@ def test_names_that_are_not_utf8_are_shown_escaped_and_restored_exactly(
     assert "+++ b/bad\\xffname" in shown.text() and shown.model_dump_json()
     goex.rollback(run.id, journal=journal)
     assert manifest(root) == before
+
+
+def test_the_command_sees_the_workspace_roots_own_mode_and_owner(
+    ws: Workspace, root: Path, journal: goex.Journal
+) -> None:
+    root.chmod(0o751)  # others may enter: the sandboxed root has no capabilities
+    if os.geteuid() == 0:
+        os.chown(root, 65534, 65534)
+    st = root.stat()
+    with goex.run("root", journal=journal):
+        result = ws.run_shell("stat -c '%a %u %g' .")
+    assert result.stdout == f"751 {st.st_uid} {st.st_gid}\n" and result.changes == []
