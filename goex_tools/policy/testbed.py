@@ -2,8 +2,8 @@
 
 - SQLite: a copy of the database file (through SQLite's backup API, so it is consistent).
 - PostgreSQL: one transaction that is always rolled back (DDL is transactional there).
-- MySQL/MariaDB: one transaction rolled back, for data changes only (DDL commits implicitly,
-  so it is never tried there).
+- MySQL/MariaDB: one transaction rolled back, for data changes to transactional tables only
+  (DDL commits implicitly and MyISAM keeps its writes, so those are never tried there).
 - A workspace: an overlay over it, in the fs domain's sandbox (see `policy.shell`).
 
 `roundtrip` answers the question an undo must pass: does applying the action and then the
@@ -27,7 +27,10 @@ from goex_tools.errors import GoexError
 from goex_tools.model import Proposal
 
 Dump = dict[str, Any]
-NO_DDL_TRIAL = "MySQL commits DDL implicitly, so it cannot be tried in a throw-away transaction"
+NO_DDL_TRIAL = (
+    "MySQL commits DDL implicitly (and any statement not a read or a write), so it cannot be "
+    "tried in a throw-away transaction"
+)
 
 
 class TrialResult(BaseModel):
@@ -154,8 +157,9 @@ def describe_difference(before: Dump, after: Dump) -> str:
 def roundtrip(url: str, action: Sequence[str], undo: Sequence[str]) -> TrialResult:
     """Apply `action` then `undo` on a throw-away copy of the database at `url`."""
     dialect = sa.engine.make_url(url).get_backend_name()
-    if implicit_commit(url, [*action, *undo]):
-        return TrialResult(restored=False, testbed="none", detail=NO_DDL_TRIAL)
+    refusal = untrialable(url, [*action, *undo])
+    if refusal is not None:
+        return TrialResult(restored=False, testbed="none", detail=refusal)
     schemas = schemas_named(url, [*action, *undo])
     with trial_connection(url) as (conn, testbed):
         before = dump_database(conn, schemas)
@@ -201,20 +205,36 @@ def count_rows_changed(proposal: Proposal) -> int | None:
     if url is None:
         return None
     writes = [s["sql"] for s in proposal.predicted.get("statements") or []]
-    if implicit_commit(url, writes):
+    if untrialable(url, writes) is not None:
         return None
     return rows_changed(url, writes)
 
 
-def implicit_commit(url: str, statements: Sequence[str]) -> bool:
-    """True where a statement would commit the trial transaction: DDL on MySQL/MariaDB."""
+def untrialable(url: str, statements: Sequence[str]) -> str | None:
+    """Why the statements cannot be tried in a throw-away transaction at `url`, or None.
+
+    Only MySQL/MariaDB: DDL and unclassified statements commit the trial transaction, and
+    tables whose engine has no transactions (MyISAM, ...) keep what a trial wrote.
+    """
     from goex_tools.domains.sql.databases import dialect_of
+    from goex_tools.domains.sql.mysql import implicit_commits, non_transactional
     from goex_tools.domains.sql.statements import classify
 
     dialect = dialect_of(sa.engine.make_url(url))
     if dialect != "mysql":
-        return False
-    return any(s.kind == "ddl" for text in statements for s in classify(text, dialect))
+        return None
+    parsed = [s for text in statements for s in classify(text, dialect)]
+    if implicit_commits(parsed):
+        return NO_DDL_TRIAL
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            tables = non_transactional(conn, parsed)
+    finally:
+        engine.dispose()
+    if tables:
+        return f"{', '.join(tables)}: no transactions, so a trial would change the real data"
+    return None
 
 
 def real_url(proposal: Proposal) -> str | None:

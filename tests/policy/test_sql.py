@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 import goex_tools as goex
 from goex_tools import ActionRefused, Journal
@@ -201,3 +202,21 @@ def test_a_statement_naming_no_visible_table_is_held_to_table_rules(
         "refused",
         "applied",
     ]
+
+
+def test_mysql_tables_without_transactions_are_never_dry_run(
+    mysql_url: str, sqlite_journal: Journal, policy_file: MakePolicy
+) -> None:
+    """A "rolled back" dry run on MyISAM would keep its writes: the rows cannot be measured."""
+    seed(mysql_url)
+    engine = sa.create_engine(mysql_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE items ENGINE=MyISAM")
+    engine.dispose()
+    before = state(mysql_url)
+    with (
+        goex.run("agent", journal=sqlite_journal, gate=policy_file(RULES)),
+        pytest.raises(ActionRefused, match="rows changed cannot be measured here"),
+    ):
+        run_sql("UPDATE items SET qty = 0 WHERE id = 1", mysql_url)
+    assert state(mysql_url) == before  # the old dry run wrote qty = 0 for good
