@@ -177,8 +177,7 @@ def add(
     )
 
 
-def main() -> None:
-    quick = "--quick" in sys.argv
+def main(quick: bool = False) -> None:
     sizes = [1, 1_000] if quick else [1, 1_000, 100_000]
     rounds = 3 if quick else 7
     report = Report("sql")
@@ -192,4 +191,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(quick="--quick" in sys.argv)

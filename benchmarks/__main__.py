@@ -1,0 +1,21 @@
+"""Run every benchmark: `python -m benchmarks [--quick]` (or one: `python -m benchmarks.bench_fs`).
+
+Each prints its table and writes benchmarks/results/<name>.json; missed targets are listed.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from benchmarks import bench_fs, bench_journal, bench_sql
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    for bench in (bench_journal, bench_fs, bench_sql):
+        print(f"\n== {bench.__name__} ==", flush=True)
+        bench.main(quick=quick)
+
+
+if __name__ == "__main__":
+    main()
