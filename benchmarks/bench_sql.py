@@ -22,7 +22,7 @@ import apsw
 import sqlalchemy as sa
 
 import goex_tools as goex
-from benchmarks.harness import Report, Row, Timing, measure
+from benchmarks.harness import Report, measure
 from goex_tools.domains.sql import run_sql
 
 POSTGRES_URL = os.environ.get(
@@ -106,7 +106,10 @@ def bench(report: Report, label: str, db: Database, sizes: list[int], rounds: in
                 steps.append(run.id)
 
             timed = measure(goex_statement, rounds=r, setup=setup)
-            add(report, f"run_sql ({label})", f"{verb} {rows:,} rows", base, timed, r, target=2.0)
+            case = f"{verb} {rows:,} rows"
+            report.compare(
+                f"run_sql ({label})", case, base, timed, max_ratio=2.0, extra={"rounds": r}
+            )
             undo_rollback(report, label, db, journal, verb, rows, sql, r)
         db.refill()
 
@@ -151,30 +154,8 @@ def undo_rollback(
     timed = measure(
         lambda: goex.rollback(pending.pop(), journal=journal), rounds=rounds, setup=apply_step
     )
-    add(report, f"rollback ({label})", f"undo {verb} of {rows:,} rows", base, timed, rounds)
-
-
-def add(
-    report: Report,
-    benchmark: str,
-    case: str,
-    base: Timing,
-    timed: Timing,
-    rounds: int,
-    target: float | None = None,
-) -> None:
-    report.add(
-        Row(
-            benchmark=benchmark,
-            case=case,
-            baseline_s=base.median,
-            goex_s=timed.median,
-            spread=timed.spread,
-            target=f"< {target:g}x raw" if target else "",
-            met=timed.median < target * base.median if target else None,
-            extra={"baseline_spread": base.spread, "rounds": rounds},
-        )
-    )
+    case = f"undo {verb} of {rows:,} rows"
+    report.compare(f"rollback ({label})", case, base, timed, extra={"rounds": rounds})
 
 
 def main(quick: bool = False) -> None:

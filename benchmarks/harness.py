@@ -90,6 +90,30 @@ class Report:
         )
         return row
 
+    def compare(
+        self,
+        benchmark: str,
+        case: str,
+        base: Timing,
+        timed: Timing,
+        *,
+        max_ratio: float | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Row:
+        """Add the row for `timed` against `base`; with `max_ratio`, a target on their ratio."""
+        return self.add(
+            Row(
+                benchmark=benchmark,
+                case=case,
+                baseline_s=base.median,
+                goex_s=timed.median,
+                spread=timed.spread,
+                target=f"< {max_ratio:g}x baseline" if max_ratio else "",
+                met=timed.median < max_ratio * base.median if max_ratio else None,
+                extra={"baseline_spread": base.spread, **(extra or {})},
+            )
+        )
+
     def write(self) -> Path:
         RESULTS.mkdir(exist_ok=True)
         path = RESULTS / f"{self.name}.json"
