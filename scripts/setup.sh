@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
-# Create .venv with goex-tools and its integrations; with --dev, also the test tools and the
-# Debian packages the tests use (bubblewrap, git, PostgreSQL).
+# Create .venv with goex-tools and its integrations, and install bubblewrap (the default
+# sandbox) when missing; with --dev, also the test tools and the Debian packages the tests use
+# (git, PostgreSQL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev=${1:-}
 
+missing=()
+command -v bwrap >/dev/null || missing+=(bubblewrap)
 if [ "$dev" = "--dev" ]; then
-  missing=()
-  command -v bwrap >/dev/null || missing+=(bubblewrap)
   command -v git >/dev/null || missing+=(git)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
-  if [ ${#missing[@]} -gt 0 ]; then
-    if [ "$(id -u)" -ne 0 ]; then
-      echo "please install: ${missing[*]} (Debian packages)" >&2; exit 1
-    fi
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  elif [ "$dev" = "--dev" ]; then
+    echo "please install: ${missing[*]} (Debian packages)" >&2; exit 1
+  else
+    echo "note: ${missing[*]} not installed; the demo's shell command runs unsandboxed" >&2
   fi
 fi
 
