@@ -2,13 +2,17 @@
 
 A `RowChange` is one captured row event with its before and after images (column -> value);
 `ChangeSummary` groups them per table, with counts and a size-limited sample of images.
+A transaction hands its events over as `Captured`: counted all, but only the sample is turned
+into `RowChange`s (a batch of 100,000 rows costs counts, not 100,000 models).
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
-from typing import Any, Literal
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -17,7 +21,6 @@ from goex_tools.model import JSONDict
 
 Operation = Literal["insert", "update", "delete"]
 Image = dict[str, Any]
-COUNTERS = {"insert": "inserted", "update": "updated", "delete": "deleted"}
 SAMPLE_ROWS = 20  # rows per table shown to a confirm callback
 VALUE_LIMIT = 200  # characters of one value shown
 
@@ -58,33 +61,61 @@ class ChangeSummary(BaseModel):
 
 
 Decision = Literal["commit", "rollback"]
+E = TypeVar("E")
+
+
+@dataclass(frozen=True)
+class Captured(Generic[E]):
+    """A transaction's row events in order, as (table, operation, raw event), and `show`,
+    which makes the `RowChange` of one (called only for the sample a summary keeps)."""
+
+    events: Sequence[tuple[str, Operation, E]]
+    show: Callable[[tuple[str, Operation, E]], RowChange]
+
+
+def _no_event(event: tuple[str, Operation, None]) -> RowChange:
+    raise AssertionError("nothing was captured, so there is nothing to show")
+
+
+NOTHING: Captured[None] = Captured(events=(), show=_no_event)  # no capture (reads, MySQL)
 
 
 def summarize(
     database: str,
     statements: list[Statement],
     reversible_by: str | None,
-    changes: Iterable[RowChange],
+    changes: Captured[Any],
     sample: int = SAMPLE_ROWS,
 ) -> ChangeSummary:
-    summary = ChangeSummary(database=database, statements=statements, reversible_by=reversible_by)
-    for change in changes:
-        table = summary.tables.setdefault(change.table, TableChanges())
-        counter = COUNTERS[change.op]
-        setattr(table, counter, getattr(table, counter) + 1)
-        summary.rows_changed += 1
-        if len(table.rows) < sample:
-            table.rows.append(
-                RowChange(
-                    table=change.table,
-                    op=change.op,
-                    before=shown(change.before),
-                    after=shown(change.after),
-                )
-            )
-        else:
-            table.truncated = True
-    return summary
+    counts = Counter((table, op) for table, op, _ in changes.events)
+    samples: dict[str, list[tuple[str, Operation, Any]]] = {}  # in order of first change
+    for event in changes.events:
+        kept = samples.setdefault(event[0], [])
+        if len(kept) < sample:
+            kept.append(event)
+    tables = {}
+    for name, kept in samples.items():
+        table = TableChanges(
+            inserted=counts[(name, "insert")],
+            updated=counts[(name, "update")],
+            deleted=counts[(name, "delete")],
+            rows=[_shown(changes.show(event)) for event in kept],
+        )
+        table.truncated = table.inserted + table.updated + table.deleted > len(kept)
+        tables[name] = table
+    return ChangeSummary(
+        database=database,
+        statements=statements,
+        reversible_by=reversible_by,
+        rows_changed=len(changes.events),
+        tables=tables,
+    )
+
+
+def _shown(change: RowChange) -> RowChange:
+    return RowChange(
+        table=change.table, op=change.op, before=shown(change.before), after=shown(change.after)
+    )
 
 
 def shown(image: Image | None) -> Image | None:

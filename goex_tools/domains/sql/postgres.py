@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
 from goex_tools.domains.sql import postgres_keys
-from goex_tools.domains.sql.changes import RowChange, conflict_report
+from goex_tools.domains.sql.changes import Captured, Operation, RowChange, conflict_report
 from goex_tools.domains.sql.databases import DatabaseRef, resolve
 from goex_tools.domains.sql.results import StatementResult, collect
 from goex_tools.errors import CompensationConflict, GoexError, TransientError
@@ -163,16 +163,8 @@ class SqlAlchemyTransaction:
             ]
         return self._log
 
-    def changes(self) -> list[RowChange]:
-        return [
-            RowChange(
-                table=_display_name(row),
-                op=row.op,
-                before=json.loads(row.old) if row.old else None,
-                after=json.loads(row.new) if row.new else None,
-            )
-            for row in self.log()
-        ]
+    def changes(self) -> Captured[LoggedRow]:
+        return Captured(events=[(_display_name(r), r.op, r) for r in self.log()], show=_show)
 
     def keyless_tables(self) -> list[str]:
         """Changed tables without a primary key (the undo finds their rows by whole value)."""
@@ -475,6 +467,14 @@ def _transient_errors() -> Iterator[None]:
         if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError):
             raise TransientError(f"database connection failed: {type(exc.orig).__name__}") from None
         raise
+
+
+def _show(event: tuple[str, Operation, LoggedRow]) -> RowChange:
+    name, op, row = event
+    before = json.loads(row.old) if row.old else None
+    return RowChange(
+        table=name, op=op, before=before, after=json.loads(row.new) if row.new else None
+    )
 
 
 def escaped(sql: str) -> str:

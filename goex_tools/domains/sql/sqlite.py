@@ -12,12 +12,20 @@ are journaled and restored alongside, unless others took numbers since (then the
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import apsw
 from pydantic import BaseModel
 
-from goex_tools.domains.sql.changes import Image, RowChange, conflict_report
+from goex_tools.domains.sql.changes import (
+    NOTHING,
+    Captured,
+    Image,
+    Operation,
+    RowChange,
+    conflict_report,
+)
 from goex_tools.domains.sql.databases import DatabaseRef, resolve, sqlite_path
 from goex_tools.domains.sql.results import StatementResult, collect
 from goex_tools.errors import CompensationConflict, GoexError
@@ -27,17 +35,26 @@ from goex_tools.registry import EffectState
 MECHANISM = "sqlite-session"
 KIND = "sql.sqlite_changeset"
 BUSY_TIMEOUT_MS = 5000
-OPERATIONS = {"INSERT": "insert", "UPDATE": "update", "DELETE": "delete"}
+OPERATIONS: dict[str, Operation] = {"INSERT": "insert", "UPDATE": "update", "DELETE": "delete"}
+FETCH_CHUNK = 500  # keys per query reading whole rows
 Sequences = dict[str, int]
+Row = tuple[Any, ...]
+Images = tuple[Row | None, Row | None]  # before, after (an update's: whole rows, once read)
+Event = tuple[str, Operation, Images]
 
 
-class UpdatedRow(BaseModel):
-    """A row the batch updated, in full (a changeset keeps only the changed columns)."""
+class UpdatedRows(BaseModel):
+    """The rows a batch updated in one table, in full (a changeset keeps only the changed
+    columns, yet a later change to any column is a conflict, and forcing restores them all).
+
+    `images` is one JSON text (a list of [after, before] value lists, bytes as
+    {"base64": ...}) rather than a model per row: 100,000 rows stay cheap to journal and read.
+    """
 
     table: str
-    key: JSONDict  # the row's key after the update (rowid for tables without a primary key)
-    before: JSONDict  # bytes as {"base64": ...}
-    after: JSONDict
+    columns: list[str]
+    key: list[int]  # positions of the key in `columns` (the rowid for tables without a key)
+    images: str
 
 
 class ChangesetArgs(BaseModel):
@@ -46,7 +63,7 @@ class ChangesetArgs(BaseModel):
     database: DatabaseRef
     changeset: str | None = None  # base64; None until captured (then nothing was committed)
     sequences: dict[str, tuple[int | None, int | None]] = {}  # name -> (before, after)
-    updated: list[UpdatedRow] = []  # full images, so that any later change is a conflict
+    updated: list[UpdatedRows] = []  # full images, so that any later change is a conflict
 
 
 class SqliteTransaction:
@@ -55,7 +72,7 @@ class SqliteTransaction:
     def __init__(self, url: str, *, capture: bool, read_only: bool = False) -> None:
         self.conn = connect(url)
         self._names: dict[str, list[str]] = {}  # column names per table
-        self._captured: tuple[bytes, list[UpdatedRow]] | None = None
+        self._captured: tuple[bytes, list[Event], list[UpdatedRows]] | None = None
         self.session: apsw.Session | None = None
         if capture:
             self.session = apsw.Session(self.conn, "main")
@@ -81,40 +98,69 @@ class SqliteTransaction:
             result.row_count = self.conn.changes()
         return result
 
-    def changes(self) -> list[RowChange]:
+    def changes(self) -> Captured[Images]:
         """Every row event, with full before and after images (the changeset alone keeps only
         the changed columns of an update)."""
         if self.session is None:
-            return []
-        changeset, updated = self._capture()
-        full = iter(updated)
-        found = []
-        for change in apsw.Changeset.iter(changeset):
-            columns = self._columns(change)
-            before = _image(columns, change.old)
-            after = _image(columns, change.new)
-            if change.op == "UPDATE":
-                row = next(full)
-                before, after = _decode(row.before), _decode(row.after)
-            found.append(
-                RowChange(table=change.name, op=OPERATIONS[change.op], before=before, after=after)  # type: ignore[arg-type]
-            )
-        return found
+            return NOTHING  # type: ignore[return-value]
+        _, events, _ = self._capture()
+        return Captured(events=events, show=self._show)
 
-    def _capture(self) -> tuple[bytes, list[UpdatedRow]]:
-        """The batch's changeset and its updated rows in full, read once after the batch."""
+    def _show(self, event: Event) -> RowChange:
+        table, op, (before, after) = event
+        columns = self._names[table]
+        return RowChange(
+            table=table, op=op, before=_image(columns, before), after=_image(columns, after)
+        )
+
+    def _capture(self) -> tuple[bytes, list[Event], list[UpdatedRows]]:
+        """The batch's changeset, its row events, and its updated rows in full (read in one
+        query per table and chunk of keys), once, after the batch."""
         assert self.session is not None
         if self._captured is None:
             changeset = self.session.changeset()
-            self._captured = (changeset, self._updated_rows(changeset))
+            events: list[Event] = []
+            updates: dict[str, list[int]] = {}  # table -> positions in `events`
+            keys: dict[str, list[int]] = {}
+            for change in apsw.Changeset.iter(changeset):
+                self._columns(change)
+                if change.op == "UPDATE":
+                    updates.setdefault(change.name, []).append(len(events))
+                    keys.setdefault(change.name, sorted(change.pk_columns))
+                events.append((change.name, OPERATIONS[change.op], (change.old, change.new)))
+            updated = [
+                self._full_images(table, keys[table], events, positions)
+                for table, positions in updates.items()
+            ]
+            self._captured = (changeset, events, updated)
         return self._captured
+
+    def _full_images(
+        self, table: str, key: list[int], events: list[Event], positions: list[int]
+    ) -> UpdatedRows:
+        """Complete the update events at `positions` with the unchanged columns (in place)."""
+        columns = self._names[table]
+        wanted = []
+        for i in positions:
+            old, new = events[i][2]
+            assert old is not None and new is not None
+            wanted.append(tuple(old[k] if new[k] is apsw.no_change else new[k] for k in key))
+        current = _fetch(self.conn, table, columns, key, wanted)
+        images = []
+        for i, row_key in zip(positions, wanted, strict=True):
+            after = current[row_key]  # the transaction that updated it is still open
+            old = events[i][2][0]
+            assert old is not None
+            before = tuple(a if o is apsw.no_change else o for o, a in zip(old, after, strict=True))
+            events[i] = (table, "update", (before, after))
+            images.append((after, before))
+        return UpdatedRows(table=table, columns=columns, key=key, images=_dump(images))
 
     def keyless_tables(self) -> list[str]:
         """Changed tables without a primary key (the session keys their rows by rowid)."""
         if self.session is None:
             return []
-        if not self._names:
-            self.changes()  # learns the column names of every changed table (run_sql did)
+        self._capture()  # learns the column names of every changed table
         return sorted(name for name, columns in self._names.items() if columns[:1] == ["rowid"])
 
     def compensation_args(self, ref: DatabaseRef) -> JSONDict:
@@ -125,37 +171,13 @@ class SqliteTransaction:
             for name in set(self.sequences_before) | set(after)
             if self.sequences_before.get(name) != after.get(name)
         }
-        changeset, updated = self._capture()
+        changeset, _, updated = self._capture()
         return ChangesetArgs(
             database=ref,
             changeset=base64.b64encode(changeset).decode(),
             sequences=moved,
             updated=updated,
         ).model_dump(mode="json")
-
-    def _updated_rows(self, changeset: bytes) -> list[UpdatedRow]:
-        rows = []
-        for change in apsw.Changeset.iter(changeset):
-            if change.op != "UPDATE":
-                continue
-            columns = self._columns(change)
-            assert change.old is not None and change.new is not None
-            key = {
-                columns[i]: change.old[i] if change.new[i] is apsw.no_change else change.new[i]
-                for i in sorted(change.pk_columns)
-            }
-            after = _select_row(self.conn, change.name, columns, key)
-            assert after is not None  # the transaction that updated it is still open
-            before = {**after, **(_image(columns, change.old) or {})}
-            rows.append(
-                UpdatedRow(
-                    table=change.name,
-                    key=_encode(key),
-                    before=_encode(before),
-                    after=_encode(after),
-                )
-            )
-        return rows
 
     def _columns(self, change: apsw.TableChange) -> list[str]:
         if change.name not in self._names:
@@ -205,7 +227,8 @@ def probe(args: JSONDict) -> EffectState:
 def _apply_inverse(args: ChangesetArgs, force: bool, *, keep: bool) -> list[str]:
     conn = connect(resolve(args.database))
     conflicts: list[str] = []
-    changed_since: list[UpdatedRow] = []
+    changed_since: list[tuple[UpdatedRows, Row, Row]] = []
+    reported: set[tuple[str, Row]] = set()  # rows `_changed_since` already named
     broken_keys = False
 
     def on_conflict(reason: int, change: apsw.TableChange) -> int:
@@ -214,7 +237,7 @@ def _apply_inverse(args: ChangesetArgs, force: bool, *, keep: bool) -> list[str]
             broken_keys = True  # keep the changes (uncommitted) to list the violations below
             conflicts.append(_describe(reason, change))
             return apsw.SQLITE_CHANGESET_OMIT
-        if not _already_reported(change, changed_since):
+        if _row_key(change) not in reported:
             conflicts.append(_describe(reason, change))
         if force and reason in (apsw.SQLITE_CHANGESET_DATA, apsw.SQLITE_CHANGESET_CONFLICT):
             return apsw.SQLITE_CHANGESET_REPLACE
@@ -225,6 +248,7 @@ def _apply_inverse(args: ChangesetArgs, force: bool, *, keep: bool) -> list[str]
         conn.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, 0)
         conn.execute("PRAGMA defer_foreign_keys = ON")  # forced rows are checked at the end too
         changed_since.extend(_changed_since(conn, args.updated, conflicts))
+        reported.update((rows.table, key) for rows, key, _ in changed_since)
         if args.changeset:
             apsw.Changeset.apply(
                 base64.b64decode(args.changeset),
@@ -233,8 +257,8 @@ def _apply_inverse(args: ChangesetArgs, force: bool, *, keep: bool) -> list[str]
                 flags=apsw.SQLITE_CHANGESETAPPLY_INVERT | apsw.SQLITE_CHANGESETAPPLY_FKNOACTION,
             )
         if force:
-            for row in changed_since:
-                _put_row(conn, row)
+            for rows, key, before in changed_since:
+                _put_row(conn, rows, key, before)
         _restore_sequences(conn, args.sequences)
         # COMMIT refuses deferred violations anyway; the (full) check names them, when likely
         suspect = keep and (broken_keys or (force and bool(changed_since)))
@@ -270,67 +294,80 @@ def _foreign_key_violations(conn: apsw.Connection, limit: int = 5) -> list[str]:
 
 
 def _changed_since(
-    conn: apsw.Connection, updated: list[UpdatedRow], conflicts: list[str]
-) -> list[UpdatedRow]:
-    """Updated rows that no longer equal the step's full after-image."""
+    conn: apsw.Connection, updated: list[UpdatedRows], conflicts: list[str]
+) -> list[tuple[UpdatedRows, Row, Row]]:
+    """Updated rows that no longer equal the step's full after-image: (table, key, before)."""
     found = []
-    for row in updated:
-        key = _decode(row.key)
-        current = _select_row(conn, row.table, list(row.after), key)
-        if current != _decode(row.after):
-            what = "was deleted" if current is None else "was changed"
-            conflicts.append(f"{row.table} row {tuple(key.values())} {what} since the step")
-            found.append(row)
+    for rows in updated:
+        images = _load(rows.images)
+        keys = [tuple(after[i] for i in rows.key) for after, _ in images]
+        current = _fetch(conn, rows.table, rows.columns, rows.key, keys)
+        for key, (after, before) in zip(keys, images, strict=True):
+            now = current.get(key)
+            if now != tuple(after):
+                what = "was deleted" if now is None else "was changed"
+                conflicts.append(f"{rows.table} row {key} {what} since the step")
+                found.append((rows, key, tuple(before)))
     return found
 
 
-def _already_reported(change: apsw.TableChange, rows: list[UpdatedRow]) -> bool:
+def _row_key(change: apsw.TableChange) -> tuple[str, Row] | None:
+    """(table, key) of an update a conflict handler sees, to match `_changed_since`'s rows."""
     if change.op != "UPDATE" or change.old is None or change.pk_columns is None:
-        return False
-    key = tuple(change.old[i] for i in sorted(change.pk_columns))
-    return any(r.table == change.name and tuple(_decode(r.key).values()) == key for r in rows)
+        return None
+    return change.name, tuple(change.old[i] for i in sorted(change.pk_columns))
 
 
-def _put_row(conn: apsw.Connection, row: UpdatedRow) -> None:
+def _put_row(conn: apsw.Connection, rows: UpdatedRows, key: Row, before: Row) -> None:
     """Forced: write the full before-image over whatever the row is now (or re-create it)."""
-    before = _decode(row.before)
-    key = _decode(row.key)
-    where = " AND ".join(f"{_ident(c)} = ?" for c in key)
-    sets = ", ".join(f"{_ident(c)} = ?" for c in before)
-    conn.execute(
-        f"UPDATE {_ident(row.table)} SET {sets} WHERE {where}",
-        (*before.values(), *key.values()),
-    )
+    where = " AND ".join(f"{_ident(rows.columns[i])} = ?" for i in rows.key)
+    sets = ", ".join(f"{_ident(c)} = ?" for c in rows.columns)
+    conn.execute(f"UPDATE {_ident(rows.table)} SET {sets} WHERE {where}", (*before, *key))
     if conn.changes() == 0:
-        cols = ", ".join(_ident(c) for c in before)
-        marks = ", ".join("?" for _ in before)
-        conn.execute(
-            f"INSERT INTO {_ident(row.table)} ({cols}) VALUES ({marks})", tuple(before.values())
-        )
+        cols = ", ".join(_ident(c) for c in rows.columns)
+        marks = ", ".join("?" for _ in rows.columns)
+        conn.execute(f"INSERT INTO {_ident(rows.table)} ({cols}) VALUES ({marks})", before)
 
 
-def _select_row(
-    conn: apsw.Connection, table: str, columns: list[str], key: JSONDict
-) -> JSONDict | None:
+def _fetch(
+    conn: apsw.Connection, table: str, columns: list[str], key: list[int], keys: list[Row]
+) -> dict[Row, Row]:
+    """The rows of `table` with these keys, by key: one query per chunk of keys."""
     cols = ", ".join(_ident(c) for c in columns)
-    where = " AND ".join(f"{_ident(c)} = ?" for c in key)
-    found = conn.execute(
-        f"SELECT {cols} FROM {_ident(table)} WHERE {where}", tuple(key.values())
-    ).fetchone()
-    return dict(zip(columns, found, strict=True)) if found is not None else None
+    names = [_ident(columns[i]) for i in key]
+    target = names[0] if len(names) == 1 else f"({', '.join(names)})"
+    mark = "?" if len(names) == 1 else f"({', '.join('?' for _ in names)})"
+    per = max(1, min(FETCH_CHUNK, conn.limit(apsw.SQLITE_LIMIT_VARIABLE_NUMBER) // len(names)))
+    found: dict[Row, Row] = {}
+    for start in range(0, len(keys), per):
+        chunk = keys[start : start + per]
+        listed = ", ".join(mark for _ in chunk)
+        within = f"({listed})" if len(names) == 1 else f"(VALUES {listed})"
+        for row in conn.execute(
+            f"SELECT {cols} FROM {_ident(table)} WHERE {target} IN {within}",
+            tuple(v for k in chunk for v in k),
+        ):
+            found[tuple(row[i] for i in key)] = row
+    return found
 
 
-def _encode(image: JSONDict) -> JSONDict:
-    return {
-        c: {"base64": base64.b64encode(v).decode()} if isinstance(v, bytes) else v
-        for c, v in image.items()
-    }
+def _dump(images: list[tuple[Row, Row]]) -> str:
+    return json.dumps(images, separators=(",", ":"), default=_encode)
 
 
-def _decode(image: JSONDict) -> JSONDict:
-    return {
-        c: base64.b64decode(v["base64"]) if isinstance(v, dict) else v for c, v in image.items()
-    }
+def _load(images: str) -> list[tuple[list[Any], list[Any]]]:
+    loaded: list[tuple[list[Any], list[Any]]] = json.loads(images, object_hook=_decode)
+    return loaded
+
+
+def _encode(value: Any) -> JSONDict:
+    if isinstance(value, bytes):
+        return {"base64": base64.b64encode(value).decode()}
+    raise TypeError(f"unexpected SQLite value {type(value).__name__}")
+
+
+def _decode(value: JSONDict) -> bytes:
+    return base64.b64decode(value["base64"])
 
 
 def _ident(name: str) -> str:

@@ -13,13 +13,13 @@ were kept for a while, which this never is).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import URL, Engine
 
 from goex_tools.domains.sql import mysql, postgres, sqlite
-from goex_tools.domains.sql.changes import ChangeSummary, Decision, RowChange, summarize
+from goex_tools.domains.sql.changes import Captured, ChangeSummary, Decision, summarize
 from goex_tools.domains.sql.databases import DatabaseRef, lookup
 from goex_tools.domains.sql.results import StatementResult
 from goex_tools.domains.sql.statements import Statement, classify
@@ -49,7 +49,7 @@ class DeclinedByConfirm(GoexError):
 
 class Transaction(Protocol):
     def execute(self, sql: str, limit: int) -> StatementResult: ...
-    def changes(self) -> list[RowChange]: ...
+    def changes(self) -> Captured[Any]: ...
     def keyless_tables(self) -> list[str]: ...
     def compensation_args(self, ref: DatabaseRef) -> JSONDict: ...
     def commit(self) -> None: ...
