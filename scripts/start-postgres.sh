@@ -4,7 +4,7 @@
 #   pg_ctl -D <dir> stop      (the directory is printed on stderr)
 # Needs Debian's `postgresql` package (its binaries, not its service).
 set -euo pipefail
-port=${1:-55432}
+port=${1:-15432}  # below the ephemeral port range, so no client connection holds it
 bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 dir=$(mktemp -d /tmp/goex-pg.XXXXXX)
 as_pg=()

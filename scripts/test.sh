@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --dev
 source scripts/postgres-url.sh
+source scripts/mysql-url.sh
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
