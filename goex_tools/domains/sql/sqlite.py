@@ -47,8 +47,9 @@ class UpdatedRows(BaseModel):
     """The rows a batch updated in one table, in full (a changeset keeps only the changed
     columns, yet a later change to any column is a conflict, and forcing restores them all).
 
-    `images` is one JSON text (a list of [after, before] value lists, bytes as
-    {"base64": ...}) rather than a model per row: 100,000 rows stay cheap to journal and read.
+    `images` is one JSON text (the rows' values after the batch, bytes as {"base64": ...})
+    rather than a model per row: 100,000 rows stay cheap to journal and read. The values
+    before are those rows with the changeset's old values over them.
     """
 
     table: str
@@ -108,6 +109,8 @@ class SqliteTransaction:
 
     def _show(self, event: Event) -> RowChange:
         table, op, (before, after) = event
+        if op == "update":  # the changeset's old values over the whole row read after
+            before = _before(before, after)
         columns = self._names[table]
         return RowChange(
             table=table, op=op, before=_image(columns, before), after=_image(columns, after)
@@ -123,11 +126,14 @@ class SqliteTransaction:
             updates: dict[str, list[int]] = {}  # table -> positions in `events`
             keys: dict[str, list[int]] = {}
             for change in apsw.Changeset.iter(changeset):
-                self._columns(change)
-                if change.op == "UPDATE":
-                    updates.setdefault(change.name, []).append(len(events))
-                    keys.setdefault(change.name, sorted(change.pk_columns))
-                events.append((change.name, OPERATIONS[change.op], (change.old, change.new)))
+                name, op = change.name, OPERATIONS[change.op]
+                if name not in self._names:
+                    self._names[name] = _columns(self.conn, name, change.column_count)
+                if op == "update":
+                    if name not in updates:
+                        updates[name], keys[name] = [], sorted(change.pk_columns)
+                    updates[name].append(len(events))
+                events.append((name, op, (change.old, change.new)))
             updated = [
                 self._full_images(table, keys[table], events, positions)
                 for table, positions in updates.items()
@@ -138,22 +144,15 @@ class SqliteTransaction:
     def _full_images(
         self, table: str, key: list[int], events: list[Event], positions: list[int]
     ) -> UpdatedRows:
-        """Complete the update events at `positions` with the unchanged columns (in place)."""
+        """Read the updated rows at `positions` whole: their events become (old values, row)."""
         columns = self._names[table]
-        wanted = []
-        for i in positions:
-            old, new = events[i][2]
-            assert old is not None and new is not None
-            wanted.append(tuple(old[k] if new[k] is apsw.no_change else new[k] for k in key))
+        wanted = [_update_key(key, *events[i][2]) for i in positions]
         current = _fetch(self.conn, table, columns, key, wanted)
         images = []
         for i, row_key in zip(positions, wanted, strict=True):
             after = current[row_key]  # the transaction that updated it is still open
-            old = events[i][2][0]
-            assert old is not None
-            before = tuple(a if o is apsw.no_change else o for o, a in zip(old, after, strict=True))
-            events[i] = (table, "update", (before, after))
-            images.append((after, before))
+            events[i] = (table, "update", (events[i][2][0], after))
+            images.append(after)
         return UpdatedRows(table=table, columns=columns, key=key, images=_dump(images))
 
     def keyless_tables(self) -> list[str]:
@@ -178,11 +177,6 @@ class SqliteTransaction:
             sequences=moved,
             updated=updated,
         ).model_dump(mode="json")
-
-    def _columns(self, change: apsw.TableChange) -> list[str]:
-        if change.name not in self._names:
-            self._names[change.name] = _columns(self.conn, change.name, change.column_count)
-        return self._names[change.name]
 
     def commit(self) -> None:
         self.conn.execute("COMMIT")
@@ -227,7 +221,7 @@ def probe(args: JSONDict) -> EffectState:
 def _apply_inverse(args: ChangesetArgs, force: bool, *, keep: bool) -> list[str]:
     conn = connect(resolve(args.database))
     conflicts: list[str] = []
-    changed_since: list[tuple[UpdatedRows, Row, Row]] = []
+    changed_since: list[tuple[UpdatedRows, Row, Row]] = []  # (table, key, after)
     reported: set[tuple[str, Row]] = set()  # rows `_changed_since` already named
     broken_keys = False
 
@@ -249,16 +243,18 @@ def _apply_inverse(args: ChangesetArgs, force: bool, *, keep: bool) -> list[str]
         conn.execute("PRAGMA defer_foreign_keys = ON")  # forced rows are checked at the end too
         changed_since.extend(_changed_since(conn, args.updated, conflicts))
         reported.update((rows.table, key) for rows, key, _ in changed_since)
-        if args.changeset:
+        changeset = base64.b64decode(args.changeset) if args.changeset else b""
+        if changeset:
             apsw.Changeset.apply(
-                base64.b64decode(args.changeset),
+                changeset,
                 conn,
                 conflict=on_conflict,
                 flags=apsw.SQLITE_CHANGESETAPPLY_INVERT | apsw.SQLITE_CHANGESETAPPLY_FKNOACTION,
             )
-        if force:
-            for rows, key, before in changed_since:
-                _put_row(conn, rows, key, before)
+        if force and changed_since:
+            olds = _old_values(changeset, reported)
+            for rows, key, after in changed_since:
+                _put_row(conn, rows, key, _before(olds[(rows.table, key)], after))
         _restore_sequences(conn, args.sequences)
         # COMMIT refuses deferred violations anyway; the (full) check names them, when likely
         suspect = keep and (broken_keys or (force and bool(changed_since)))
@@ -296,18 +292,18 @@ def _foreign_key_violations(conn: apsw.Connection, limit: int = 5) -> list[str]:
 def _changed_since(
     conn: apsw.Connection, updated: list[UpdatedRows], conflicts: list[str]
 ) -> list[tuple[UpdatedRows, Row, Row]]:
-    """Updated rows that no longer equal the step's full after-image: (table, key, before)."""
+    """Updated rows that no longer equal the step's full after-image: (table, key, after)."""
     found = []
     for rows in updated:
-        images = _load(rows.images)
-        keys = [tuple(after[i] for i in rows.key) for after, _ in images]
+        images = [tuple(after) for after in _load(rows.images)]
+        keys = [tuple(after[i] for i in rows.key) for after in images]
         current = _fetch(conn, rows.table, rows.columns, rows.key, keys)
-        for key, (after, before) in zip(keys, images, strict=True):
+        for key, after in zip(keys, images, strict=True):
             now = current.get(key)
-            if now != tuple(after):
+            if now != after:
                 what = "was deleted" if now is None else "was changed"
                 conflicts.append(f"{rows.table} row {key} {what} since the step")
-                found.append((rows, key, tuple(before)))
+                found.append((rows, key, after))
     return found
 
 
@@ -316,6 +312,29 @@ def _row_key(change: apsw.TableChange) -> tuple[str, Row] | None:
     if change.op != "UPDATE" or change.old is None or change.pk_columns is None:
         return None
     return change.name, tuple(change.old[i] for i in sorted(change.pk_columns))
+
+
+def _old_values(changeset: bytes, wanted: set[tuple[str, Row]]) -> dict[tuple[str, Row], Row]:
+    """The changeset's old values of the updates of these (table, key)s."""
+    found = {}
+    for change in apsw.Changeset.iter(changeset):
+        if change.op == "UPDATE" and change.old is not None and change.new is not None:
+            where = (change.name, _update_key(sorted(change.pk_columns), change.old, change.new))
+            if where in wanted:
+                found[where] = change.old
+    return found
+
+
+def _update_key(key: list[int], old: Row | None, new: Row | None) -> Row:
+    """An updated row's key after the update."""
+    assert old is not None and new is not None
+    return tuple(old[k] if new[k] is apsw.no_change else new[k] for k in key)
+
+
+def _before(old: Row | None, after: Row | None) -> Row:
+    """An updated row in full before the batch: its old values over the row after it."""
+    assert old is not None and after is not None
+    return tuple(a if o is apsw.no_change else o for o, a in zip(old, after, strict=True))
 
 
 def _put_row(conn: apsw.Connection, rows: UpdatedRows, key: Row, before: Row) -> None:
@@ -351,12 +370,12 @@ def _fetch(
     return found
 
 
-def _dump(images: list[tuple[Row, Row]]) -> str:
+def _dump(images: list[Row]) -> str:
     return json.dumps(images, separators=(",", ":"), default=_encode)
 
 
-def _load(images: str) -> list[tuple[list[Any], list[Any]]]:
-    loaded: list[tuple[list[Any], list[Any]]] = json.loads(images, object_hook=_decode)
+def _load(images: str) -> list[list[Any]]:
+    loaded: list[list[Any]] = json.loads(images, object_hook=_decode)
     return loaded
 
 
