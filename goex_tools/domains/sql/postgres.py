@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from itertools import groupby
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -35,7 +34,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
 from goex_tools.domains.sql import postgres_keys
-from goex_tools.domains.sql.changes import Captured, Operation, RowChange, conflict_report
+from goex_tools.domains.sql.changes import (
+    SAMPLE_ROWS,
+    Captured,
+    Operation,
+    RowChange,
+    conflict_report,
+)
 from goex_tools.domains.sql.databases import DatabaseRef, resolve
 from goex_tools.domains.sql.results import StatementResult, collect
 from goex_tools.errors import CompensationConflict, GoexError, TransientError
@@ -103,12 +108,17 @@ END $d$;
 """
 
 
-class LoggedRow(BaseModel):
+class LoggedRows(BaseModel):
+    """Consecutive events of one kind on one table, oldest first. Their images are one JSON
+    array text each (every element the exact jsonb text of a row), so that 100,000 rows are
+    journaled, read and undone as one value, not as 100,000."""
+
     schema_: str
     table: str
     op: Literal["insert", "update", "delete"]
-    old: str | None = None  # jsonb text, exact
-    new: str | None = None
+    count: int
+    old: str | None = None  # the rows before (None for inserts)
+    new: str | None = None  # the rows after (None for deletes)
 
 
 class RestoreRowsArgs(BaseModel):
@@ -116,7 +126,23 @@ class RestoreRowsArgs(BaseModel):
 
     database: DatabaseRef
     txid: str | None = None  # None until captured (then nothing was committed)
-    rows: list[LoggedRow] = []
+    rows: list[LoggedRows] = []
+
+
+# The log as runs of consecutive events of one kind on one table (seq minus the event's rank
+# in its kind is constant exactly within such a run), with where each run starts.
+LOG = """SELECT sch, tbl, op, count(*), min(seq),
+       CASE WHEN op <> 'insert' THEN json_agg(old ORDER BY seq)::text END,
+       CASE WHEN op <> 'delete' THEN json_agg(new ORDER BY seq)::text END
+FROM (SELECT *, seq - row_number() OVER (PARTITION BY sch, tbl, op ORDER BY seq) AS run
+      FROM goex_changes) AS c
+GROUP BY sch, tbl, op, run ORDER BY min(seq)"""
+
+# The first rows of each table (the summary's sample), and one asked for.
+SAMPLE = """SELECT seq, old::text, new::text FROM (
+    SELECT seq, old, new, row_number() OVER (PARTITION BY sch, tbl ORDER BY seq) AS n
+    FROM goex_changes) AS c
+WHERE n <= :sample OR seq = :seq"""
 
 
 def engine_for(url: str) -> sa.Engine:
@@ -132,7 +158,9 @@ class SqlAlchemyTransaction:
         self.tx = self.conn.begin()
         self.capture = capture
         self.txid: str | None = None
-        self._log: list[LoggedRow] | None = None
+        self._log: list[LoggedRows] | None = None
+        self._starts: list[int] = []  # the log position of each run's first event
+        self._sample: dict[int, tuple[str | None, str | None]] = {}  # images by log position
         try:
             if read_only:
                 self.conn.exec_driver_sql("SET TRANSACTION READ ONLY")
@@ -150,27 +178,40 @@ class SqlAlchemyTransaction:
             return collect(result, list(result.keys()), limit)
         return StatementResult(row_count=result.rowcount)
 
-    def log(self) -> list[LoggedRow]:
+    def log(self) -> list[LoggedRows]:
         if not self.capture:
             return []
         if self._log is None:
             self.conn.exec_driver_sql(escaped(UNINSTALL))
-            rows = self.conn.exec_driver_sql(
-                "SELECT sch, tbl, op, old::text, new::text FROM goex_changes ORDER BY seq"
-            )
+            found = self.conn.exec_driver_sql(LOG).all()
             self._log = [
-                LoggedRow(schema_=s, table=t, op=o, old=old, new=new) for s, t, o, old, new in rows
+                LoggedRows(schema_=s, table=t, op=o, count=n, old=old, new=new)
+                for s, t, o, n, _, old, new in found
             ]
+            self._starts = [int(row[4]) for row in found]
         return self._log
 
-    def changes(self) -> Captured[LoggedRow]:
-        return Captured(events=[(_display_name(r), r.op, r) for r in self.log()], show=_show)
+    def changes(self) -> Captured[int]:
+        """Every row event, by its position in the log; `show` reads only the sample's images."""
+        events: list[tuple[str, Operation, int]] = []
+        for run, start in zip(self.log(), self._starts, strict=True):
+            name = _display_name(run.schema_, run.table)
+            events.extend((name, run.op, seq) for seq in range(start, start + run.count))
+        return Captured(events=events, show=self._show)
+
+    def _show(self, event: tuple[str, Operation, int]) -> RowChange:
+        name, op, seq = event
+        if seq not in self._sample:
+            found = self.conn.execute(sa.text(SAMPLE), {"sample": SAMPLE_ROWS, "seq": seq})
+            self._sample.update({int(n): (old, new) for n, old, new in found})
+        before, after = (json.loads(image) if image else None for image in self._sample[seq])
+        return RowChange(table=name, op=op, before=before, after=after)
 
     def keyless_tables(self) -> list[str]:
         """Changed tables without a primary key (the undo finds their rows by whole value)."""
         changed = sorted({(row.schema_, row.table) for row in self.log()})
         return [
-            _display_name(LoggedRow(schema_=schema, table=table, op="insert"))
+            _display_name(schema, table)
             for schema, table in changed
             if not self.conn.execute(
                 sa.text(
@@ -219,19 +260,17 @@ def restore(args: JSONDict, force: bool) -> None:
         _replica_role(conn)
         tables: dict[tuple[str, str], _Table] = {}
         conflicts: list[str] = []
-        for (schema, name, _), group in groupby(
-            reversed(parsed.rows), key=lambda r: (r.schema_, r.table, r.op)
-        ):
-            key = (schema, name)
+        for run in reversed(parsed.rows):
+            key = (run.schema_, run.table)
             table = tables.get(key) or tables.setdefault(key, _Table.load(conn, *key))
-            conflicts += table.undo_many(conn, list(group), force)
+            conflicts += table.undo_run(conn, run, force)
         if conflicts and not force:
             raise CompensationConflict(conflict_report(conflicts))
         _check_foreign_keys(conn, parsed.rows, tables)
 
 
 def _check_foreign_keys(
-    conn: Connection, rows: list[LoggedRow], tables: dict[tuple[str, str], _Table]
+    conn: Connection, rows: list[LoggedRows], tables: dict[tuple[str, str], _Table]
 ) -> None:
     """Triggers were off during the undo: refuse (even forced) to leave a broken foreign key."""
     touched = postgres_keys.touched_by(
@@ -295,38 +334,38 @@ class _Table:
             [str(f[0]) for f in facts if f[1] == "a"],
         )
 
-    def undo_many(self, conn: Connection, rows: list[LoggedRow], force: bool) -> list[str]:
+    def undo_run(self, conn: Connection, run: LoggedRows, force: bool) -> list[str]:
         """Undo a run of same-kind events on this table: set-based when every row is as the
-        step left it (the common case), row by row otherwise (to report or force conflicts).
+        step left it (the common case), row by row, newest first, otherwise (to report or
+        force conflicts).
         """
-        if len(rows) > 1 and self.key and self._undo_clean_batch(conn, rows):
+        if run.count > 1 and self.key and self._undo_clean_run(conn, run):
             return []
-        return [problem for row in rows if (problem := self.undo(conn, row, force))]
+        olds, news = (_elements(conn, images, run.count) for images in (run.old, run.new))
+        events = zip(olds, news, strict=True)
+        return [
+            problem
+            for old, new in reversed(list(events))
+            if (problem := self.undo(conn, run.op, old, new, force))
+        ]
 
-    def _undo_clean_batch(self, conn: Connection, rows: list[LoggedRow]) -> bool:
-        op = rows[0].op
-        images = [row.old if op == "delete" else row.new for row in rows]
-        if len({tuple(json.loads(i or "{}").get(c) for c in self.key) for i in images}) < len(
-            images
-        ):
-            return False  # the same row twice: order matters, undo row by row
-        array = "[" + ",".join(i or "null" for i in images) + "]"
-        found = self._locate_many(conn, array)
-        if op == "delete":
-            if found:
+    def _undo_clean_run(self, conn: Connection, run: LoggedRows) -> bool:
+        images = run.old if run.op == "delete" else run.new
+        assert images is not None
+        found, rows, same, ctids = self._locate_all(conn, images)
+        if run.op == "delete":
+            if found or not self._distinct_keys(conn, images):
                 return False
-            self._insert(conn, array)
+            self._insert(conn, images)
             return True
-        if len(found) < len(images) or not all(same for _, same in found.values()):
-            return False
-        ctids = "{" + ",".join(f'"{ctid}"' for ctid, _ in found.values()) + "}"
-        if op == "insert":
+        if found < run.count or rows < run.count or not same:
+            return False  # a row changed or gone, or the same row twice (order matters)
+        if run.op == "insert":
             conn.execute(
                 sa.text(f"DELETE FROM {self.name} WHERE ctid = ANY (CAST(:ctids AS tid[]))"),
                 {"ctids": ctids},
             )
             return True
-        olds = "[" + ",".join(row.old or "null" for row in rows) + "]"
         cols = ", ".join(_ident(c) for c in self.updatable)
         conn.execute(
             sa.text(
@@ -336,59 +375,73 @@ class _Table:
                 f"USING (ord) CROSS JOIN LATERAL jsonb_populate_record(NULL::{self.name}, o.img) "
                 f"AS r WHERE t.ctid = c.ctid"
             ),
-            {
-                "ctids": "{" + ",".join(f'"{found[i + 1][0]}"' for i in range(len(rows))) + "}",
-                "olds": olds,
-            },
+            {"ctids": ctids, "olds": run.old},
         )
         return True
 
-    def _locate_many(self, conn: Connection, images: str) -> dict[int, tuple[str, bool]]:
-        """Ordinal (1-based) -> (ctid, equals the image) of the rows with the images' keys."""
+    def _locate_all(self, conn: Connection, images: str) -> tuple[int, int, bool, str]:
+        """Lock the rows with the images' keys: how many matches, how many distinct rows,
+        whether every one equals its image, and their ctids in the images' order."""
         on = " AND ".join(f"t.{_ident(c)} = r.{_ident(c)}" for c in self.key)
         found = conn.execute(
             sa.text(
-                f"SELECT x.ord, t.ctid::text, to_jsonb(t) = x.img "
+                f"SELECT count(*), count(DISTINCT ctid), coalesce(bool_and(same), true), "
+                f"coalesce(array_agg(ctid ORDER BY ord), '{{}}')::text FROM ("
+                f"SELECT x.ord, t.ctid, to_jsonb(t) = x.img AS same "
                 f"FROM jsonb_array_elements(CAST(:imgs AS jsonb)) WITH ORDINALITY AS x(img, ord) "
                 f"CROSS JOIN LATERAL jsonb_populate_record(NULL::{self.name}, x.img) AS r "
-                f"JOIN {self.name} AS t ON {on} FOR UPDATE OF t"
+                f"JOIN {self.name} AS t ON {on} FOR UPDATE OF t) AS f"
             ),
             {"imgs": images},
-        )
-        return {int(o): (str(ctid), bool(same)) for o, ctid, same in found}
+        ).one()
+        return int(found[0]), int(found[1]), bool(found[2]), str(found[3])
 
-    def undo(self, conn: Connection, row: LoggedRow, force: bool) -> str | None:
+    def _distinct_keys(self, conn: Connection, images: str) -> bool:
+        cols = ", ".join(_ident(c) for c in self.key)
+        return bool(
+            conn.execute(
+                sa.text(
+                    f"SELECT count(DISTINCT ({cols})) = count(*) FROM "
+                    f"jsonb_populate_recordset(NULL::{self.name}, CAST(:imgs AS jsonb))"
+                ),
+                {"imgs": images},
+            ).scalar()
+        )
+
+    def undo(
+        self, conn: Connection, op: Operation, old: str | None, new: str | None, force: bool
+    ) -> str | None:
         """Undo one logged row event; returns a conflict description, if any."""
-        if row.op == "delete":
-            assert row.old is not None
-            found = self._locate(conn, row.old, by_key=True)
+        if op == "delete":
+            assert old is not None
+            found = self._locate(conn, old, by_key=True)
             problem = None
             if found is not None and self.key:
-                problem = f"{self.name} row {self._key_of(row.old)} exists again since the step"
+                problem = f"{self.name} row {self._key_of(old)} exists again since the step"
                 if force:
                     self._delete(conn, found[0])
             if problem is None or force:
-                self._insert(conn, f"[{row.old}]")
+                self._insert(conn, f"[{old}]")
             return problem
-        assert row.new is not None
-        found = self._locate(conn, row.new, by_key=bool(self.key))
+        assert new is not None
+        found = self._locate(conn, new, by_key=bool(self.key))
         if found is not None and found[1]:
             problem = None
         elif found is None:
-            problem = f"{self.name} row {self._key_of(row.new)} was deleted since the step"
+            problem = f"{self.name} row {self._key_of(new)} was deleted since the step"
         else:
-            problem = f"{self.name} row {self._key_of(row.new)} was changed since the step"
+            problem = f"{self.name} row {self._key_of(new)} was changed since the step"
         if problem is not None and not force:
             return problem
-        if row.op == "insert":
+        if op == "insert":
             if found is not None:
                 self._delete(conn, found[0])
         elif found is not None:
-            assert row.old is not None
-            self._update(conn, found[0], row.old)
+            assert old is not None
+            self._update(conn, found[0], old)
         else:
-            assert row.old is not None
-            self._insert(conn, f"[{row.old}]")
+            assert old is not None
+            self._insert(conn, f"[{old}]")
         return problem
 
     def _locate(self, conn: Connection, image: str, *, by_key: bool) -> tuple[str, bool] | None:
@@ -469,12 +522,18 @@ def _transient_errors() -> Iterator[None]:
         raise
 
 
-def _show(event: tuple[str, Operation, LoggedRow]) -> RowChange:
-    name, op, row = event
-    before = json.loads(row.old) if row.old else None
-    return RowChange(
-        table=name, op=op, before=before, after=json.loads(row.new) if row.new else None
+def _elements(conn: Connection, images: str | None, count: int) -> list[str | None]:
+    """The images of a JSON array, each as its exact text (no float or numeric rounding)."""
+    if images is None:
+        return [None] * count
+    found = conn.execute(
+        sa.text(
+            "SELECT value::text FROM json_array_elements(CAST(:imgs AS json)) "
+            "WITH ORDINALITY AS e(value, n) ORDER BY n"
+        ),
+        {"imgs": images},
     )
+    return list(found.scalars())
 
 
 def escaped(sql: str) -> str:
@@ -486,8 +545,8 @@ def cols_of(alias: str, columns: list[str]) -> str:
     return ", ".join(f"{alias}.{_ident(c)}" for c in columns)
 
 
-def _display_name(row: LoggedRow) -> str:
-    return row.table if row.schema_ == "public" else f"{row.schema_}.{row.table}"
+def _display_name(schema: str, table: str) -> str:
+    return table if schema == "public" else f"{schema}.{table}"
 
 
 def _ident(name: str) -> str:

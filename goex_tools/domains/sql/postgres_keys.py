@@ -37,8 +37,8 @@ class Touched:
     """What an undo did to one table: the images it wrote, and the images it took away."""
 
     def __init__(self) -> None:
-        self.written: list[str] = []  # jsonb text of rows the undo inserted or updated to
-        self.removed: list[str] = []  # jsonb text of rows the undo deleted or updated from
+        self.written: list[str] = []  # JSON arrays of rows the undo inserted or updated to
+        self.removed: list[str] = []  # JSON arrays of rows the undo deleted or updated from
         self.key: list[str] = []
 
 
@@ -60,7 +60,8 @@ def violations(conn: Connection, touched: dict[str, Touched]) -> list[str]:
 
 
 def touched_by(events: Iterable[tuple[str, str, str | None, str | None]]) -> dict[str, Touched]:
-    """Group undone events (table, op, old, new) into what the undo wrote and removed."""
+    """Group undone runs of events (table, op, old rows, new rows; each a JSON array) into
+    what the undo wrote and removed."""
     touched: dict[str, Touched] = defaultdict(Touched)
     for table, op, old, new in events:
         if op in ("delete", "update") and old is not None:
@@ -106,10 +107,14 @@ class _ForeignKey:
         )
 
     def _query(self, conn: Connection, sql: str, images: list[str], what: str) -> list[str]:
-        keys = conn.execute(
-            sa.text(sql + f" LIMIT {LIMIT}"), {"imgs": "[" + ",".join(images) + "]"}
-        ).scalars()
+        keys = conn.execute(sa.text(sql + f" LIMIT {LIMIT}"), {"imgs": _concat(images)}).scalars()
         return [f"{what} ({self.name}: {key})" for key in keys]
+
+
+def _concat(arrays: list[str]) -> str:
+    """One JSON array of the elements of several."""
+    inner = [a.strip()[1:-1] for a in arrays]
+    return "[" + ", ".join(i for i in inner if i.strip()) + "]"
 
 
 def _records(table: str) -> str:
