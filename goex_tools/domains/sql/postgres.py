@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -58,7 +59,12 @@ CAPTURED = """SELECT n.nspname, c.relname, c.relowner, c.relkind FROM pg_class c
              WHERE c.relkind IN ('r', 'f') AND n.nspname <> 'information_schema'
                AND n.nspname NOT LIKE 'pg\\_%' AND c.relpersistence <> 't'"""
 
+# One round trip: the transaction id (the first result), the log, the functions, the triggers.
+# Dropping the triggers before COMMIT needs the tables' owner (or a member of its role): the
+# tables this role does not own are listed in an error (under NOT_OWNED) before any COMMIT.
+NOT_OWNED = "goex-not-owned"
 INSTALL = f"""
+SELECT pg_current_xact_id();
 CREATE TEMP TABLE goex_changes (
     seq bigserial, sch text, tbl text, op text, old jsonb, new jsonb
 ) ON COMMIT DROP;
@@ -76,10 +82,12 @@ BEGIN
         'in another server); the batch was rolled back', TG_TABLE_SCHEMA, TG_TABLE_NAME
         USING ERRCODE = 'feature_not_supported';
 END $f$;
-DO $d$ DECLARE r record; BEGIN
+DO $d$ DECLARE r record; refused text[] := '{{}}'; BEGIN
     FOR r IN {CAPTURED}
     LOOP
-        IF r.relkind = 'f' THEN
+        IF NOT pg_has_role(r.relowner, 'USAGE') THEN
+            refused := refused || format('%I.%I', r.nspname, r.relname);
+        ELSIF r.relkind = 'f' THEN
             EXECUTE format('CREATE TRIGGER {TRIGGER} BEFORE INSERT OR UPDATE OR DELETE ON %I.%I '
                            'FOR EACH ROW EXECUTE FUNCTION pg_temp.goex_refuse_foreign()',
                            r.nspname, r.relname);
@@ -89,12 +97,12 @@ DO $d$ DECLARE r record; BEGIN
                            r.nspname, r.relname);
         END IF;
     END LOOP;
+    IF refused <> '{{}}' THEN
+        RAISE EXCEPTION '%', to_json(refused)
+            USING ERRCODE = 'insufficient_privilege', HINT = '{NOT_OWNED}';
+    END IF;
 END $d$;
 """
-
-# Dropping the triggers before COMMIT needs the owner (or a member of its role).
-NOT_OWNED = f"""SELECT format('%I.%I', nspname, relname) FROM ({CAPTURED}) AS t
-WHERE NOT pg_has_role(relowner, 'USAGE') ORDER BY 1"""
 
 UNINSTALL = f"""
 DO $d$ DECLARE r record; BEGIN
@@ -145,7 +153,10 @@ SAMPLE = """SELECT seq, old::text, new::text FROM (
 WHERE n <= :sample OR seq = :seq"""
 
 
+@lru_cache(maxsize=16)
 def engine_for(url: str) -> sa.Engine:
+    """One engine per URL for the process: its dialect is set up once (a few ms per call
+    otherwise). No pool: every transaction is a fresh session, so nothing a batch SET stays."""
     return sa.create_engine(url, poolclass=NullPool)
 
 
@@ -165,8 +176,7 @@ class SqlAlchemyTransaction:
             if read_only:
                 self.conn.exec_driver_sql("SET TRANSACTION READ ONLY")
             if capture:
-                _install_capture(self.conn)
-                self.txid = str(self.conn.exec_driver_sql("SELECT pg_current_xact_id()").scalar())
+                self.txid = _install_capture(self.conn)
         except BaseException:
             self.rollback()
             self.close()
@@ -236,21 +246,25 @@ class SqlAlchemyTransaction:
 
     def close(self) -> None:
         self.conn.close()
-        self.engine.dispose()
 
 
-def _install_capture(conn: Connection) -> None:
-    """Create the capture triggers, after checking this role may also drop them before COMMIT."""
-    foreign = conn.exec_driver_sql(escaped(NOT_OWNED)).scalars().all()
-    if foreign:
-        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
-        raise GoexError(
-            "row capture creates triggers (living only inside the step's transaction) on every "
-            "table, since any table may change by cascade or trigger, and dropping them needs "
-            f"the tables' owner: this role does not own {', '.join(foreign[:3])}{more}; run "
-            "the statement as the owner (or a member of its role); nothing was run"
-        )
-    conn.exec_driver_sql(escaped(INSTALL))
+def _install_capture(conn: Connection) -> str:
+    """Create the capture triggers, unless this role may not drop them before COMMIT; returns
+    the transaction id."""
+    try:
+        return str(conn.exec_driver_sql(escaped(INSTALL)).scalar())
+    except sa.exc.DBAPIError as exc:
+        diag = getattr(exc.orig, "diag", None)
+        if getattr(diag, "message_hint", None) != NOT_OWNED:
+            raise
+        foreign = sorted(json.loads(str(getattr(diag, "message_primary", "[]"))))
+    more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+    raise GoexError(
+        "row capture creates triggers (living only inside the step's transaction) on every "
+        "table, since any table may change by cascade or trigger, and dropping them needs "
+        f"the tables' owner: this role does not own {', '.join(foreign[:3])}{more}; run "
+        "the statement as the owner (or a member of its role); nothing was run"
+    )
 
 
 def restore(args: JSONDict, force: bool) -> None:
