@@ -84,3 +84,22 @@ def test_in_a_large_batch_a_later_change_to_any_column_is_a_conflict_unless_forc
     # their update wrote (and its AUTOINCREMENT counter) was not the step's, and stays
     unrelated = {k: theirs[k] for k in ("audit", "sqlite_sequence") if k in theirs}
     assert dump_all(big_url) == {**before, **unrelated}
+
+
+def test_a_large_delete_whose_row_is_back_is_a_conflict_unless_forced(
+    big_url: str, journal: Journal
+) -> None:
+    before = dump_all(big_url)
+    with goex.run("big", journal=journal) as run:
+        run_sql("DELETE FROM order_lines WHERE order_id = 4", big_url)
+    execute_script(big_url, "INSERT INTO order_lines VALUES (4, 900, 'theirs');")
+    theirs = dump_all(big_url)
+
+    with pytest.raises(RollbackFailed) as failed:
+        goex.rollback(run.id, journal=journal)
+    [outcome] = failed.value.report.outcomes
+    assert "900" in outcome.detail and "again since the step" in outcome.detail
+    assert dump_all(big_url) == theirs
+
+    assert goex.rollback(run.id, journal=journal, force=True).complete
+    assert dump_all(big_url) == before  # forced: the step's row replaces theirs

@@ -146,11 +146,9 @@ FROM (SELECT *, seq - row_number() OVER (PARTITION BY sch, tbl, op ORDER BY seq)
       FROM goex_changes) AS c
 GROUP BY sch, tbl, op, run ORDER BY min(seq)"""
 
-# The first rows of each table (the summary's sample), and one asked for.
-SAMPLE = """SELECT seq, old::text, new::text FROM (
-    SELECT seq, old, new, row_number() OVER (PARTITION BY sch, tbl ORDER BY seq) AS n
-    FROM goex_changes) AS c
-WHERE n <= :sample OR seq = :seq"""
+# The images of the events at some log positions (the summary's sample).
+IMAGES = """SELECT seq, old::text, new::text FROM goex_changes
+WHERE seq = ANY (CAST(:seqs AS bigint[]))"""
 
 
 @lru_cache(maxsize=16)
@@ -211,11 +209,23 @@ class SqlAlchemyTransaction:
 
     def _show(self, event: tuple[str, Operation, int]) -> RowChange:
         name, op, seq = event
-        if seq not in self._sample:
-            found = self.conn.execute(sa.text(SAMPLE), {"sample": SAMPLE_ROWS, "seq": seq})
+        if seq not in self._sample:  # read the first events of every table, and this one
+            seqs = [seq, *self._firsts(SAMPLE_ROWS)]
+            found = self.conn.execute(sa.text(IMAGES), {"seqs": seqs})
             self._sample.update({int(n): (old, new) for n, old, new in found})
         before, after = (json.loads(image) if image else None for image in self._sample[seq])
         return RowChange(table=name, op=op, before=before, after=after)
+
+    def _firsts(self, count: int) -> list[int]:
+        """The log positions of the first `count` events of every table."""
+        taken: dict[tuple[str, str], int] = {}
+        seqs: list[int] = []
+        for run, start in zip(self.log(), self._starts, strict=True):
+            done = taken.get((run.schema_, run.table), 0)
+            more = min(run.count, count - done)
+            seqs.extend(range(start, start + more))
+            taken[(run.schema_, run.table)] = done + more
+        return seqs
 
     def keyless_tables(self) -> list[str]:
         """Changed tables without a primary key (the undo finds their rows by whole value)."""
@@ -366,12 +376,16 @@ class _Table:
     def _undo_clean_run(self, conn: Connection, run: LoggedRows) -> bool:
         images = run.old if run.op == "delete" else run.new
         assert images is not None
-        found, rows, same, ctids = self._locate_all(conn, images)
         if run.op == "delete":
-            if found or not self._distinct_keys(conn, images):
+            if self._any_exists(conn, images):
                 return False
-            self._insert(conn, images)
+            try:  # a key twice in a run of deletes means it was inserted in between: never
+                with conn.begin_nested():
+                    self._insert(conn, images)
+            except sa.exc.IntegrityError:
+                return False  # then row by row, which reports it
             return True
+        found, rows, same, ctids = self._locate_all(conn, images)
         if found < run.count or rows < run.count or not same:
             return False  # a row changed or gone, or the same row twice (order matters)
         if run.op == "insert":
@@ -393,6 +407,19 @@ class _Table:
         )
         return True
 
+    def _any_exists(self, conn: Connection, images: str) -> bool:
+        """Does a row with the key of one of the images exist (again)?"""
+        on = " AND ".join(f"t.{_ident(c)} = r.{_ident(c)}" for c in self.key)
+        return bool(
+            conn.execute(
+                sa.text(
+                    f"SELECT EXISTS (SELECT 1 FROM jsonb_populate_recordset(NULL::{self.name}, "
+                    f"CAST(:imgs AS jsonb)) AS r JOIN {self.name} AS t ON {on})"
+                ),
+                {"imgs": images},
+            ).scalar()
+        )
+
     def _locate_all(self, conn: Connection, images: str) -> tuple[int, int, bool, str]:
         """Lock the rows with the images' keys: how many matches, how many distinct rows,
         whether every one equals its image, and their ctids in the images' order."""
@@ -409,18 +436,6 @@ class _Table:
             {"imgs": images},
         ).one()
         return int(found[0]), int(found[1]), bool(found[2]), str(found[3])
-
-    def _distinct_keys(self, conn: Connection, images: str) -> bool:
-        cols = ", ".join(_ident(c) for c in self.key)
-        return bool(
-            conn.execute(
-                sa.text(
-                    f"SELECT count(DISTINCT ({cols})) = count(*) FROM "
-                    f"jsonb_populate_recordset(NULL::{self.name}, CAST(:imgs AS jsonb))"
-                ),
-                {"imgs": images},
-            ).scalar()
-        )
 
     def undo(
         self, conn: Connection, op: Operation, old: str | None, new: str | None, force: bool
