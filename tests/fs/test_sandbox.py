@@ -91,3 +91,29 @@ def test_a_bwrap_set_up_failure_is_an_error_not_a_command_result(tmp_path: Path)
         assert list(layers.upper.iterdir()) == []
     finally:
         remove_layers(layers)
+
+
+def test_volatile_overlay_is_used_only_on_kernels_that_have_it() -> None:
+    from goex_tools.sandbox.overlay import has_volatile
+
+    assert has_volatile("6.18.44-fc-v769") and has_volatile("5.10.0-28-amd64")
+    assert not has_volatile("5.9.16") and not has_volatile("4.19.0-26-amd64")
+    assert not has_volatile("unknown")
+
+
+@pytest.mark.parametrize("backend", ["bwrap", "none"])
+def test_a_command_that_syncs_its_writes_succeeds_and_is_captured(
+    root: Path, tmp_path: Path, journal: goex.Journal, backend: str
+) -> None:
+    """The overlay skips syncs of its scratch upper layer: fsync and sync still succeed."""
+    ws = Workspace(root, store=tmp_path / "store", sandbox=backend)
+    before = manifest(root)
+    with goex.run("sync", journal=journal) as run:
+        result = ws.run_shell(
+            "printf synced > new.txt && dd if=new.txt of=copy.txt conv=fsync 2>/dev/null && sync"
+        )
+    assert result.exit_code == 0, result.stderr
+    assert (root / "copy.txt").read_text() == "synced"
+    assert {c.path for c in result.changes} == {"new.txt", "copy.txt"}
+    goex.rollback(run.id, journal=journal)
+    assert manifest(root) == before
