@@ -133,7 +133,10 @@ class SqliteTransaction:
                     if name not in updates:
                         updates[name], keys[name] = [], sorted(change.pk_columns)
                     updates[name].append(len(events))
-                events.append((name, op, (change.old, change.new)))
+                # an update's values after are read whole below (the session records a changed
+                # primary key as a delete and an insert, so an update's old key is its key)
+                after = change.new if op == "insert" else None
+                events.append((name, op, (change.old, after)))
             updated = [
                 self._full_images(table, keys[table], events, positions)
                 for table, positions in updates.items()
@@ -146,7 +149,7 @@ class SqliteTransaction:
     ) -> UpdatedRows:
         """Read the updated rows at `positions` whole: their events become (old values, row)."""
         columns = self._names[table]
-        wanted = [_update_key(key, *events[i][2]) for i in positions]
+        wanted = [_key(key, events[i][2][0]) for i in positions]
         current = _fetch(self.conn, table, columns, key, wanted)
         images = []
         for i, row_key in zip(positions, wanted, strict=True):
@@ -311,24 +314,24 @@ def _row_key(change: apsw.TableChange) -> tuple[str, Row] | None:
     """(table, key) of an update a conflict handler sees, to match `_changed_since`'s rows."""
     if change.op != "UPDATE" or change.old is None or change.pk_columns is None:
         return None
-    return change.name, tuple(change.old[i] for i in sorted(change.pk_columns))
+    return change.name, _key(sorted(change.pk_columns), change.old)
 
 
 def _old_values(changeset: bytes, wanted: set[tuple[str, Row]]) -> dict[tuple[str, Row], Row]:
     """The changeset's old values of the updates of these (table, key)s."""
-    found = {}
+    found: dict[tuple[str, Row], Row] = {}
     for change in apsw.Changeset.iter(changeset):
-        if change.op == "UPDATE" and change.old is not None and change.new is not None:
-            where = (change.name, _update_key(sorted(change.pk_columns), change.old, change.new))
+        if change.op == "UPDATE" and change.old is not None:
+            where = (change.name, _key(sorted(change.pk_columns), change.old))
             if where in wanted:
                 found[where] = change.old
     return found
 
 
-def _update_key(key: list[int], old: Row | None, new: Row | None) -> Row:
-    """An updated row's key after the update."""
-    assert old is not None and new is not None
-    return tuple(old[k] if new[k] is apsw.no_change else new[k] for k in key)
+def _key(key: list[int], old: Row | None) -> Row:
+    """An updated row's key (the same before and after: see `_capture`)."""
+    assert old is not None
+    return tuple(old[k] for k in key)
 
 
 def _before(old: Row | None, after: Row | None) -> Row:
