@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from langchain_core.tools import StructuredTool
 
 import goex_tools as goex
-from benchmarks.harness import Report, Row, measure
+from benchmarks.harness import Report, Row, interleaved, measure
 
 POSTGRES_URL = os.environ.get(
     "GOEX_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -71,8 +71,11 @@ def journal_overhead(report: Report, name: str, url: str, calls: int) -> None:
             ("no-op tool", raw_noop, goex_noop, lambda: "k"),
             ("hash+write 256 KiB", raw_work, goex_work, lambda: str(tmp / f"{next(counter)}")),
         ):
-            base = measure(lambda r=raw, a=arg: call(r, a()), rounds=7, per_round=calls)
-            timed = measure(lambda w=wrapped, a=arg: call(w, a()), rounds=7, per_round=calls)
+            base, timed = interleaved(
+                [lambda r=raw, a=arg: call(r, a()), lambda w=wrapped, a=arg: call(w, a())],
+                rounds=7,
+                per_round=calls,
+            )
             added = timed.median - base.median
             report.add(
                 Row(

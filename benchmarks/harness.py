@@ -56,6 +56,21 @@ def measure(
     return Timing(samples)
 
 
+def interleaved(
+    operations: list[Callable[[], Any]], *, rounds: int = 7, per_round: int = 1
+) -> list[Timing]:
+    """Time each operation once per round, in turn, so that load from elsewhere (and the
+    machine's state: caches, writeback) hits all of them alike, not the one measured last."""
+    samples: list[list[float]] = [[] for _ in operations]
+    for _ in range(rounds):
+        for operation, kept in zip(operations, samples, strict=True):
+            start = time.perf_counter()
+            for _ in range(per_round):
+                operation()
+            kept.append((time.perf_counter() - start) / per_round)
+    return [Timing(s) for s in samples]
+
+
 @dataclass
 class Row:
     benchmark: str
