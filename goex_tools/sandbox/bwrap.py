@@ -81,7 +81,8 @@ class BwrapSandbox:
         status, status_w = os.pipe()
         try:
             argv = self.argv(command, layers, limits, env["PATH"], status_w)
-            run = run_capped(namespaced(layers, argv), limits, env=env, pass_fds=(status_w,))
+            chain = namespaced(layers, argv, own_pids=False)  # bwrap has its own PID namespace
+            run = run_capped(chain, limits, env=env, pass_fds=(status_w,))
         finally:
             os.close(status_w)
         try:

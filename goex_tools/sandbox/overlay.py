@@ -4,7 +4,8 @@ The command's writes land in the overlay's upper directory, never in the workspa
 a command changed is read from the upper directory in time proportional to the change.
 As root the namespace is made with `unshare -m`; an ordinary user gets a user namespace too
 (`unshare -Urm`) and the overlay needs `userxattr`. The mount vanishes with the namespace.
-The namespace has its own PID namespace too: when the command ends, every process it left
+Every command also runs in a PID namespace of its own (bwrap makes one; for the other
+backends the mount namespace comes with one): when the command ends, every process it left
 behind (even one that called `setsid`) is killed with it, whatever the sandbox backend.
 """
 
@@ -62,10 +63,17 @@ def _mirror_root(lower: Path, upper: Path) -> None:
 
 def remove_layers(layers: Layers) -> None:
     """Delete the scratch directories, including those we may not write: overlayfs leaves
-    its work dir with mode 000, and a command may have run `chmod 555` on a directory."""
-    with contextlib.suppress(OSError):
-        _make_writable(layers.upper.parent)
-    shutil.rmtree(layers.upper.parent, ignore_errors=True)
+    its work dir with mode 000, and a command may have run `chmod 555` on a directory
+    (which stops only an ordinary user: root skips the walk that opens them up)."""
+    scratch = layers.upper.parent
+    if unprivileged():
+        with contextlib.suppress(OSError):
+            _make_writable(scratch)
+    shutil.rmtree(scratch, ignore_errors=True)
+    if scratch.exists():  # root without CAP_DAC_OVERRIDE, say: open everything up, again
+        with contextlib.suppress(OSError):
+            _make_writable(scratch)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _make_writable(directory: Path) -> None:
@@ -129,12 +137,18 @@ def has_volatile(release: str) -> bool:
     return found is not None and (int(found[1]), int(found[2])) >= (5, 10)
 
 
-def namespaced(layers: Layers, argv: list[str]) -> list[str]:
-    """argv that mounts the overlay in a fresh mount namespace, then execs `argv` inside it."""
+def namespaced(layers: Layers, argv: list[str], *, own_pids: bool = True) -> list[str]:
+    """argv that mounts the overlay in a fresh mount namespace, then execs `argv` inside it.
+
+    `own_pids=False` is for an `argv` that makes its own PID namespace and dies with its
+    parent (bwrap): the chain then stays one process, with no extra namespace and fork.
+    """
     # Dies with the thread that started it (a crashed agent leaves no command running over
     # a workspace nobody records); its PID namespace takes every leftover process with it.
     unshare = ["setpriv", "--pdeathsig", "KILL", "unshare", "-Urm" if unprivileged() else "-m"]
-    unshare += ["--propagation", "private", "--pid", "--fork", "--kill-child"]
+    unshare += ["--propagation", "private"]
+    if own_pids:
+        unshare += ["--pid", "--fork", "--kill-child"]
     options = mount_options(layers)
     mount = ["sh", "-c", _MOUNT_THEN_EXEC, "goex-overlay", options, str(layers.merged)]
     return [*unshare, *mount, str(_sentinel(layers)), *argv]

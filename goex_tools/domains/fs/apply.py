@@ -13,11 +13,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from goex_tools.domains.fs.changes import PathChange, Side
-from goex_tools.domains.fs.entries import Entry, matches
-from goex_tools.domains.fs.errors import FsError
+from goex_tools.domains.fs.entries import Entry, observe
+from goex_tools.domains.fs.errors import FsError, UnsupportedFile
 from goex_tools.domains.fs.store import BlobStore
 from goex_tools.errors import CompensationConflict, GoexError
 
@@ -32,14 +33,23 @@ def materialize(
     *,
     force: bool = False,
     conflict: type[GoexError] = CompensationConflict,
-    hint: str = "",
+    hint: str | Callable[[], str] = "",
 ) -> list[PathChange]:
-    """Make every path match its `side` entry; return the changes that needed work."""
+    """Make every path match its `side` entry; return the changes that needed work.
+
+    `hint` (or the function giving it, called only on a conflict) ends a conflict's message.
+    """
     other: Side = "after" if side == "before" else "before"
-    todo = [c for c in changes if not matches(root / c.path, c.side(side))]
-    strangers = [c.shown for c in todo if not matches(root / c.path, c.side(other))]
+    todo: list[PathChange] = []
+    strangers: list[str] = []
+    for change in changes:
+        seen = _observed(root / change.path)
+        if seen != change.side(side):
+            todo.append(change)
+            if seen != change.side(other):
+                strangers.append(change.shown)
     if strangers and not force:
-        raise conflict(_conflict_message(strangers, hint))
+        raise conflict(_conflict_message(strangers, hint if isinstance(hint, str) else hint()))
     missing = [c.shown for c in todo if (sha := c.side(side).sha256) and not store.has(sha)]
     if missing:
         raise FsError(
@@ -61,6 +71,15 @@ def materialize(
         if entry.type == "dir" and entry.mode is not None:
             os.chmod(root / change.path, entry.mode)
     return todo
+
+
+def _observed(path: Path) -> Entry | None:
+    """What `path` holds now (hashed, not stored), or None if goex cannot version it: each
+    path is read once to tell whether it is in the target state, the other one, or neither."""
+    try:
+        return observe(path)
+    except UnsupportedFile:
+        return None
 
 
 def _open_parents(root: Path, todo: list[PathChange]) -> dict[str, int]:
@@ -130,7 +149,8 @@ def _create(path: Path, entry: Entry, store: BlobStore) -> None:
         try:
             with os.fdopen(fd, "wb") as dst, open(store.path(entry.sha256), "rb") as src:
                 shutil.copyfileobj(src, dst)
-            os.chmod(tmp, entry.mode)
+                dst.flush()  # before the mode: a later write would clear set-id bits
+                os.fchmod(dst.fileno(), entry.mode)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -64,7 +64,7 @@ def _restore(args: JSONDict, ctx: UndoContext) -> None:
         parsed.changes,
         "before",
         force=ctx.force,
-        hint=_later_steps_hint(ctx.journal, ctx.step, parsed),
+        hint=lambda: _later_steps_hint(ctx.journal, ctx.step, parsed),
     )
 
 

@@ -89,7 +89,7 @@ def _visit(plan: Plan, directory: Path, base: str) -> None:
                     f"version; nothing was applied to the workspace"
                 ) from None
         plan.set(rel, after)
-        if not is_dir or _opaque(Path(item.path)):
+        if plan.before(rel).type == "dir" and (not is_dir or _opaque(Path(item.path))):
             for hidden in subtree(plan.root, rel)[1:]:  # lower contents now gone
                 plan.set(hidden, ABSENT)
         if is_dir:

@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 CHUNK = 1 << 20
 
@@ -34,12 +35,25 @@ class BlobStore:
         return self.path(sha256).exists()
 
     def put_file(self, source: Path) -> tuple[str, int]:
-        """Copy `source` in (hashing while copying); return its sha256 and size."""
-        digest = hashlib.sha256()
-        size = 0
+        """Copy `source` in; return its sha256 and size. A small file is hashed before it
+        is written, so content the store already holds is not written again."""
+        with open(source, "rb") as src:
+            head = src.read(CHUNK)
+            if len(head) < CHUNK:  # the whole file
+                sha = hashlib.sha256(head).hexdigest()
+                if not self.has(sha):
+                    self._write(head, sha)
+                return sha, len(head)
+            return self._copy(src, head)
+
+    def _copy(self, src: BinaryIO, head: bytes) -> tuple[str, int]:
+        """Copy a large file in, hashing while copying (its hash is known only at the end)."""
+        digest = hashlib.sha256(head)
+        size = len(head)
         fd, tmp = tempfile.mkstemp(dir=self.scratch, prefix="blob-")
         try:
-            with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
+            with os.fdopen(fd, "wb") as dst:
+                dst.write(head)
                 while chunk := src.read(CHUNK):
                     digest.update(chunk)
                     dst.write(chunk)
@@ -61,11 +75,19 @@ class BlobStore:
     def put_bytes(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
         if not self.has(sha):
-            fd, tmp = tempfile.mkstemp(dir=self.scratch, prefix="blob-")
+            self._write(data, sha)
+        return sha
+
+    def _write(self, data: bytes, sha256: str) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.scratch, prefix="blob-")
+        try:
             with os.fdopen(fd, "wb") as dst:
                 dst.write(data)
-            self._commit(Path(tmp), sha)
-        return sha
+                os.fchmod(dst.fileno(), 0o444)
+            self._place(tmp, sha256)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     @contextmanager
     def lock(self, workspace: Path) -> Iterator[None]:
@@ -84,13 +106,20 @@ class BlobStore:
         return self.path(sha256).read_bytes()
 
     def _commit(self, tmp: Path, sha256: str) -> None:
-        target = self.path(sha256)
-        if target.exists():
+        if self.has(sha256):
             tmp.unlink()
             return
-        target.parent.mkdir(exist_ok=True)
         os.chmod(tmp, 0o444)
-        os.replace(tmp, target)
+        self._place(str(tmp), sha256)
+
+    def _place(self, tmp: str, sha256: str) -> None:
+        """Rename a finished blob to its name (blobs are immutable: a same-named one is equal)."""
+        target = self.path(sha256)
+        try:
+            os.replace(tmp, target)
+        except FileNotFoundError:  # the first blob under this two-letter prefix
+            target.parent.mkdir(exist_ok=True)
+            os.replace(tmp, target)
 
 
 def hash_file(path: Path) -> str:
