@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
@@ -67,10 +67,15 @@ E = TypeVar("E")
 @dataclass(frozen=True)
 class Captured(Generic[E]):
     """A transaction's row events in order, as (table, operation, raw event), and `show`,
-    which makes the `RowChange` of one (called only for the sample a summary keeps)."""
+    which makes the `RowChange` of one (called only for the sample a summary keeps).
+
+    With `counts` (events per table and operation), `events` may hold only the first
+    SAMPLE_ROWS events of each table: a large batch need not hand over one tuple per row.
+    """
 
     events: Sequence[tuple[str, Operation, E]]
     show: Callable[[tuple[str, Operation, E]], RowChange]
+    counts: Mapping[tuple[str, Operation], int] | None = None
 
 
 def _no_event(event: tuple[str, Operation, None]) -> RowChange:
@@ -87,7 +92,9 @@ def summarize(
     changes: Captured[Any],
     sample: int = SAMPLE_ROWS,
 ) -> ChangeSummary:
-    counts = Counter((table, op) for table, op, _ in changes.events)
+    counts = changes.counts
+    if counts is None:
+        counts = Counter((table, op) for table, op, _ in changes.events)
     samples: dict[str, list[tuple[str, Operation, Any]]] = {}  # in order of first change
     for event in changes.events:
         kept = samples.setdefault(event[0], [])
@@ -96,9 +103,9 @@ def summarize(
     tables = {}
     for name, kept in samples.items():
         table = TableChanges(
-            inserted=counts[(name, "insert")],
-            updated=counts[(name, "update")],
-            deleted=counts[(name, "delete")],
+            inserted=counts.get((name, "insert"), 0),
+            updated=counts.get((name, "update"), 0),
+            deleted=counts.get((name, "delete"), 0),
             rows=[_shown(changes.show(event)) for event in kept],
         )
         table.truncated = table.inserted + table.updated + table.deleted > len(kept)
@@ -107,7 +114,7 @@ def summarize(
         database=database,
         statements=statements,
         reversible_by=reversible_by,
-        rows_changed=len(changes.events),
+        rows_changed=sum(counts.values()),
         tables=tables,
     )
 
