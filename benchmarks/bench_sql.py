@@ -6,7 +6,7 @@
 - Rolling such a step back (goex.rollback) vs the raw inverse statement.
 Target (issue 4): capture + statement under 2x the raw statement. Rollback has no target.
 
-Run: .venv/bin/python -m benchmarks.bench_sql [--quick]
+Run: .venv/bin/python -m benchmarks.bench_sql [--quick] [--sqlite-only]
 """
 
 from __future__ import annotations
@@ -158,18 +158,19 @@ def undo_rollback(
     report.compare(f"rollback ({label})", case, base, timed, extra={"rounds": rounds})
 
 
-def main(quick: bool = False) -> None:
+def main(quick: bool = False, sqlite_only: bool = False) -> None:
     sizes = [1, 1_000] if quick else [1, 1_000, 100_000]
     rounds = 3 if quick else 7
-    report = Report("sql")
+    report = Report("sql-sqlite" if sqlite_only else "sql")
     bench(report, "SQLite", sqlite_database(Path(tempfile.mkdtemp())), sizes, rounds)
-    db, drop = postgres_database()
-    try:
-        bench(report, "PostgreSQL", db, sizes, rounds)
-    finally:
-        drop()
+    if not sqlite_only:
+        db, drop = postgres_database()
+        try:
+            bench(report, "PostgreSQL", db, sizes, rounds)
+        finally:
+            drop()
     report.write()
 
 
 if __name__ == "__main__":
-    main(quick="--quick" in sys.argv)
+    main(quick="--quick" in sys.argv, sqlite_only="--sqlite-only" in sys.argv)

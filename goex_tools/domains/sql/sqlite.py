@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import apsw
@@ -20,6 +24,7 @@ from pydantic import BaseModel
 
 from goex_tools.domains.sql.changes import (
     NOTHING,
+    SAMPLE_ROWS,
     Captured,
     Image,
     Operation,
@@ -35,7 +40,11 @@ from goex_tools.registry import EffectState
 MECHANISM = "sqlite-session"
 KIND = "sql.sqlite_changeset"
 BUSY_TIMEOUT_MS = 5000
-OPERATIONS: dict[str, Operation] = {"INSERT": "insert", "UPDATE": "update", "DELETE": "delete"}
+OPCODES: dict[int, Operation] = {
+    apsw.SQLITE_INSERT: "insert",
+    apsw.SQLITE_UPDATE: "update",
+    apsw.SQLITE_DELETE: "delete",
+}
 FETCH_CHUNK = 500  # keys per query reading whole rows
 Sequences = dict[str, int]
 Row = tuple[Any, ...]
@@ -47,9 +56,10 @@ class UpdatedRows(BaseModel):
     """The rows a batch updated in one table, in full (a changeset keeps only the changed
     columns, yet a later change to any column is a conflict, and forcing restores them all).
 
-    `images` is one JSON text (the rows' values after the batch, bytes as {"base64": ...})
-    rather than a model per row: 100,000 rows stay cheap to journal and read. The values
-    before are those rows with the changeset's old values over them.
+    `images` is one JSON text (the rows' values after the batch; bytes as {"hex": ...} when
+    SQLite wrote it, {"base64": ...} when Python did) rather than a model per row: 100,000
+    rows stay cheap to journal and read. The values before are those rows with the
+    changeset's old values over them.
     """
 
     table: str
@@ -67,13 +77,27 @@ class ChangesetArgs(BaseModel):
     updated: list[UpdatedRows] = []  # full images, so that any later change is a conflict
 
 
+@dataclass
+class _Changed:
+    """One table the batch changed, as the capture walks the changeset."""
+
+    columns: list[str]
+    key: list[int]  # positions of the key in `columns`
+    key_of: Callable[[Any], Any]  # an update's old values -> its key (a value, or a tuple)
+    ops: list[int] = field(default_factory=list)  # the opcode of every event, in order
+    updated: list[Any] = field(default_factory=list)  # keys of its updated rows
+    sample: list[Event] = field(default_factory=list)  # its first events, for the summary
+
+
 class SqliteTransaction:
     """One apsw transaction on an SQLite file, recording its changes if asked to."""
 
     def __init__(self, url: str, *, capture: bool, read_only: bool = False) -> None:
         self.conn = connect(url)
         self._names: dict[str, list[str]] = {}  # column names per table
-        self._captured: tuple[bytes, list[Event], list[UpdatedRows]] | None = None
+        self._keys: dict[str, list[int]] = {}  # key positions per table
+        self._captured: tuple[bytes, Captured[Images], list[UpdatedRows]] | None = None
+        self._after: dict[tuple[str, Any], Row] = {}  # whole rows after, of sampled updates
         self.session: apsw.Session | None = None
         if capture:
             self.session = apsw.Session(self.conn, "main")
@@ -100,63 +124,86 @@ class SqliteTransaction:
         return result
 
     def changes(self) -> Captured[Images]:
-        """Every row event, with full before and after images (the changeset alone keeps only
-        the changed columns of an update)."""
+        """Counts of every row event, and the first events of each table with full before and
+        after images (the changeset alone keeps only the changed columns of an update)."""
         if self.session is None:
             return NOTHING  # type: ignore[return-value]
-        _, events, _ = self._capture()
-        return Captured(events=events, show=self._show)
+        return self._capture()[1]
 
     def _show(self, event: Event) -> RowChange:
         table, op, (before, after) = event
         if op == "update":  # the changeset's old values over the whole row read after
+            key = _key(self._keys[table], before)
+            after = self._after[(table, key)]
             before = _before(before, after)
         columns = self._names[table]
         return RowChange(
             table=table, op=op, before=_image(columns, before), after=_image(columns, after)
         )
 
-    def _capture(self) -> tuple[bytes, list[Event], list[UpdatedRows]]:
-        """The batch's changeset, its row events, and its updated rows in full (read in one
-        query per table and chunk of keys), once, after the batch."""
+    def _capture(self) -> tuple[bytes, Captured[Images], list[UpdatedRows]]:
+        """The batch's changeset, its events (counted, and a sample), and its updated rows in
+        full, once, after the batch. The per-row work is one pass over the changeset keeping
+        the keys of updated rows; SQLite reads those rows whole and writes their JSON."""
         assert self.session is not None
         if self._captured is None:
             changeset = self.session.changeset()
-            events: list[Event] = []
-            updates: dict[str, list[int]] = {}  # table -> positions in `events`
-            keys: dict[str, list[int]] = {}
-            for change in apsw.Changeset.iter(changeset):
-                name, op = change.name, OPERATIONS[change.op]
-                if name not in self._names:
-                    self._names[name] = _columns(self.conn, name, change.column_count)
-                if op == "update":
-                    if name not in updates:
-                        updates[name], keys[name] = [], sorted(change.pk_columns)
-                    updates[name].append(len(events))
-                # an update's values after are read whole below (the session records a changed
-                # primary key as a delete and an insert, so an update's old key is its key)
-                after = change.new if op == "insert" else None
-                events.append((name, op, (change.old, after)))
+            tables = self._walk(changeset)
             updated = [
-                self._full_images(table, keys[table], events, positions)
-                for table, positions in updates.items()
+                self._updated_rows(name, table) for name, table in tables.items() if table.updated
             ]
-            self._captured = (changeset, events, updated)
+            counts = {
+                (name, op): table.ops.count(code)
+                for name, table in tables.items()
+                for code, op in OPCODES.items()
+            }
+            sample = [event for table in tables.values() for event in table.sample]
+            captured = Captured(events=sample, show=self._show, counts=counts)
+            self._captured = (changeset, captured, updated)
         return self._captured
 
-    def _full_images(
-        self, table: str, key: list[int], events: list[Event], positions: list[int]
-    ) -> UpdatedRows:
-        """Read the updated rows at `positions` whole: their events become (old values, row)."""
-        columns = self._names[table]
-        wanted = [_key(key, events[i][2][0]) for i in positions]
-        current = _fetch(self.conn, table, columns, key, wanted)
-        images = []
-        for i, row_key in zip(positions, wanted, strict=True):
-            after = current[row_key]  # the transaction that updated it is still open
-            events[i] = (table, "update", (events[i][2][0], after))
-            images.append(after)
-        return UpdatedRows(table=table, columns=columns, key=key, images=_dump(images))
+    def _walk(self, changeset: bytes) -> dict[str, _Changed]:
+        """One pass over the changeset: per table, its operations, the keys of its updated
+        rows and its first events. (A changeset lists the changes of one table together.)"""
+        tables: dict[str, _Changed] = {}
+        name = None
+        update, insert = apsw.SQLITE_UPDATE, apsw.SQLITE_INSERT
+        for change in apsw.Changeset.iter(changeset):
+            if change.name != name:
+                name = change.name
+                if name not in tables:
+                    tables[name] = self._changed(name, change)
+                table = tables[name]
+                ops, updated, sample, key_of = table.ops, table.updated, table.sample, table.key_of
+            code = change.opcode
+            ops.append(code)
+            if code == update:
+                # the session records a changed primary key as a delete and an insert, so
+                # an update's old key is its key; its values after are read whole later
+                updated.append(key_of(change.old))
+            if len(sample) < SAMPLE_ROWS:
+                after = change.new if code == insert else None
+                sample.append((name, OPCODES[code], (change.old, after)))
+        return tables
+
+    def _changed(self, name: str, change: apsw.TableChange) -> _Changed:
+        if name not in self._names:
+            self._names[name] = _columns(self.conn, name, change.column_count)
+        key = self._keys[name] = sorted(change.pk_columns)
+        return _Changed(columns=self._names[name], key=key, key_of=itemgetter(*key))
+
+    def _updated_rows(self, name: str, table: _Changed) -> UpdatedRows:
+        """The updated rows of one table, whole (the transaction that updated them is still
+        open), as one JSON text; and the sampled ones for the summary."""
+        keys = [k if len(table.key) > 1 else (k,) for k in table.updated[:SAMPLE_ROWS]]
+        for key, row in _fetch(self.conn, name, table.columns, table.key, keys).items():
+            self._after[(name, key)] = row
+        images = _images_json(self.conn, name, table.columns, table.key, table.updated)
+        if images is None:  # keys JSON cannot carry exactly: read them in Python
+            everyone = [k if len(table.key) > 1 else (k,) for k in table.updated]
+            rows = _fetch(self.conn, name, table.columns, table.key, everyone)
+            images = _dump(list(rows.values()))
+        return UpdatedRows(table=name, columns=table.columns, key=table.key, images=images)
 
     def keyless_tables(self) -> list[str]:
         """Changed tables without a primary key (the session keys their rows by rowid)."""
@@ -373,6 +420,33 @@ def _fetch(
     return found
 
 
+def _images_json(
+    conn: apsw.Connection, table: str, columns: list[str], key: list[int], keys: list[Any]
+) -> str | None:
+    """The rows with these keys, whole, as one JSON array of arrays SQLite writes (blobs as
+    {"hex": ...}); None when JSON cannot carry the keys exactly (only integers and text can)."""
+    values = keys if len(key) == 1 else chain.from_iterable(keys)
+    if not set(map(type, values)) <= {int, str}:
+        return None
+    names = [_ident(c) for c in columns]
+    if len(key) == 1:
+        match = f"t.{names[key[0]]} = k.value"
+    else:
+        match = " AND ".join(f"t.{names[k]} = k.value ->> {i}" for i, k in enumerate(key))
+    image = ", ".join(
+        f"CASE WHEN typeof(t.{n}) = 'blob' THEN json_object('hex', hex(t.{n})) ELSE t.{n} END"
+        for n in names
+    )
+    query = (
+        f"SELECT json_group_array(json_array({image})), count(*) "
+        f"FROM json_each(?) AS k JOIN main.{_ident(table)} AS t ON {match}"
+    )
+    for found, count in conn.execute(query, (json.dumps(keys, separators=(",", ":")),)):
+        if count == len(keys):  # every key found once, as the open transaction guarantees
+            return str(found)
+    return None
+
+
 def _dump(images: list[Row]) -> str:
     return json.dumps(images, separators=(",", ":"), default=_encode)
 
@@ -389,6 +463,8 @@ def _encode(value: Any) -> JSONDict:
 
 
 def _decode(value: JSONDict) -> bytes:
+    if "hex" in value:  # written by SQLite (`_images_json`)
+        return bytes.fromhex(value["hex"])
     return base64.b64decode(value["base64"])
 
 
