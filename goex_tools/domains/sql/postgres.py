@@ -142,15 +142,27 @@ class RestoreRowsArgs(BaseModel):
 
 
 # The log as runs of consecutive events of one kind on one table (seq minus the event's rank
-# in its kind is constant exactly within such a run), with where each run starts.
+# in its kind is constant exactly within such a run), with where each run starts and whether
+# its table has a primary key.
 LOG = """SELECT sch, tbl, op, count(*), min(seq),
        CASE WHEN op <> 'insert' THEN json_agg(old ORDER BY seq)::text END,
-       CASE WHEN op <> 'delete' THEN json_agg(new ORDER BY seq)::text END
+       CASE WHEN op <> 'delete' THEN json_agg(new ORDER BY seq)::text END,
+       EXISTS (SELECT 1 FROM pg_index WHERE indisprimary
+               AND indrelid = to_regclass(format('%I.%I', sch, tbl)))
 FROM (SELECT *, seq - row_number() OVER (PARTITION BY sch, tbl, op ORDER BY seq) AS run
       FROM goex_changes) AS c
 GROUP BY sch, tbl, op, run ORDER BY min(seq)"""
 
-# The images of the events at some log positions (the summary's sample).
+# The images of the first events of every table (the summary's sample), by log position.
+SAMPLE = f"""SELECT seq, old::text, new::text FROM goex_changes WHERE seq IN (
+    SELECT seq FROM (SELECT seq, row_number() OVER (PARTITION BY sch, tbl ORDER BY seq) AS n
+                     FROM goex_changes) AS f WHERE n <= {SAMPLE_ROWS})"""
+
+# One round trip once the batch ran: drop the triggers, then read the log and the sample (sorts
+# of a large log stay in memory up to this size instead of spilling to disk).
+FINISH = f"{UNINSTALL};\nSET LOCAL work_mem = '32MB';\n{LOG};\n{SAMPLE}"
+
+# The images of the events at some log positions (outside the sample).
 IMAGES = """SELECT seq, old::text, new::text FROM goex_changes
 WHERE seq = ANY (CAST(:seqs AS bigint[]))"""
 
@@ -211,6 +223,7 @@ class SqlAlchemyTransaction:
         self._log: list[LoggedRows] | None = None
         self._starts: list[int] = []  # the log position of each run's first event
         self._sample: dict[int, tuple[str | None, str | None]] = {}  # images by log position
+        self._keyless: list[tuple[str, str]] = []  # changed tables without a primary key
         try:
             if read_only:
                 self.conn.exec_driver_sql("SET TRANSACTION READ ONLY")
@@ -231,13 +244,14 @@ class SqlAlchemyTransaction:
         if not self.capture:
             return []
         if self._log is None:
-            self.conn.exec_driver_sql(escaped(UNINSTALL))
-            found = self.conn.exec_driver_sql(LOG).all()
+            found, sample = _finish_capture(self.conn)
             self._log = [
                 LoggedRows(schema_=s, table=t, op=o, count=n, old=old, new=new)
-                for s, t, o, n, _, old, new in found
+                for s, t, o, n, _, old, new, _ in found
             ]
             self._starts = [int(row[4]) for row in found]
+            self._keyless = sorted({(row[0], row[1]) for row in found if not row[7]})
+            self._sample = {int(n): (old, new) for n, old, new in sample}
         return self._log
 
     def changes(self) -> Captured[int]:
@@ -250,38 +264,16 @@ class SqlAlchemyTransaction:
 
     def _show(self, event: tuple[str, Operation, int]) -> RowChange:
         name, op, seq = event
-        if seq not in self._sample:  # read the first events of every table, and this one
-            seqs = [seq, *self._firsts(SAMPLE_ROWS)]
-            found = self.conn.execute(sa.text(IMAGES), {"seqs": seqs})
+        if seq not in self._sample:  # outside the sample read with the log
+            found = self.conn.execute(sa.text(IMAGES), {"seqs": [seq]})
             self._sample.update({int(n): (old, new) for n, old, new in found})
         before, after = (json.loads(image) if image else None for image in self._sample[seq])
         return RowChange(table=name, op=op, before=before, after=after)
 
-    def _firsts(self, count: int) -> list[int]:
-        """The log positions of the first `count` events of every table."""
-        taken: dict[tuple[str, str], int] = {}
-        seqs: list[int] = []
-        for run, start in zip(self.log(), self._starts, strict=True):
-            done = taken.get((run.schema_, run.table), 0)
-            more = min(run.count, count - done)
-            seqs.extend(range(start, start + more))
-            taken[(run.schema_, run.table)] = done + more
-        return seqs
-
     def keyless_tables(self) -> list[str]:
         """Changed tables without a primary key (the undo finds their rows by whole value)."""
-        changed = sorted({(row.schema_, row.table) for row in self.log()})
-        return [
-            _display_name(schema, table)
-            for schema, table in changed
-            if not self.conn.execute(
-                sa.text(
-                    "SELECT EXISTS (SELECT 1 FROM pg_index WHERE indisprimary "
-                    "AND indrelid = CAST(:name AS regclass))"
-                ),
-                {"name": f"{_ident(schema)}.{_ident(table)}"},
-            ).scalar()
-        ]
+        self.log()
+        return [_display_name(schema, table) for schema, table in self._keyless]
 
     def compensation_args(self, ref: DatabaseRef) -> JSONDict:
         return RestoreRowsArgs(database=ref, txid=self.txid, rows=self.log()).model_dump(
@@ -316,6 +308,23 @@ def _install_capture(conn: Connection) -> str:
         f"the tables' owner: this role does not own {', '.join(foreign[:3])}{more}; run "
         "the statement as the owner (or a member of its role); nothing was run"
     )
+
+
+def _finish_capture(conn: Connection) -> tuple[list[Any], list[Any]]:
+    """Drop the triggers and read the log and its sample, in one round trip."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(FINISH)  # no parameters: the driver sends the script as it is
+        results = []
+        while True:
+            if cursor.description is not None:
+                results.append(cursor.fetchall())
+            if not cursor.nextset():
+                break
+    finally:
+        cursor.close()
+    log, sample = results
+    return log, sample
 
 
 def restore(args: JSONDict, force: bool) -> None:
