@@ -113,9 +113,10 @@ def tools_under_tmp(search_path: str, workspace: Path) -> list[Path]:
     they are. Those inside the workspace are there already."""
     found: list[Path] = []
     for entry in search_path.split(os.pathsep):
-        path = Path(os.path.normpath(entry)) if entry else Path()
-        if not path.is_absolute() or Path("/tmp") not in path.parents or not path.is_dir():
+        normal = os.path.normpath(entry) if entry else ""
+        if not normal.startswith("/tmp/") or not os.path.isdir(normal):  # cheap test first
             continue
+        path = Path(normal)
         if (path.parent / "pyvenv.cfg").is_file():
             path = path.parent
         if path == workspace or workspace in path.parents:

@@ -1,4 +1,8 @@
-"""Running a process with a time limit and capped output, killing its whole process group."""
+"""Running a process with a time limit and capped output, killing its whole process group.
+
+One thread does it all: it waits on the process (a pidfd, where the kernel has them) and
+its two pipes at once, so no reader threads are started and joined per command.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +11,23 @@ import os
 import select
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Sequence
-from typing import IO
 
 from goex_tools.redaction import redact
 from goex_tools.sandbox.base import Execution, Limits
 
 TRUNCATION_MARK = "\n[output truncated by goex: limit {limit} bytes]"
 SLACK = 4096  # bytes kept past the limit, so that a secret the limit cuts is masked whole
+DRAIN_SECONDS = 5.0  # how long output is still read after the process is gone
+POLL_TICK = 0.005  # seconds between exit checks where there is no pidfd to wait on
+_READABLE = select.POLLIN | select.POLLHUP | select.POLLERR
 
 
-class _CappedReader(threading.Thread):
-    """Drains a pipe, keeping at most `limit` (+ slack) bytes, so a chatty process never
-    blocks."""
+class _Capped:
+    """What a pipe delivered, keeping at most `limit` (+ slack) bytes."""
 
-    def __init__(self, pipe: IO[bytes], limit: int) -> None:
-        super().__init__(daemon=True)
-        self.pipe = pipe
+    def __init__(self, limit: int) -> None:
         self.limit = limit
         self.kept = bytearray()
         self.seen = 0
@@ -34,12 +36,11 @@ class _CappedReader(threading.Thread):
     def truncated(self) -> bool:
         return self.seen > self.limit
 
-    def run(self) -> None:
-        while chunk := self.pipe.read(65536):
-            self.seen += len(chunk)
-            room = self.limit + SLACK - len(self.kept)
-            if room > 0:
-                self.kept += chunk[:room]
+    def add(self, chunk: bytes) -> None:
+        self.seen += len(chunk)
+        room = self.limit + SLACK - len(self.kept)
+        if room > 0:
+            self.kept += chunk[:room]
 
     def text(self) -> str:
         return capped_text(bytes(self.kept), self.limit)
@@ -77,18 +78,16 @@ def run_capped(
         pass_fds=pass_fds,
     )
     assert proc.stdout is not None and proc.stderr is not None
-    readers = [_CappedReader(proc.stdout, limits.output_limit)]
-    readers.append(_CappedReader(proc.stderr, limits.output_limit))
-    for reader in readers:
-        reader.start()
+    out, err = _Capped(limits.output_limit), _Capped(limits.output_limit)
+    pipes = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
     try:
-        timed_out = not _wait(proc, limits.timeout)
+        timed_out = not _pump(proc, pipes, start + limits.timeout)
     finally:
         _kill_group(proc.pid)  # leftovers of a finished command die too
         proc.wait()
-    for reader in readers:
-        reader.join(timeout=5)
-    out, err = readers
+        _pump(None, pipes, time.monotonic() + DRAIN_SECONDS)  # what they wrote before dying
+        proc.stdout.close()
+        proc.stderr.close()
     return Execution(
         exit_code=None if timed_out else proc.returncode,
         stdout=out.text(),
@@ -100,22 +99,49 @@ def run_capped(
     )
 
 
-def _wait(proc: subprocess.Popen[bytes], timeout: float) -> bool:
-    """Wait for the process to exit; False on timeout. A pidfd wakes at once on exit
-    (Popen.wait with a timeout polls with sleeps of up to 50 ms)."""
+def _pump(proc: subprocess.Popen[bytes] | None, pipes: dict[int, _Capped], deadline: float) -> bool:
+    """Read `pipes` (never blocking a chatty process) until `proc` exits (True) or the
+    deadline passes (False); without `proc`, until both pipes are closed or the deadline."""
+    pidfd = _pidfd(proc)
+    poller = select.poll()
+    for fd in pipes:
+        poller.register(fd, _READABLE)
+    if pidfd is not None:
+        poller.register(pidfd, select.POLLIN)
+    open_pipes = set(pipes)
     try:
-        fd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return False
+        while proc is not None or open_pipes:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if proc is not None and pidfd is None:
+                remaining = min(remaining, POLL_TICK)
+            for fd, _ in poller.poll(remaining * 1000):
+                if fd == pidfd:
+                    return True
+                chunk = os.read(fd, 65536)
+                if chunk:
+                    pipes[fd].add(chunk)
+                else:
+                    poller.unregister(fd)
+                    open_pipes.discard(fd)
+            if proc is not None and pidfd is None and proc.poll() is not None:
+                return True
         return True
-    try:
-        ready, _, _ = select.select([fd], [], [], timeout)
     finally:
-        os.close(fd)
-    return bool(ready)
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _pidfd(proc: subprocess.Popen[bytes] | None) -> int | None:
+    """A descriptor that becomes readable when `proc` exits (Linux >= 5.3), else None
+    (then exits are polled every POLL_TICK: Popen.wait with a timeout sleeps up to 50 ms)."""
+    if proc is None:
+        return None
+    try:
+        return os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def _kill_group(pgid: int) -> None:
