@@ -345,7 +345,7 @@ def _changed_since(
     """Updated rows that no longer equal the step's full after-image: (table, key, after)."""
     found = []
     for rows in updated:
-        images = [tuple(after) for after in _load(rows.images)]
+        images = [tuple(after) for after in _candidates(conn, rows)]
         keys = [tuple(after[i] for i in rows.key) for after in images]
         current = _fetch(conn, rows.table, rows.columns, rows.key, keys)
         for key, after in zip(keys, images, strict=True):
@@ -355,6 +355,20 @@ def _changed_since(
                 conflicts.append(f"{rows.table} row {key} {what} since the step")
                 found.append((rows, key, after))
     return found
+
+
+def _candidates(conn: apsw.Connection, rows: UpdatedRows) -> list[list[Any]]:
+    """The after-images of the rows that may have changed since the step: those SQLite finds
+    missing, or writes differently now (a row it writes the same is the same). Only these are
+    compared value by value in Python (images Python wrote, e.g. with base64 blobs, all are)."""
+    names = [_ident(c) for c in rows.columns]
+    match = " AND ".join(f"t.{names[k]} = k.value ->> {k}" for k in rows.key)
+    query = (
+        f"SELECT k.value FROM json_each(?) AS k LEFT JOIN main.{_ident(rows.table)} AS t "
+        f"ON {match} WHERE t.{names[rows.key[0]]} IS NULL OR k.value IS NOT "
+        f"json_array({_image_sql(names)})"
+    )
+    return [_load(image) for (image,) in conn.execute(query, (rows.images,))]
 
 
 def _row_key(change: apsw.TableChange) -> tuple[str, Row] | None:
@@ -433,12 +447,8 @@ def _images_json(
         match = f"t.{names[key[0]]} = k.value"
     else:
         match = " AND ".join(f"t.{names[k]} = k.value ->> {i}" for i, k in enumerate(key))
-    image = ", ".join(
-        f"CASE WHEN typeof(t.{n}) = 'blob' THEN json_object('hex', hex(t.{n})) ELSE t.{n} END"
-        for n in names
-    )
     query = (
-        f"SELECT json_group_array(json_array({image})), count(*) "
+        f"SELECT json_group_array(json_array({_image_sql(names)})), count(*) "
         f"FROM json_each(?) AS k JOIN main.{_ident(table)} AS t ON {match}"
     )
     for found, count in conn.execute(query, (json.dumps(keys, separators=(",", ":")),)):
@@ -447,12 +457,20 @@ def _images_json(
     return None
 
 
+def _image_sql(names: list[str]) -> str:
+    """The values of row `t` as `json_array` arguments: blobs as {"hex": ...}."""
+    return ", ".join(
+        f"CASE WHEN typeof(t.{n}) = 'blob' THEN json_object('hex', hex(t.{n})) ELSE t.{n} END"
+        for n in names
+    )
+
+
 def _dump(images: list[Row]) -> str:
     return json.dumps(images, separators=(",", ":"), default=_encode)
 
 
-def _load(images: str) -> list[list[Any]]:
-    loaded: list[list[Any]] = json.loads(images, object_hook=_decode)
+def _load(images: str) -> Any:
+    loaded = json.loads(images, object_hook=_decode)
     return loaded
 
 
