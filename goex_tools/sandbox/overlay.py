@@ -11,6 +11,7 @@ behind (even one that called `setsid`) is killed with it, whatever the sandbox b
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import re
@@ -18,6 +19,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 from goex_tools.sandbox.base import Execution, Layers, SandboxUnavailable
@@ -74,6 +76,64 @@ def remove_layers(layers: Layers) -> None:
         with contextlib.suppress(OSError):
             _make_writable(scratch)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+class _Remover:
+    """Removes layers in a background thread, one per process: a command's result need not
+    wait for its ~20 scratch directories to be deleted (they hold nothing anyone reads).
+    Whatever is still queued when the interpreter exits is removed then."""
+
+    def __init__(self) -> None:
+        self._queue: list[Layers] = []
+        self._busy = 0
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def put(self, layers: Layers) -> None:
+        with self._changed:
+            self._queue.append(layers)
+            self._changed.notify_all()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="goex-layers", daemon=True)
+                self._thread.start()
+
+    def drain(self, timeout: float = 60.0) -> None:
+        """Wait until everything queued is removed."""
+        with self._changed:
+            self._changed.wait_for(lambda: not self._queue and not self._busy, timeout)
+
+    def forget_thread(self) -> None:
+        """After a fork: the thread is the parent's; a child starts its own when it needs one."""
+        self._changed = threading.Condition()
+        self._thread, self._busy = None, 0
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: bool(self._queue))
+                layers = self._queue.pop(0)
+                self._busy += 1
+            try:
+                remove_layers(layers)
+            finally:
+                with self._changed:
+                    self._busy -= 1
+                    self._changed.notify_all()
+
+
+_remover = _Remover()
+atexit.register(_remover.drain)
+os.register_at_fork(after_in_child=_remover.forget_thread)
+
+
+def remove_layers_later(layers: Layers) -> None:
+    """`remove_layers`, done by a background thread (see `_Remover`)."""
+    _remover.put(layers)
+
+
+def wait_for_removals(timeout: float = 60.0) -> None:
+    """Return once the layers given to `remove_layers_later` are gone (or after `timeout`)."""
+    _remover.drain(timeout)
 
 
 def _make_writable(directory: Path) -> None:

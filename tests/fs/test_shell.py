@@ -181,6 +181,19 @@ def test_timeout_kills_the_command_and_discards_its_changes(
     assert list((ws.store.root / "scratch").iterdir()) == []
 
 
+def test_a_finished_commands_scratch_layers_are_removed_after_it_returns(
+    ws: Workspace, root: Path, journal: goex.Journal
+) -> None:
+    from goex_tools.sandbox.overlay import wait_for_removals
+
+    with goex.run("scratch", journal=journal):
+        for n in range(3):
+            ws.run_shell(f"mkdir -p d{n}/e && echo {n} > d{n}/e/f && sed -i s/a/{n}/ README.md")
+    wait_for_removals()
+    assert list((ws.store.root / "scratch").iterdir()) == []
+    assert (root / "d2" / "e" / "f").read_text() == "2\n"
+
+
 def test_output_is_capped_and_exit_codes_and_stderr_are_returned(
     root: Path, tmp_path: Path, journal: goex.Journal
 ) -> None:

@@ -26,7 +26,7 @@ from goex_tools.domains.fs.results import ShellResult, changed
 from goex_tools.model import Proposal, Reversibility
 from goex_tools.runtime import StepHandle, execute
 from goex_tools.sandbox import Limits
-from goex_tools.sandbox.overlay import make_layers, remove_layers
+from goex_tools.sandbox.overlay import make_layers, remove_layers, remove_layers_later
 
 if TYPE_CHECKING:
     from goex_tools.domains.fs.workspace import Workspace
@@ -111,8 +111,10 @@ def _effect(
             handle.save("changes recorded before they are applied")
             if not tentative:
                 materialize(ws.root, ws.store, changes, "after", conflict=WorkspaceChanged)
-    finally:
-        remove_layers(layers)
+    except BaseException:
+        remove_layers(layers)  # a failure is reported with nothing of the command left
+        raise
+    remove_layers_later(layers)  # emptied of files; the result need not wait for the rest
     return ShellResult(
         step_id=handle.id,
         exit_code=execution.exit_code,
