@@ -5,11 +5,14 @@ touch is a conflict, force restores the before-images. Every check compares a fu
 
 from __future__ import annotations
 
+import base64
+import zlib
+
 import pytest
 
 import goex_tools as goex
 from goex_tools import Journal, RollbackFailed
-from goex_tools.domains.sql import run_sql
+from goex_tools.domains.sql import run_sql, sqlite
 from tests.sql.conftest import dump_all, execute_script
 
 ROWS = 1200
@@ -77,4 +80,28 @@ def test_a_later_change_to_an_untouched_column_is_a_conflict_unless_forced(
     assert dump_all(url) == theirs
 
     assert goex.rollback(run.id, journal=journal, force=True).complete
+    assert dump_all(url) == before
+
+
+def test_a_step_journaled_before_compression_still_undoes_exactly(
+    url: str, journal: Journal
+) -> None:
+    before = dump_all(url)
+    with goex.run("images", journal=journal) as run:
+        run_sql(_batch() + "DELETE FROM texts WHERE n % 5 = 0;", url)
+    [step] = journal.steps(run.id)
+    assert step.compensation is not None
+    args = step.compensation.args
+    assert args["packed"] is True
+
+    def unpacked(text: str) -> str:
+        return base64.b64encode(zlib.decompress(base64.b64decode(text))).decode()
+
+    plain = {k: v for k, v in args.items() if k != "packed"}
+    plain["changeset"] = unpacked(args["changeset"])
+    plain["updated"] = [
+        {**rows, "images": zlib.decompress(base64.b64decode(rows["images"])).decode()}
+        for rows in args["updated"]
+    ]
+    sqlite.restore(plain, force=False)
     assert dump_all(url) == before
