@@ -81,9 +81,13 @@ def remove_layers(layers: Layers) -> None:
 class _Remover:
     """Removes layers in a background thread, one per process: a command's result need not
     wait for its ~20 scratch directories to be deleted (they hold nothing anyone reads).
-    Whatever is still queued when the interpreter exits is removed then."""
+    Layers wait until the next command starts (`go`): its sandbox takes a while to set up,
+    and the deleting is done meanwhile, not during whatever follows a command (often an
+    undo, on the same disk). Whatever is still waiting when the interpreter exits is
+    removed then."""
 
     def __init__(self) -> None:
+        self._waiting: list[Layers] = []
         self._queue: list[Layers] = []
         self._busy = 0
         self._changed = threading.Condition()
@@ -91,14 +95,23 @@ class _Remover:
 
     def put(self, layers: Layers) -> None:
         with self._changed:
-            self._queue.append(layers)
+            self._waiting.append(layers)
+
+    def go(self) -> None:
+        """Start removing what waits (in the background)."""
+        with self._changed:
+            if not self._waiting:
+                return
+            self._queue += self._waiting
+            self._waiting = []
             self._changed.notify_all()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="goex-layers", daemon=True)
                 self._thread.start()
 
     def drain(self, timeout: float = 60.0) -> None:
-        """Wait until everything queued is removed."""
+        """Remove what waits and wait until it is gone."""
+        self.go()
         with self._changed:
             self._changed.wait_for(lambda: not self._queue and not self._busy, timeout)
 
@@ -127,12 +140,17 @@ os.register_at_fork(after_in_child=_remover.forget_thread)
 
 
 def remove_layers_later(layers: Layers) -> None:
-    """`remove_layers`, done by a background thread (see `_Remover`)."""
+    """`remove_layers`, done in the background while the next command starts (`_Remover`)."""
     _remover.put(layers)
 
 
+def remove_waiting_layers() -> None:
+    """Start removing (in the background) the layers `remove_layers_later` was given."""
+    _remover.go()
+
+
 def wait_for_removals(timeout: float = 60.0) -> None:
-    """Return once the layers given to `remove_layers_later` are gone (or after `timeout`)."""
+    """Remove the layers given to `remove_layers_later`; return once they are gone."""
     _remover.drain(timeout)
 
 

@@ -26,7 +26,12 @@ from goex_tools.domains.fs.results import ShellResult, changed
 from goex_tools.model import Proposal, Reversibility
 from goex_tools.runtime import StepHandle, execute
 from goex_tools.sandbox import Limits
-from goex_tools.sandbox.overlay import make_layers, remove_layers, remove_layers_later
+from goex_tools.sandbox.overlay import (
+    make_layers,
+    remove_layers,
+    remove_layers_later,
+    remove_waiting_layers,
+)
 
 if TYPE_CHECKING:
     from goex_tools.domains.fs.workspace import Workspace
@@ -89,6 +94,7 @@ def _effect(
         shutil.rmtree(scratch)
     layers = make_layers(ws.root, scratch, hidden=[ws.store.root])  # no peeking at old files
     started = time.time_ns()
+    remove_waiting_layers()  # earlier commands' layers go while this one's sandbox starts
     try:
         execution = ws.sandbox.run(command, layers, limits)
         if execution.timed_out:
