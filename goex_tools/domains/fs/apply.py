@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -114,9 +115,11 @@ def _depth(change: PathChange) -> int:
 
 def _clear(path: Path, target: Entry, force: bool, conflict: type[GoexError]) -> None:
     """Remove what is at `path` unless it already has the target's type (dirs are kept)."""
-    if not os.path.lexists(path):
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
         return
-    if path.is_dir() and not path.is_symlink():
+    if stat.S_ISDIR(st.st_mode):
         if target.type == "dir":
             return
         try:
