@@ -150,7 +150,7 @@ def _create(path: Path, entry: Entry, store: BlobStore) -> None:
         assert entry.sha256 is not None and entry.mode is not None
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".goex-")
         try:
-            with os.fdopen(fd, "wb") as dst, open(store.path(entry.sha256), "rb") as src:
+            with os.fdopen(fd, "wb") as dst, open(store.name(entry.sha256), "rb") as src:
                 shutil.copyfileobj(src, dst)
                 dst.flush()  # before the mode: a later write would clear set-id bits
                 os.fchmod(dst.fileno(), entry.mode)

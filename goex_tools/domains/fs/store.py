@@ -29,10 +29,14 @@ class BlobStore:
             path.mkdir(parents=True, exist_ok=True)
 
     def path(self, sha256: str) -> Path:
-        return self.objects / sha256[:2] / sha256[2:]
+        return Path(self.name(sha256))
+
+    def name(self, sha256: str) -> str:
+        """`path` as a string (no Path work: it is asked several times for every file)."""
+        return f"{self.objects}/{sha256[:2]}/{sha256[2:]}"
 
     def has(self, sha256: str) -> bool:
-        return self.path(sha256).exists()
+        return os.path.exists(self.name(sha256))
 
     def put_file(self, source: Path) -> tuple[str, int]:
         """Copy `source` in; return its sha256 and size. A small file is hashed before it
@@ -114,11 +118,11 @@ class BlobStore:
 
     def _place(self, tmp: str, sha256: str) -> None:
         """Rename a finished blob to its name (blobs are immutable: a same-named one is equal)."""
-        target = self.path(sha256)
+        target = self.name(sha256)
         try:
             os.replace(tmp, target)
         except FileNotFoundError:  # the first blob under this two-letter prefix
-            target.parent.mkdir(exist_ok=True)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
             os.replace(tmp, target)
 
 
