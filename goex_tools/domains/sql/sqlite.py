@@ -12,8 +12,10 @@ are journaled and restored alongside, unless others took numbers since (then the
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import zlib
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import chain
@@ -458,9 +460,9 @@ def _images_json(
     conn: apsw.Connection, table: str, columns: list[str], key: list[int], keys: list[Any]
 ) -> str | None:
     """The rows with these keys, whole, as one JSON array of arrays SQLite writes (blobs as
-    {"hex": ...}); None when JSON cannot carry the keys exactly (only integers and text can)."""
-    values = keys if len(key) == 1 else chain.from_iterable(keys)
-    if not set(map(type, values)) <= {int, str}:
+    {"hex": ...}); None when SQLite cannot be handed the keys exactly (see `_keys_source`)."""
+    source = _keys_source(keys, len(key))
+    if source is None:
         return None
     names = [_ident(c) for c in columns]
     if len(key) == 1:
@@ -469,12 +471,40 @@ def _images_json(
         match = " AND ".join(f"t.{names[k]} = k.value ->> {i}" for i, k in enumerate(key))
     query = (
         f"SELECT json_group_array(json_array({_image_sql(names)})), count(*) "
-        f"FROM json_each(?) AS k JOIN main.{_ident(table)} AS t ON {match}"
+        f"FROM {source[0]} AS k JOIN main.{_ident(table)} AS t ON {match}"
     )
-    for found, count in conn.execute(query, (json.dumps(keys, separators=(",", ":")),)):
+    for found, count in conn.execute(query, (source[1],)):
         if count == len(keys):  # every key found once, as the open transaction guarantees
             return str(found)
     return None
+
+
+def _keys_source(keys: list[Any], width: int) -> tuple[str, Any] | None:
+    """A table of the keys as `value` (one column) or a JSON array (several), and what to
+    bind to it: a C array of integers for a single integer key (the common INTEGER PRIMARY
+    KEY or rowid), else JSON, which carries integers and text exactly (not blobs or reals)."""
+    if width == 1 and _has_carray():
+        try:
+            return "carray(?)", apsw.carray(array("q", keys))
+        except (TypeError, OverflowError):
+            pass
+    values = keys if width == 1 else chain.from_iterable(keys)
+    if not set(map(type, values)) <= {int, str}:
+        return None
+    return "json_each(?)", json.dumps(keys, separators=(",", ":"))
+
+
+@functools.cache
+def _has_carray() -> bool:
+    """Whether this apsw's SQLite has the carray table (builds with SQLITE_ENABLE_CARRAY)."""
+    conn = apsw.Connection(":memory:")
+    try:
+        conn.execute("SELECT value FROM carray(?)", (apsw.carray(array("q", [1])),)).fetchall()
+    except (apsw.Error, AttributeError):
+        return False
+    finally:
+        conn.close()
+    return True
 
 
 def _image_sql(names: list[str]) -> str:
