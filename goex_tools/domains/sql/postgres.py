@@ -1,7 +1,7 @@
 """PostgreSQL: row images captured by triggers that exist only inside the step's transaction.
 
-Before the batch runs, the transaction creates a temporary trigger function and an AFTER ROW
-trigger on every ordinary table; each writes `to_jsonb(OLD)` / `to_jsonb(NEW)` into a temporary
+Before the batch runs, the transaction creates an AFTER ROW trigger on every ordinary table,
+calling a temporary function that writes `to_jsonb(OLD)` / `to_jsonb(NEW)` into a temporary
 log. The triggers are dropped before COMMIT, so no other session ever sees them and nothing is
 left in the schema. They catch what a before-image SELECT misses: rows removed by ON DELETE
 CASCADE, rows written by triggers, defaults and generated keys. A foreign table (postgres_fdw)
@@ -15,8 +15,11 @@ before COMMIT (`postgres_keys`). Images stay JSON text, restored with `jsonb_pop
 every type round-trips exactly. The transaction id is journaled before COMMIT; after a crash,
 `pg_xact_status` says whether the batch committed.
 
-Sessions are pooled per database (a new one costs ~5 ms, and the capture setup is slower in
-it) and reset with DISCARD ALL when returned, so a batch starts from a fresh session's state.
+Sessions are pooled per database (a new one costs ~5 ms). A session keeps the temporary log
+(emptied at every COMMIT) and trigger functions its first capture made: creating a temporary
+table creates files, 1 to 7 ms per transaction. A returned session is reset like DISCARD ALL,
+except that goex's temporary objects stay when the session holds exactly what it held after
+making them; a batch that made or changed any temporary object gets all of them dropped.
 
 Costs: creating the triggers takes a SHARE ROW EXCLUSIVE lock on every table until the
 transaction ends (concurrent writers wait; readers do not), and dropping them needs the tables'
@@ -63,29 +66,60 @@ CAPTURED = """SELECT n.nspname, c.relname, c.relowner, c.relkind FROM pg_class c
              WHERE c.relkind IN ('r', 'f') AND n.nspname <> 'information_schema'
                AND n.nspname NOT LIKE 'pg\\_%' AND c.relpersistence <> 't'"""
 
-# One round trip: the transaction id (the first result), the log, the functions, the triggers.
-# Dropping the triggers before COMMIT needs the tables' owner (or a member of its role): the
-# tables this role does not own are listed in an error (under NOT_OWNED) before any COMMIT.
-NOT_OWNED = "goex-not-owned"
-INSTALL = f"""
-SELECT pg_current_xact_id();
+# What a session keeps once its first capture made it: the log (emptied at every COMMIT) and
+# the trigger functions. Creating a temporary table creates files (1 to 7 ms here), so it is
+# done once per pooled session, not per transaction. The log's `seq` orders all events.
+SESSION = """
 CREATE TEMP TABLE goex_changes (
     seq bigserial, sch text, tbl text, op text, old jsonb, new jsonb
-) ON COMMIT DROP;
-CREATE OR REPLACE FUNCTION pg_temp.goex_capture() RETURNS trigger LANGUAGE plpgsql AS $f$
+) ON COMMIT DELETE ROWS;
+CREATE FUNCTION pg_temp.goex_capture() RETURNS trigger LANGUAGE plpgsql AS $f$
 BEGIN
-    INSERT INTO goex_changes (sch, tbl, op, old, new) VALUES (
-        TG_TABLE_SCHEMA, TG_TABLE_NAME, lower(TG_OP),
-        CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END,
-        CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END);
+    IF TG_OP = 'UPDATE' THEN
+        INSERT INTO pg_temp.goex_changes (sch, tbl, op, old, new)
+        VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME, 'update', to_jsonb(OLD), to_jsonb(NEW));
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO pg_temp.goex_changes (sch, tbl, op, old)
+        VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME, 'delete', to_jsonb(OLD));
+    ELSE
+        INSERT INTO pg_temp.goex_changes (sch, tbl, op, new)
+        VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME, 'insert', to_jsonb(NEW));
+    END IF;
     RETURN NULL;
 END $f$;
-CREATE OR REPLACE FUNCTION pg_temp.goex_refuse_foreign() RETURNS trigger LANGUAGE plpgsql AS $f$
+CREATE FUNCTION pg_temp.goex_refuse_foreign() RETURNS trigger LANGUAGE plpgsql AS $f$
 BEGIN
     RAISE EXCEPTION 'goex-tools cannot record or undo writes to foreign table %.% (its rows live '
         'in another server); the batch was rolled back', TG_TABLE_SCHEMA, TG_TABLE_NAME
         USING ERRCODE = 'feature_not_supported';
 END $f$;
+"""
+
+# Every temporary object of the session, with the transaction that last changed it (also the
+# log's columns and the tables' defaults, which change no pg_class row): what the session
+# held after goex made its own objects must be all it holds when it is returned to the pool
+# (otherwise a batch made or changed one, and DISCARD TEMP drops them all).
+TEMP_OBJECTS = """SELECT md5(coalesce(string_agg(o, ',' ORDER BY o), '')) FROM (
+    SELECT 'c' || oid || '.' || xmin FROM pg_class WHERE relnamespace = pg_my_temp_schema()
+    UNION ALL SELECT 'a' || attnum || '.' || xmin FROM pg_attribute
+        WHERE attrelid = to_regclass('pg_temp.goex_changes')
+    UNION ALL SELECT 'd' || oid || '.' || xmin FROM pg_attrdef
+        WHERE adrelid IN (SELECT oid FROM pg_class WHERE relnamespace = pg_my_temp_schema())
+    UNION ALL SELECT 'p' || oid || '.' || xmin FROM pg_proc WHERE pronamespace = pg_my_temp_schema()
+    UNION ALL SELECT 't' || oid || '.' || xmin FROM pg_type WHERE typnamespace = pg_my_temp_schema()
+) AS f(o)"""
+
+# DISCARD ALL but the temporary objects (see `_discard`).
+RESET = """CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; UNLISTEN *;
+SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD SEQUENCES"""
+SESSION_KEY = "goex_capture_session"  # in a pooled connection's info: TEMP_OBJECTS after SESSION
+
+# One round trip: the transaction id (the first result), then the triggers. Dropping them
+# before COMMIT needs the tables' owner (or a member of its role): the tables this role does
+# not own are listed in an error (under NOT_OWNED) before any COMMIT.
+NOT_OWNED = "goex-not-owned"
+INSTALL = f"""
+SELECT pg_current_xact_id();
 DO $d$ DECLARE r record; refused text[] := '{{}}'; BEGIN
     FOR r IN {CAPTURED}
     LOOP
@@ -198,14 +232,21 @@ def engine_for(url: str) -> sa.Engine:
     return engine
 
 
-def _discard(dbapi_conn: Any, _record: Any) -> None:
-    """Reset a returned session (settings, role, temporary objects, prepared statements,
-    locks, listens); a session that cannot be reset is closed, never reused."""
+def _discard(dbapi_conn: Any, record: Any) -> None:
+    """Reset a returned session like DISCARD ALL (settings, role, cursors, prepared statements,
+    listens, locks), but keep goex's log and trigger functions when the session holds exactly
+    what it held after making them; otherwise drop every temporary object. A session that
+    cannot be reset is closed, never reused."""
     if dbapi_conn is None or dbapi_conn.closed:
         return
     try:
         dbapi_conn.autocommit = True
-        dbapi_conn.execute("DISCARD ALL")
+        cursor = dbapi_conn.execute(f"{RESET}; {TEMP_OBJECTS}")
+        while cursor.nextset():
+            pass
+        if cursor.fetchone()[0] != record.info.get(SESSION_KEY):
+            dbapi_conn.execute("DISCARD TEMP")
+            record.info.pop(SESSION_KEY, None)
         dbapi_conn.autocommit = False
     except Exception:  # whatever went wrong, this session is not reused
         dbapi_conn.close()
@@ -292,8 +333,11 @@ class SqlAlchemyTransaction:
 
 
 def _install_capture(conn: Connection) -> str:
-    """Create the capture triggers, unless this role may not drop them before COMMIT; returns
-    the transaction id."""
+    """Create the capture triggers (and, once per session, the log and functions), unless this
+    role may not drop them before COMMIT; returns the transaction id."""
+    if SESSION_KEY not in conn.info:
+        conn.exec_driver_sql(escaped(SESSION))
+        conn.info[SESSION_KEY] = conn.exec_driver_sql(TEMP_OBJECTS).scalar()
     try:
         return str(conn.exec_driver_sql(escaped(INSTALL)).scalar())
     except sa.exc.DBAPIError as exc:
