@@ -19,7 +19,7 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import chain
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import apsw
@@ -189,22 +189,25 @@ class SqliteTransaction:
         tables: dict[str, _Changed] = {}
         name = None
         update, insert = apsw.SQLITE_UPDATE, apsw.SQLITE_INSERT
+        name_and_code = attrgetter("name", "opcode")
         for change in apsw.Changeset.iter(changeset):
-            if change.name != name:
-                name = change.name
+            changed, code = name_and_code(change)
+            if changed != name:
+                name = changed
                 if name not in tables:
                     tables[name] = self._changed(name, change)
                 table = tables[name]
                 ops, updated, sample, key_of = table.ops, table.updated, table.sample, table.key_of
-            code = change.opcode
+                room = SAMPLE_ROWS - len(sample)
             ops.append(code)
             if code == update:
                 # the session records a changed primary key as a delete and an insert, so
                 # an update's old key is its key; its values after are read whole later
                 updated.append(key_of(change.old))
-            if len(sample) < SAMPLE_ROWS:
+            if room:
+                room -= 1
                 after = change.new if code == insert else None
-                sample.append((name, OPCODES[code], (change.old, after)))
+                sample.append((changed, OPCODES[code], (change.old, after)))
         return tables
 
     def _changed(self, name: str, change: apsw.TableChange) -> _Changed:
