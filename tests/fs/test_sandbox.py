@@ -117,3 +117,26 @@ def test_a_command_that_syncs_its_writes_succeeds_and_is_captured(
     assert {c.path for c in result.changes} == {"new.txt", "copy.txt"}
     goex.rollback(run.id, journal=journal)
     assert manifest(root) == before
+
+
+def test_without_pidfds_a_command_still_ends_promptly_and_times_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where the kernel has no pidfd_open, exits are polled: results are the same."""
+    import os
+
+    from goex_tools.sandbox import Limits
+    from goex_tools.sandbox.process import run_capped
+
+    monkeypatch.delattr(os, "pidfd_open")
+    done = run_capped(["sh", "-c", "echo hi; echo there >&2; exit 4"], Limits())
+    assert (done.exit_code, done.stdout, done.stderr, done.timed_out) == (
+        4,
+        "hi\n",
+        "there\n",
+        False,
+    )
+    assert done.seconds < 2
+    slow = run_capped(["sh", "-c", "echo started; sleep 30"], Limits(timeout=0.3))
+    assert slow.timed_out and slow.exit_code is None and slow.stdout == "started\n"
+    assert slow.seconds < 5

@@ -205,6 +205,20 @@ def test_output_is_capped_and_exit_codes_and_stderr_are_returned(
     assert len(result.stdout) < 1100
 
 
+def test_a_command_flooding_both_pipes_is_read_to_the_end_without_blocking(
+    ws: Workspace, journal: goex.Journal
+) -> None:
+    """Far more than a pipe holds on stdout and stderr at once, interleaved: both are read
+    as they fill (a reader stuck on one would leave the command blocked on the other)."""
+    flood = "i=0; while [ $i -lt 20000 ]; do echo out$i; echo err$i >&2; i=$((i+1)); done"
+    with goex.run("flood", journal=journal):
+        result = ws.run_shell(f"{flood}; exit 3", timeout=60)
+    assert result.exit_code == 3
+    assert result.stdout_truncated and result.stderr_truncated
+    assert result.stdout.startswith("out0\nout1\nout2\n")
+    assert result.stderr.startswith("err0\nerr1\nerr2\n")
+
+
 def _processes_running(marker: str) -> list[int]:
     found = []
     for proc in Path("/proc").iterdir():
