@@ -81,7 +81,8 @@ class BwrapSandbox:
         status, status_w = os.pipe()
         try:
             argv = self.argv(command, layers, limits, env["PATH"], status_w)
-            chain = namespaced(layers, argv, own_pids=False)  # bwrap has its own PID namespace
+            # bwrap has its own PID namespace; the mount reports on bwrap's status pipe
+            chain = namespaced(layers, argv, own_pids=False, report_to=status_w)
             run = run_capped(chain, limits, env=env, pass_fds=(status_w,))
         finally:
             os.close(status_w)
@@ -89,7 +90,7 @@ class BwrapSandbox:
             reported = _available(status)
         finally:
             os.close(status)
-        execution = require_mounted(layers, run)
+        execution = require_mounted(layers, run, reported)
         if b'"exit-code"' not in reported and not execution.timed_out:
             raise SandboxUnavailable(
                 f"bwrap could not set up the sandbox, so the command did not run: "

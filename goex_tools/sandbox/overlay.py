@@ -27,8 +27,12 @@ from goex_tools.sandbox.base import Execution, Layers, SandboxUnavailable
 # Rejected in overlay mount options, which are comma-separated and use ':' between lowerdirs.
 _UNSAFE = (",", ":", "\\", "\n")
 
-# The sentinel ($3, beside the layers) tells a failed mount from a command's own exit code.
-_MOUNT_THEN_EXEC = 'mount -t overlay goex-overlay -o "$1" "$2" && : > "$3" && shift 3 && exec "$@"'
+# The sentinel ($3: a file beside the layers, or a pipe the caller reads) tells a failed
+# mount from a command's own exit code.
+_MOUNT_THEN_EXEC = (
+    'mount -t overlay goex-overlay -o "$1" "$2" && echo mounted > "$3" && shift 3 && exec "$@"'
+)
+MOUNTED = b"mounted\n"
 
 
 def make_layers(lower: Path, scratch: Path, *, hidden: list[Path] | None = None) -> Layers:
@@ -56,11 +60,12 @@ def make_layers(lower: Path, scratch: Path, *, hidden: list[Path] | None = None)
 def _mirror_root(lower: Path, upper: Path) -> None:
     """Give the upper directory the workspace root's mode (and, as root, owner): overlayfs
     shows the merged root with the upper directory's attributes."""
-    st = os.stat(lower)
-    if not unprivileged():
+    st, have = os.stat(lower), os.stat(upper)  # a change only where needed (no inode write)
+    if not unprivileged() and (have.st_uid, have.st_gid) != (st.st_uid, st.st_gid):
         with contextlib.suppress(OSError):  # best effort (e.g. root squashed on NFS)
             os.chown(upper, st.st_uid, st.st_gid)
-    os.chmod(upper, stat.S_IMODE(st.st_mode))
+    if stat.S_IMODE(have.st_mode) != stat.S_IMODE(st.st_mode):
+        os.chmod(upper, stat.S_IMODE(st.st_mode))
 
 
 def remove_layers(layers: Layers) -> None:
@@ -215,11 +220,15 @@ def has_volatile(release: str) -> bool:
     return found is not None and (int(found[1]), int(found[2])) >= (5, 10)
 
 
-def namespaced(layers: Layers, argv: list[str], *, own_pids: bool = True) -> list[str]:
+def namespaced(
+    layers: Layers, argv: list[str], *, own_pids: bool = True, report_to: int | None = None
+) -> list[str]:
     """argv that mounts the overlay in a fresh mount namespace, then execs `argv` inside it.
 
     `own_pids=False` is for an `argv` that makes its own PID namespace and dies with its
     parent (bwrap): the chain then stays one process, with no extra namespace and fork.
+    `report_to`: a pipe (passed to the process) that gets `MOUNTED` once the overlay is
+    mounted, instead of a sentinel file beside the layers (one file less to create).
     """
     # Dies with the thread that started it (a crashed agent leaves no command running over
     # a workspace nobody records); its PID namespace takes every leftover process with it.
@@ -229,17 +238,22 @@ def namespaced(layers: Layers, argv: list[str], *, own_pids: bool = True) -> lis
         unshare += ["--pid", "--fork", "--kill-child"]
     options = mount_options(layers)
     mount = ["sh", "-c", _MOUNT_THEN_EXEC, "goex-overlay", options, str(layers.merged)]
-    return [*unshare, *mount, str(_sentinel(layers)), *argv]
+    sentinel = f"/dev/fd/{report_to}" if report_to is not None else str(_sentinel(layers))
+    return [*unshare, *mount, sentinel, *argv]
 
 
 def _sentinel(layers: Layers) -> Path:
     return layers.upper.parent / "mounted"
 
 
-def require_mounted(layers: Layers, execution: Execution) -> Execution:
+def require_mounted(
+    layers: Layers, execution: Execution, reported: bytes | None = None
+) -> Execution:
     """`execution`, unless the overlay was never mounted: then the command never ran, and its
-    exit code and stderr are the mount's, which must not pass for the command's."""
-    if execution.timed_out or _sentinel(layers).exists():
+    exit code and stderr are the mount's, which must not pass for the command's.
+    `reported`: what the `report_to` pipe of `namespaced` delivered, if one was used."""
+    mounted = _sentinel(layers).exists() if reported is None else reported.startswith(MOUNTED)
+    if execution.timed_out or mounted:
         return execution
     raise SandboxUnavailable(
         f"the overlay over {layers.lower} (layers in {layers.upper.parent}) could not be "
