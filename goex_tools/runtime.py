@@ -69,6 +69,7 @@ class StepHandle:
         self.run = run
         self.step = step
         self.compensation: Compensation | None = step.compensation
+        self._journaled = step.compensation  # the compensation the journal holds
         self.effect: JSONDict = dict(step.effect)
         self.notes: list[str] = list(step.notes)
         self.output: Any = None
@@ -99,6 +100,7 @@ class StepHandle:
             compensation=self.compensation,
             notes=self.notes,
         )
+        self._journaled = self.compensation
 
     def hold(self) -> None:
         """Leave the effect tentative: journaled as `held` until kept or discarded."""
@@ -119,10 +121,15 @@ class StepHandle:
             expect=[StepStatus.PENDING],
             output=output,
             effect=self.effect,
-            compensation=self.compensation,
+            compensation=self._unjournaled(),
             notes=self.notes,
         )
         return self.step
+
+    def _unjournaled(self) -> Compensation | None:
+        """The compensation if the journal does not hold it yet (an undo saved before the
+        effect can be large, e.g. every row a statement changed: it is not written twice)."""
+        return None if self.compensation is self._journaled else self.compensation
 
     def fail(self, exc: BaseException) -> Step:
         """Journal the effect as failed, unless the domain's probe says it happened anyway."""

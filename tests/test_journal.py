@@ -154,3 +154,24 @@ def test_a_refined_undo_is_saved_before_the_effect(journal: Journal, tmp_path: P
         handle.finish()
     goex.rollback(run.id, journal=journal)
     assert not target.exists()
+
+
+def test_an_undo_refined_after_it_was_saved_is_journaled_when_the_step_finishes(
+    journal: Journal, tmp_path: Path
+) -> None:
+    from tests.support.fileops import remove_file
+
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    with goex.run("save", journal=journal) as run:
+        handle = run.begin(
+            goex.Proposal(tool="late", domain="test", reversibility=Reversibility.REVERSIBLE)
+        )
+        handle.set_compensation(goex.call_compensation(remove_file, {"path": str(first)}))
+        handle.save()
+        first.write_text("x")
+        second.write_text("y")
+        handle.set_compensation(goex.call_compensation(remove_file, {"path": str(second)}))
+        handle.finish()
+    assert journal.get_step(handle.id).compensation == handle.compensation
+    goex.rollback(run.id, journal=journal)
+    assert first.exists() and not second.exists()
