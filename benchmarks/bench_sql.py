@@ -2,8 +2,10 @@
 
 - UPDATE and DELETE touching 1, 1,000 and 100,000 rows of a 100,000-row table: run_sql
   (classify, journal, capture every changed row, commit) vs the same raw statement in a
-  transaction on the same driver (apsw for SQLite, psycopg for PostgreSQL).
-- Rolling such a step back (goex.rollback) vs the raw inverse statement.
+  transaction on the same driver (apsw for SQLite, psycopg for PostgreSQL). Each statement
+  is a step of one open run, as an agent's tool calls are (a run's start and end are
+  bench_journal's business).
+- Undoing such a step (goex.undo_step) vs the raw inverse statement.
 Target (issue 4): capture + statement under 2x the raw statement. Rollback has no target.
 
 Run: .venv/bin/python -m benchmarks.bench_sql [--quick] [--sqlite-only]
@@ -90,41 +92,38 @@ def postgres_database() -> tuple[Database, Callable[[], None]]:
 
 
 def bench(report: Report, label: str, db: Database, sizes: list[int], rounds: int) -> None:
+    """Each statement is one step of a run left open, as an agent's tool calls are: the run's
+    own start and end (two journal commits, measured by bench_journal) are not counted."""
     journal = goex.Journal(f"sqlite:///{tempfile.mkdtemp()}/journal.db")
     db.refill()
-    for rows in sizes:
-        r = max(3, rounds if rows < 100_000 else 3)
-        update = f"UPDATE bench SET v = v + 1, s = s || '.' WHERE id <= {rows}"
-        delete = f"DELETE FROM bench WHERE id <= {rows}"
-        for verb, sql, setup in (("UPDATE", update, None), ("DELETE", delete, db.refill)):
-            base = measure(lambda s=sql: db.raw(s), rounds=r, setup=setup)
-            steps: list[str] = []
-
-            def goex_statement(s: str = sql, steps: list[str] = steps) -> None:
-                with goex.run("bench", journal=journal) as run:
-                    run_sql(s, db.url)
-                steps.append(run.id)
-
-            timed = measure(goex_statement, rounds=r, setup=setup)
-            case = f"{verb} {rows:,} rows"
-            report.compare(
-                f"run_sql ({label})", case, base, timed, max_ratio=2.0, extra={"rounds": r}
-            )
-            undo_rollback(report, label, db, journal, verb, rows, sql, r)
-        db.refill()
+    with goex.run("bench", journal=journal) as run:
+        for rows in sizes:
+            r = max(3, rounds if rows < 100_000 else 3)
+            update = f"UPDATE bench SET v = v + 1, s = s || '.' WHERE id <= {rows}"
+            delete = f"DELETE FROM bench WHERE id <= {rows}"
+            for verb, sql, setup in (("UPDATE", update, None), ("DELETE", delete, db.refill)):
+                base = measure(lambda s=sql: db.raw(s), rounds=r, setup=setup)
+                timed = measure(lambda s=sql: run_sql(s, db.url), rounds=r, setup=setup)
+                case = f"{verb} {rows:,} rows"
+                report.compare(
+                    f"run_sql ({label})", case, base, timed, max_ratio=2.0, extra={"rounds": r}
+                )
+                undo_step(report, label, db, journal, run.id, verb, rows, sql, r)
+            db.refill()
 
 
-def undo_rollback(
+def undo_step(
     report: Report,
     label: str,
     db: Database,
     journal: goex.Journal,
+    run_id: str,
     verb: str,
     rows: int,
     sql: str,
     rounds: int,
 ) -> None:
-    """goex.rollback of one step vs the raw statement that reverses it."""
+    """goex.undo_step of one statement's step vs the raw statement that reverses it."""
     inverse = (
         f"UPDATE bench SET v = v - 1, s = substr(s, 1, length(s) - 1) WHERE id <= {rows}"
         if verb == "UPDATE"
@@ -137,13 +136,15 @@ def undo_rollback(
         )
     )
     pending: list[str] = []
+    seen = [0]  # the last step's seq: steps after it are read, not the whole run's
 
     def apply_step() -> None:
         if verb == "DELETE":
             db.refill()
-        with goex.run("bench undo", journal=journal) as run:
-            run_sql(sql, db.url)
-        pending.append(run.id)
+        run_sql(sql, db.url)
+        step = journal.steps(run_id, after_seq=seen[0])[-1]
+        seen[0] = step.seq
+        pending.append(step.id)
 
     def apply_raw() -> None:
         if verb == "DELETE":
@@ -152,7 +153,7 @@ def undo_rollback(
 
     base = measure(lambda: db.raw(inverse), rounds=rounds, setup=apply_raw)
     timed = measure(
-        lambda: goex.rollback(pending.pop(), journal=journal), rounds=rounds, setup=apply_step
+        lambda: goex.undo_step(pending.pop(), journal=journal), rounds=rounds, setup=apply_step
     )
     case = f"undo {verb} of {rows:,} rows"
     report.compare(f"rollback ({label})", case, base, timed, extra={"rounds": rounds})
