@@ -265,3 +265,27 @@ def test_a_write_to_a_foreign_table_stops_the_batch(postgres_url: str, journal: 
     assert step.status is StepStatus.FAILED and not step.undoable
     with goex.run("read", journal=journal):
         assert run_sql("SELECT count(*) FROM remote_tags", postgres_url).results[0].rows == [[3]]
+
+
+def test_a_trigger_that_changes_the_same_row_again_is_undone_in_order(
+    postgres_url: str, journal: Journal
+) -> None:
+    """A user trigger whose name sorts before goex's reacts to an update by updating the same
+    row again (twice, nested): the capture logs the outer event first, so the undo restores
+    the row's value from before the batch, with no false conflict."""
+    execute_script(
+        postgres_url,
+        "CREATE TABLE counters (id int PRIMARY KEY, v int NOT NULL);"
+        "INSERT INTO counters VALUES (1, 0), (2, 10);"
+        "CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "UPDATE counters SET v = v + 1 WHERE id = NEW.id; RETURN NULL; END $$;"
+        "CREATE TRIGGER a_bump AFTER UPDATE ON counters FOR EACH ROW WHEN (NEW.v < 3) "
+        "EXECUTE FUNCTION bump();",
+    )
+    before = dump_all(postgres_url)
+    with goex.run("bumped", journal=journal) as run:
+        result = run_sql("UPDATE counters SET v = 1 WHERE id = 1", postgres_url)
+    assert result.changes is not None and result.changes.tables["counters"].updated == 3
+    assert dump_all(postgres_url)["counters"] == [(1, 3), (2, 10)]
+    assert goex.rollback(run.id, journal=journal).complete
+    assert dump_all(postgres_url) == before

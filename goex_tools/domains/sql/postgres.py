@@ -57,7 +57,10 @@ from goex_tools.registry import EffectState
 
 MECHANISM = "postgresql-row-triggers"
 KIND = "sql.restore_rows"
-TRIGGER = "goex_capture_tx"
+# A table's AFTER ROW triggers fire in the byte order of their names: the capture's name (a
+# quoted identifier starting with a space) sorts first, so that it logs a row event before
+# another trigger's reaction to it changes the same row again (logged after it, undone first).
+TRIGGER = " goex_capture_tx"
 
 # The tables row capture watches: every ordinary table but the catalogs and temporary ones,
 # and every foreign table (whose rows live elsewhere: a write to one stops the batch).
@@ -126,13 +129,13 @@ DO $d$ DECLARE r record; refused text[] := '{{}}'; BEGIN
         IF NOT pg_has_role(r.relowner, 'USAGE') THEN
             refused := refused || format('%I.%I', r.nspname, r.relname);
         ELSIF r.relkind = 'f' THEN
-            EXECUTE format('CREATE TRIGGER {TRIGGER} BEFORE INSERT OR UPDATE OR DELETE ON %I.%I '
+            EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE OR DELETE ON %I.%I '
                            'FOR EACH ROW EXECUTE FUNCTION pg_temp.goex_refuse_foreign()',
-                           r.nspname, r.relname);
+                           '{TRIGGER}', r.nspname, r.relname);
         ELSE
-            EXECUTE format('CREATE TRIGGER {TRIGGER} AFTER INSERT OR UPDATE OR DELETE ON %I.%I '
+            EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %I.%I '
                            'FOR EACH ROW EXECUTE FUNCTION pg_temp.goex_capture()',
-                           r.nspname, r.relname);
+                           '{TRIGGER}', r.nspname, r.relname);
         END IF;
     END LOOP;
     IF refused <> '{{}}' THEN
@@ -148,7 +151,7 @@ DO $d$ DECLARE r record; BEGIN
              JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE t.tgname = '{TRIGGER}'
     LOOP
-        EXECUTE format('DROP TRIGGER {TRIGGER} ON %I.%I', r.nspname, r.relname);
+        EXECUTE format('DROP TRIGGER %I ON %I.%I', '{TRIGGER}', r.nspname, r.relname);
     END LOOP;
 END $d$;
 """
