@@ -22,12 +22,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from itertools import count
 from pathlib import Path
 
 import goex_tools as goex
-from benchmarks.harness import Report, Row, Timing, measure
+from benchmarks.harness import Report, Row, interleaved, measure
 from goex_tools.domains.fs import Workspace
 
 CHANGED = 10
@@ -107,17 +106,6 @@ class GoexCheckpoints:
         goex.rollback(self.runs[-1], journal=self.journal)
 
 
-def interleaved(operations: list[Callable[[], None]], rounds: int) -> list[Timing]:
-    """Time each operation once per round, in turn, so that load from elsewhere hits all alike."""
-    samples: list[list[float]] = [[] for _ in operations]
-    for _ in range(rounds):
-        for operation, kept in zip(operations, samples, strict=True):
-            start = time.perf_counter()
-            operation()
-            kept.append(time.perf_counter() - start)
-    return [Timing(s) for s in samples]
-
-
 def tree(files: int, where: Path) -> tuple[Path, list[str]]:
     root = where / "ws"
     root.mkdir(parents=True)
@@ -139,7 +127,7 @@ def main(quick: bool = False) -> Report:
             gits[files] = GitCheckpoints(git_root, names)
             ours[files] = GoexCheckpoints(tmp / f"goex{files}" / "ws", names, journal)
         git, mine = gits[big], ours[big]
-        git_action, goex_action = interleaved([git.action, mine.action], rounds)
+        git_action, goex_action = interleaved([git.action, mine.action], rounds=rounds)
 
         def both_act() -> None:
             git.action()
@@ -184,7 +172,9 @@ def size_axis(
 ) -> None:
     """Per-action time against workspace size: goex stays flat, git grows."""
     small = sizes[0]
-    timings = interleaved([op for n in sizes for op in (gits[n].action, ours[n].action)], rounds)
+    timings = interleaved(
+        [op for n in sizes for op in (gits[n].action, ours[n].action)], rounds=rounds
+    )
     by_size = {n: (timings[2 * i], timings[2 * i + 1]) for i, n in enumerate(sizes)}
     for files in sizes:
         git_t, goex_t = by_size[files]
@@ -213,7 +203,7 @@ def changed_axis(
     counts = [1, 10, 100, 1_000]
     root = tmp / f"goex{files}" / "ws"
     runners = [GoexCheckpoints(root, names, journal, changed=n) for n in counts]
-    timings = interleaved([r.action for r in runners], max(3, rounds // 2))
+    timings = interleaved([r.action for r in runners], rounds=max(3, rounds // 2))
     for n, timed in zip(counts, timings, strict=True):
         case = f"{files:,} files, {n:,} changed (baseline: 1 changed)"
         report.compare("fs axis: files changed", case, timings[0], timed)
