@@ -9,7 +9,6 @@ never lost.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -21,6 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from goex_tools.errors import NotFound, StaleTransition
+from goex_tools.journal_schema import events_table, metadata, runs_table, steps_table
+from goex_tools.journal_writes import StepWrites, core_transaction, driver_transaction
 from goex_tools.model import (
     Compensation,
     Decision,
@@ -36,52 +37,6 @@ from goex_tools.redaction import redact
 DEFAULT_PATH = Path(".goex") / "journal.db"
 URL_ENV = "GOEX_JOURNAL_URL"
 
-metadata = sa.MetaData()
-
-runs_table = sa.Table(
-    "goex_runs",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("name", sa.Text, nullable=False, default=""),
-    sa.Column("status", sa.String(32), nullable=False),
-    sa.Column("metadata", sa.JSON, nullable=False),
-    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("ended_at", sa.DateTime(timezone=True)),
-)
-
-steps_table = sa.Table(
-    "goex_steps",
-    metadata,
-    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("id", sa.String(64), nullable=False, unique=True),
-    sa.Column("run_id", sa.String(64), sa.ForeignKey("goex_runs.id"), nullable=False, index=True),
-    sa.Column("parent_id", sa.String(64), index=True),
-    sa.Column("tool", sa.Text, nullable=False),
-    sa.Column("domain", sa.String(64), nullable=False),
-    sa.Column("inputs", sa.JSON, nullable=False),
-    sa.Column("output", sa.JSON),
-    sa.Column("effect", sa.JSON, nullable=False),
-    sa.Column("compensation", sa.JSON),
-    sa.Column("reversibility", sa.String(32), nullable=False),
-    sa.Column("status", sa.String(32), nullable=False, index=True),
-    sa.Column("decision", sa.JSON),
-    sa.Column("error", sa.Text),
-    sa.Column("notes", sa.JSON, nullable=False),
-    sa.Column("owner", sa.String(255), nullable=False, default=""),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-)
-
-events_table = sa.Table(
-    "goex_events",
-    metadata,
-    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("step_id", sa.String(64), nullable=False, index=True),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("status", sa.String(32), nullable=False),
-    sa.Column("detail", sa.Text, nullable=False),
-)
-
 
 def default_url() -> str:
     """`GOEX_JOURNAL_URL` if set, else a SQLite file under the working directory."""
@@ -94,7 +49,8 @@ class Journal:
     def __init__(self, url: str | None = None, *, durable: bool = False) -> None:
         self.url = url or default_url()
         self.engine = _make_engine(self.url, durable=durable)
-        self._returning = self.engine.dialect.update_returning
+        on_driver = self.engine.dialect.name == "sqlite"
+        self._writes = driver_transaction if on_driver else core_transaction
         metadata.create_all(self.engine)
 
     def __repr__(self) -> str:
@@ -154,10 +110,9 @@ class Journal:
         """Write a new step (normally `pending`, before its effect) and return it with `seq`."""
         row = _step_row(step)
         row.pop("seq")
-        with self._tx() as conn:
-            result = conn.execute(_INSERT_STEP, row)
-            seq = result.inserted_primary_key[0] if result.inserted_primary_key else None
-            _add_event(conn, step.id, step.status, detail)
+        with self._writes(self.engine) as writes:
+            seq = writes.insert_step(row)
+            _add_event(writes, step.id, step.status, detail)
         return step.model_copy(update={"seq": seq})
 
     def transition(
@@ -192,30 +147,24 @@ class Journal:
             values["decision"] = redact(decision.model_dump(mode="json"))
         if owner is not None:
             values["owner"] = owner
-        with self._tx() as conn:
-            result = conn.execute(
-                _update_step(tuple(values), self._returning),
-                {**{f"v_{k}": v for k, v in values.items()}, "_id": step_id, "_expect": expected},
-            )
-            row = result.first() if self._returning else None
-            if (row is None) if self._returning else (result.rowcount == 0):
-                current = conn.execute(
-                    sa.select(steps_table.c.status).where(steps_table.c.id == step_id)
-                ).scalar()
+        with self._writes(self.engine) as writes:
+            row = writes.update_step(step_id, values, expected)
+            if row is None:
+                current = writes.status(step_id)
                 if current is None:
                     raise NotFound(f"no step with id {step_id!r} in {self!r}")
                 raise StaleTransition(
                     f"step {step_id} is {current}, not {' or '.join(expected)}; "
                     f"it cannot become {to.value}"
                 )
-            _add_event(conn, step_id, to, redact(detail or (error or "")))
-        return _step_from_row(row._mapping) if row is not None else self.get_step(step_id)
+            _add_event(writes, step_id, to, redact(detail or (error or "")))
+        return _step_from_row(row) if row else self.get_step(step_id)
 
     def note(self, step_id: str, detail: str) -> None:
         """Record an event (e.g. a failed compensation attempt) without changing the status."""
         step = self.get_step(step_id)
-        with self._tx() as conn:
-            _add_event(conn, step_id, step.status, redact(detail))
+        with self._writes(self.engine) as writes:
+            _add_event(writes, step_id, step.status, redact(detail))
 
     def get_step(self, step_id: str) -> Step:
         with self.engine.connect() as conn:
@@ -281,29 +230,9 @@ def _make_engine(url: str, *, durable: bool) -> Engine:
     return engine
 
 
-# Statements are built once: constructing them per call costs more than executing them.
-_INSERT_STEP = steps_table.insert()
-_INSERT_EVENT = events_table.insert()
-
-
-@functools.cache
-def _update_step(keys: tuple[str, ...], returning: bool) -> sa.Update:
-    """UPDATE steps SET <keys> WHERE id = :_id AND status IN :_expect (compare-and-set)."""
-    stmt = (
-        steps_table.update()
-        .where(
-            steps_table.c.id == sa.bindparam("_id"),
-            steps_table.c.status.in_(sa.bindparam("_expect", expanding=True)),
-        )
-        .values({key: sa.bindparam(f"v_{key}") for key in keys})
-    )
-    return stmt.returning(*steps_table.c) if returning else stmt
-
-
-def _add_event(conn: Connection, step_id: str, status: StepStatus, detail: str) -> None:
-    conn.execute(
-        _INSERT_EVENT,
-        {"step_id": step_id, "at": utcnow(), "status": status.value, "detail": detail},
+def _add_event(writes: StepWrites, step_id: str, status: StepStatus, detail: str) -> None:
+    writes.insert_event(
+        {"step_id": step_id, "at": utcnow(), "status": status.value, "detail": detail}
     )
 
 

@@ -175,3 +175,50 @@ def test_an_undo_refined_after_it_was_saved_is_journaled_when_the_step_finishes(
     assert journal.get_step(handle.id).compensation == handle.compensation
     goex.rollback(run.id, journal=journal)
     assert first.exists() and not second.exists()
+
+
+def test_sqlite_steps_written_on_the_driver_are_the_rows_sqlalchemy_writes(
+    tmp_path: Path,
+) -> None:
+    """The SQLite fast path (journal_writes.DriverWrites) stores exactly what the Core path
+    stores, JSON nulls, nested values, non-ASCII text and timestamps included, and the
+    compare-and-set behaves alike."""
+    from datetime import UTC, datetime
+
+    from goex_tools.journal import _step_row
+    from goex_tools.journal_writes import core_transaction, driver_transaction
+
+    store = Journal(f"sqlite:///{tmp_path}/j.db")
+    run = store.create_run(Run(name="paths"))
+    created = datetime(2026, 11, 25, 17, 0, 1, 123456, tzinfo=UTC)
+    values = {
+        "status": "applied",
+        "updated_at": datetime(2026, 11, 25, 17, 0, 2, 654321, tzinfo=UTC),
+        "output": {"rows": [[1, None, "é"]], "text": "ünï\ncode"},
+        "effect": {},
+        "compensation": None,
+        "notes": ["a", "b"],
+    }
+    stored = {}
+    for name, transaction in (("core", core_transaction), ("driver", driver_transaction)):
+        step = Step(
+            id=f"step-{name}", run_id=run.id, tool="t", domain="d", inputs={"k": None},
+            created_at=created, updated_at=created,
+        )  # fmt: skip
+        with transaction(store.engine) as writes:
+            seq = writes.insert_step({k: v for k, v in _step_row(step).items() if k != "seq"})
+            assert isinstance(seq, int)
+            updated = writes.update_step(step.id, values, ["pending"])
+            assert updated is not None and updated["status"] == "applied"
+            assert writes.update_step(step.id, values, ["pending"]) is None  # no longer pending
+            assert writes.status(step.id) == "applied" and writes.status("nope") is None
+        with store.engine.connect() as conn:
+            raw = conn.exec_driver_sql("SELECT * FROM goex_steps WHERE id = ?", (step.id,))
+            stored[name] = dict(raw.one()._mapping)
+        read = store.get_step(step.id)
+        assert read.output == values["output"] and read.compensation is None
+        assert read.created_at == created  # timezone-aware, to the microsecond
+        assert read.updated_at == values["updated_at"]
+    for row in stored.values():
+        row.pop("seq"), row.pop("id")
+    assert stored["driver"] == stored["core"]
