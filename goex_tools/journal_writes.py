@@ -56,7 +56,7 @@ class CoreWrites:
     def update_step(self, step_id: str, values: Row, expect: Sequence[str]) -> Row | None:
         result = self.conn.execute(
             _update_step(tuple(values), len(expect), self.returning),
-            {**{f"v_{k}": v for k, v in values.items()}, **_ids(step_id, expect)},
+            _update_params(step_id, values, expect),
         )
         if self.returning:
             row = result.first()
@@ -94,7 +94,7 @@ class DriverWrites:
         returning = self.dialect.update_returning
         stmt = _update_step(tuple(values), len(expect), returning)
         sql, names = _compiled(self.dialect, stmt)
-        params = {**{f"v_{k}": v for k, v in values.items()}, **_ids(step_id, expect)}
+        params = _update_params(step_id, values, expect)
         self.cursor.execute(sql, _bound(self.dialect, names, params))
         if not returning:
             return {} if self.cursor.rowcount else None
@@ -150,8 +150,10 @@ def _update_step(keys: tuple[str, ...], expected: int, returning: bool) -> sa.Up
     return stmt.returning(*steps_table.c) if returning else stmt
 
 
-def _ids(step_id: str, expect: Sequence[str]) -> Row:
-    return {"_id": step_id, **{f"_expect{i}": status for i, status in enumerate(expect)}}
+def _update_params(step_id: str, values: Row, expect: Sequence[str]) -> Row:
+    """The parameters of `_update_step`: new values, the step's id, the expected statuses."""
+    expected = {f"_expect{i}": status for i, status in enumerate(expect)}
+    return {**{f"v_{k}": v for k, v in values.items()}, "_id": step_id, **expected}
 
 
 @functools.cache
