@@ -194,6 +194,8 @@ def mount_options(layers: Layers) -> str:
     copies up: the upper layer is scratch that goex reads right after the command and then
     deletes (a crash discards it), and nothing from it reaches the workspace or the store
     through an fsync anyway, so the syncs bought no durability (they cost ~0.2 ms a file).
+    Asked for right before every mount, it also clears the mark a volatile mount of the same
+    layers left, which would refuse the next one.
     """
     options = f"lowerdir={layers.lower},upperdir={layers.upper},workdir={layers.work}"
     _clear_volatile_mark(layers)

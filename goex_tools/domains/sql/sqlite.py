@@ -219,14 +219,16 @@ class SqliteTransaction:
     def _updated_rows(self, name: str, table: _Changed) -> UpdatedRows:
         """The updated rows of one table, whole (the transaction that updated them is still
         open), as one JSON text; and the sampled ones for the summary."""
-        keys = [k if len(table.key) > 1 else (k,) for k in table.updated[:SAMPLE_ROWS]]
-        for key, row in _fetch(self.conn, name, table.columns, table.key, keys).items():
+
+        def read(keys: list[Any]) -> dict[Row, Row]:  # `key_of` gives a bare value for one column
+            wrapped = keys if len(table.key) > 1 else [(k,) for k in keys]
+            return _fetch(self.conn, name, table.columns, table.key, wrapped)
+
+        for key, row in read(table.updated[:SAMPLE_ROWS]).items():
             self._after[(name, key)] = row
         images = _images_json(self.conn, name, table.columns, table.key, table.updated)
         if images is None:  # keys JSON cannot carry exactly: read them in Python
-            everyone = [k if len(table.key) > 1 else (k,) for k in table.updated]
-            rows = _fetch(self.conn, name, table.columns, table.key, everyone)
-            images = _dump(list(rows.values()))
+            images = _dump(list(read(table.updated).values()))
         return UpdatedRows(table=name, columns=table.columns, key=table.key, images=images)
 
     def keyless_tables(self) -> list[str]:
