@@ -76,11 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "rollback",
         parents=[common],
-        help="undo a run, its last N steps, or everything after a step",
+        help="undo a run, its last N tool calls, or everything after a step",
     )
     p.add_argument("run_id")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--steps", type=int, help="undo only the last N steps")
+    which.add_argument("--steps", type=int, help="undo only the last N tool calls")
     which.add_argument("--to", metavar="STEP", help="undo every step after STEP")
     _rollback_options(p)
     p.add_argument(

@@ -2,7 +2,7 @@
 
     from goex_tools import notebook
     notebook.show(run_id)                   # the steps as a table, each with what it changed
-    notebook.rollback(run_id, steps=1)      # undo the last step; shows the run again
+    notebook.rollback(run_id, steps=1)      # undo the last tool call; shows the run again
     notebook.rollback(run_id)               # undo the whole run
 
 A `RunView` renders as an HTML table in Jupyter and as a rich table in a terminal. What a
@@ -139,7 +139,7 @@ class RunView:
         hint = (
             f"<p style='color:#666'>undo: <code>notebook.rollback({self.run.id!r})</code> "
             f"(whole run) or <code>notebook.rollback({self.run.id!r}, steps=N)</code> "
-            f"(last N steps)</p>"
+            f"(last N tool calls)</p>"
         )
         return (
             f"<p><b>{html.escape(self.title())}</b></p><table><thead><tr>{head}</tr></thead>"
@@ -168,7 +168,7 @@ def rollback(
     dry_run: bool = False,
     force: bool = False,
 ) -> RunView:
-    """Undo the whole run, or its last `steps` steps, then show the run again.
+    """Undo the whole run, or its last `steps` tool calls, then show the run again.
 
     A rollback that stops (a conflict, an irreversible step) is shown, not raised: the view
     says where it stopped and what was undone before.

@@ -80,9 +80,11 @@ def plan(
 ) -> list[Step]:
     """The steps a rollback would undo, newest first.
 
-    Effectful leaf steps not yet compensated; `steps=N` keeps the newest N, `to=STEP` keeps
-    those journaled after STEP. Container steps (agent runs, chains) are undone through their
-    children and do not appear.
+    Effectful steps not yet compensated. `steps=N` keeps those of the newest N tool calls
+    that have something left to undo: a tool call is a top-level step with every step nested
+    in it (a goex tool that ran a sub-agent is one call). `to=STEP` keeps the steps journaled
+    after STEP. Container steps (tool calls, agent runs) are undone through their children and
+    do not appear; `undo_step` undoes a single effect.
     """
     if steps is not None and to is not None:
         raise ValueError("give steps=N or to=STEP, not both")
@@ -97,7 +99,28 @@ def plan(
             raise NotFound(f"run {run_id} has no step {to!r}")
         candidates = [s for s in candidates if (s.seq or 0) > (anchor.seq or 0)]
     candidates.reverse()
-    return candidates[:steps] if steps is not None else candidates
+    if steps is None:
+        return candidates
+    top = _top_level(all_steps)
+    seq = {s.id: s.seq or 0 for s in all_steps}
+    calls = sorted({top[s.id] for s in candidates}, key=lambda c: -seq[c])  # newest first
+    kept = set(calls[:steps])
+    return [s for s in candidates if top[s.id] in kept]
+
+
+def _top_level(steps: list[Step]) -> dict[str, str]:
+    """Each step's top-level ancestor in its run (itself when it has no parent there)."""
+    parent = {s.id: s.parent_id for s in steps}
+    top: dict[str, str] = {}
+    for step in steps:
+        node, seen = step.id, {step.id}
+        up = parent[node]
+        while up is not None and up in parent and up not in seen:  # stays inside the run
+            node = up
+            seen.add(node)
+            up = parent[node]
+        top[step.id] = node
+    return top
 
 
 def rollback(
@@ -111,7 +134,8 @@ def rollback(
     on_irreversible: OnIrreversible = "stop",
     retry: RetryPolicy | None = None,
 ) -> RollbackReport:
-    """Undo a run, its last `steps` steps, or everything after step `to`.
+    """Undo a run, its last `steps` tool calls (each with everything nested in it), or
+    everything after step `to`; `undo_step` undoes a single effect.
 
     Raises RollbackFailed (carrying the report) when it stops early; the undone steps stay
     compensated, so calling it again resumes.

@@ -10,6 +10,7 @@ import goex_tools as goex
 from goex_tools import Journal, RetryPolicy, RollbackFailed, RunStatus, StepStatus
 from goex_tools.errors import GoexError, InvalidCompensation
 from goex_tools.journal import steps_table
+from goex_tools.tracker import RunTracker, ToolKind
 from tests.support.fileops import announce, create_file, create_with_flaky_undo, overwrite
 
 FAST = RetryPolicy(attempts=3, initial_wait=0.01, max_wait=0.02)
@@ -54,6 +55,28 @@ def test_rollback_of_the_last_n_steps(journal: Journal, work: Path) -> None:
     goex.rollback(run_id, steps=1, journal=journal)  # the next newest, not the same again
     assert listing(work) == {"a.txt": "a", "keep.txt": "original"}
     assert journal.get_run(run_id).status is RunStatus.PARTIALLY_ROLLED_BACK
+
+
+def test_rollback_steps_counts_tool_calls_with_everything_nested(
+    journal: Journal, work: Path
+) -> None:
+    """A tool call that made two effects (a sub-agent, a goex tool) is one of `steps=N`."""
+    tracker = RunTracker(journal=journal, framework="test")
+    tracker.start("agent", None, name="agent")
+    for call, names in (("call-1", ["a.txt"]), ("call-2", ["b.txt", "c.txt"])):
+        tracker.start(call, "agent", name="batch", tool=ToolKind.JOURNALED)
+        with tracker.scope(call):
+            for name in names:
+                create_file(str(work / name), name)
+        tracker.end(call, "ok")
+    tracker.end("agent")
+    assert [s.id for s in goex.plan(journal, "agent", steps=1)] == [
+        s.id for s in reversed(journal.steps("agent")) if s.parent_id == "call-2"
+    ]
+    goex.rollback("agent", steps=1, journal=journal)
+    assert listing(work) == {"a.txt": "a.txt", "keep.txt": "original"}
+    goex.rollback("agent", steps=1, journal=journal)  # the call before, not the same again
+    assert listing(work) == {"keep.txt": "original"}
 
 
 def test_rollback_to_a_step_undoes_everything_after_it(journal: Journal, work: Path) -> None:
