@@ -201,14 +201,10 @@ def _execute(
 ) -> RollbackReport:
     report = RollbackReport(run_id=run_id, dry_run=dry_run)
     for step in todo:
-        if step.compensation is None:
+        missing = _no_undo(step)
+        if missing is not None:
             report.outcomes.append(
-                StepOutcome(
-                    step_id=step.id,
-                    tool=step.tool,
-                    outcome="irreversible",
-                    detail="no compensation exists for this step",
-                )
+                StepOutcome(step_id=step.id, tool=step.tool, outcome="irreversible", detail=missing)
             )
             if on_irreversible == "stop" and not dry_run:
                 raise RollbackFailed(
@@ -217,6 +213,7 @@ def _execute(
                     report,
                 )
             continue
+        assert step.compensation is not None
         registry.validate(step.compensation)  # unknown kind / bad args: stop before any effect
         if step.status is StepStatus.COMPENSATING:
             raise RollbackFailed(
@@ -242,6 +239,16 @@ def _execute(
             )
     report.complete = True
     return report
+
+
+def _no_undo(step: Step) -> str | None:
+    """Why `step` has no undo, or None if it has one. A domain that finds out while the step
+    runs that its undo is impossible marks the journaled compensation with `unavailable`
+    (a compensation journaled as pending is never removed)."""
+    if step.compensation is None:
+        return "no compensation exists for this step"
+    reason = step.compensation.args.get("unavailable")
+    return f"this step cannot be undone: {reason}" if reason else None
 
 
 def _compensate(journal: Journal, step: Step, force: bool, retry: RetryPolicy) -> StepOutcome:

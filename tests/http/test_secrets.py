@@ -154,10 +154,8 @@ def test_a_state_holding_a_secret_is_not_journaled_as_an_undo(
     changed = state(service)
     with pytest.raises(goex.RollbackFailed) as failure:
         goex.rollback(run.id, journal=sqlite_journal)
-    assert (
-        failure.value.report.outcomes[0].detail
-        == f"GoexError: this step cannot be undone: {reason}"
-    )
+    assert failure.value.report.outcomes[0].outcome == "irreversible"
+    assert failure.value.report.outcomes[0].detail == f"this step cannot be undone: {reason}"
     assert state(service) == changed
 
 
@@ -328,3 +326,28 @@ def test_a_secret_in_the_url_of_a_host_that_does_not_resolve_stays_out_of_the_er
     shown = "".join(traceback.format_exception(failure.value)) + repr(failure.value)
     assert TOKEN not in shown and TOKEN not in caplog.text
     assert TOKEN not in journal_text(sqlite_journal)
+
+
+def test_rollback_skip_goes_past_a_step_found_not_undoable(
+    api: HttpTool, service: Service, sqlite_journal: Journal
+) -> None:
+    """A step marked "cannot be undone" while it ran has no undo: `skip` goes past it."""
+    seed(service, {"name": TOKEN}, {"name": "two"})
+    before = state(service)
+    with goex.run(journal=sqlite_journal) as run:
+        api.request("PATCH", f"{service.url}/items/2", AUTH, {"price": 5.0})
+        api.request("PATCH", f"{service.url}/items/1", AUTH, {"price": 2.0})  # state holds TOKEN
+        api.request("POST", f"{service.url}/items", AUTH, {"name": "three"})
+    dry = goex.rollback(run.id, journal=sqlite_journal, dry_run=True)
+    assert [o.outcome for o in dry.outcomes] == [
+        "would_compensate",
+        "irreversible",
+        "would_compensate",
+    ]
+    with pytest.raises(goex.RollbackFailed, match="irreversible step"):
+        goex.rollback(run.id, journal=sqlite_journal)
+    report = goex.rollback(run.id, journal=sqlite_journal, on_irreversible="skip")
+    assert [o.outcome for o in report.outcomes] == ["irreversible", "compensated"]
+    assert "holds a secret value" in report.outcomes[0].detail
+    items = state(service)["items"]
+    assert items[1] == before["items"][1] and items[0]["price"] == 2.0 and len(items) == 2
