@@ -13,7 +13,7 @@ from goex_tools.errors import (
     RollbackFailed,
     TransientError,
 )
-from goex_tools.journal import Journal
+from goex_tools.journal import Journal, get_journal
 from goex_tools.model import (
     Compensation,
     Decision,
@@ -34,7 +34,6 @@ from goex_tools.runtime import (
     StepHandle,
     current_run,
     execute,
-    get_journal,
     run,
 )
 

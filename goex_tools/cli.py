@@ -16,11 +16,10 @@ from rich.console import Console
 from rich.table import Table
 
 from goex_tools.errors import GoexError, NotFound, RollbackFailed
-from goex_tools.journal import Journal
+from goex_tools.journal import Journal, get_journal
 from goex_tools.model import Step
 from goex_tools.recovery import recover
 from goex_tools.rollback import RollbackReport, rollback, undo_step
-from goex_tools.runtime import get_journal
 
 EXIT_OK, EXIT_STOPPED, EXIT_BAD_INPUT = 0, 1, 2
 

@@ -1,15 +1,36 @@
-"""Exceptions goex-tools raises. Every message is meant to be read by a person."""
+"""Exceptions goex-tools raises. Every message is meant to be read by a person.
+
+The tree (a caller's `except GoexError` catches everything goex raises on purpose):
+
+* GoexError
+  + InvalidArgument (also a ValueError): arguments that do not make sense together
+  + NotFound: a run or step id the journal does not hold
+  + InvalidCompensation: an undo whose kind is unknown or whose arguments do not fit it
+  + ActionRefused: policy or a person refused the action; nothing happened
+    - RunClosed: the run was rolled back; it accepts no new steps
+  + TransientError: worth retrying (raised by compensation handlers)
+  + CompensationConflict: the world changed since the step; undoing would overwrite it
+  + StaleTransition: a step was not in the status a transition expected
+  + RollbackFailed: a rollback stopped; `report` says what was undone and what was not
+  + JournalError: the journal cannot serve the request; no effect ran because of it
+    - JournalNotFound: there is no goex journal at the URL (nothing was created)
+    - JournalUnavailable: disk full, locked, I/O error, unreachable, timed out
+      . JournalDetached: the journal file was deleted or replaced under the process
+* Domain errors, each under GoexError: `domains.fs.errors.FsError` and its subclasses, the
+  SQL and HTTP domains' errors (`InvalidSql`, `HttpError`, ...).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from goex_tools.rollback import RollbackReport
+from goex_tools.model import RollbackReport
 
 
 class GoexError(Exception):
     """Base of every goex-tools error."""
+
+
+class InvalidArgument(GoexError, ValueError):
+    """Arguments that do not make sense (also a ValueError, so `except ValueError` works)."""
 
 
 class NotFound(GoexError):
@@ -22,6 +43,10 @@ class InvalidCompensation(GoexError):
 
 class ActionRefused(GoexError):
     """Policy or a person refused the action before it ran; nothing happened."""
+
+
+class RunClosed(ActionRefused):
+    """The run was rolled back (or a rollback of it started): it accepts no new steps."""
 
 
 class TransientError(GoexError):
@@ -50,3 +75,19 @@ class RollbackFailed(GoexError):
     def __init__(self, message: str, report: RollbackReport) -> None:
         super().__init__(message)
         self.report = report
+
+
+class JournalError(GoexError):
+    """The journal cannot serve the request. Raised before an effect, it means none ran."""
+
+
+class JournalNotFound(JournalError):
+    """No goex journal exists at the URL; reading it created nothing."""
+
+
+class JournalUnavailable(JournalError):
+    """The journal failed: disk full, locked too long, I/O error, unreachable, timed out."""
+
+
+class JournalDetached(JournalUnavailable):
+    """The journal file this process holds was deleted or replaced: writes would be lost."""

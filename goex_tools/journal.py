@@ -10,6 +10,7 @@ never lost.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -41,6 +42,22 @@ URL_ENV = "GOEX_JOURNAL_URL"
 def default_url() -> str:
     """`GOEX_JOURNAL_URL` if set, else a SQLite file under the working directory."""
     return os.environ.get(URL_ENV) or f"sqlite:///{DEFAULT_PATH}"
+
+
+_journals: dict[str, Journal] = {}
+_journals_lock = threading.Lock()
+
+
+def get_journal(journal: Journal | str | None = None) -> Journal:
+    """`journal` itself, or the process's shared Journal for a URL (default: GOEX_JOURNAL_URL
+    or .goex/journal.db), opened on first use."""
+    if isinstance(journal, Journal):
+        return journal
+    key = journal or default_url()
+    with _journals_lock:
+        if key not in _journals:
+            _journals[key] = Journal(key)
+        return _journals[key]
 
 
 class Journal:

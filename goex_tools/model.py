@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -147,3 +147,41 @@ class Event(BaseModel):
     at: datetime = Field(default_factory=utcnow)
     status: StepStatus
     detail: str = ""
+
+
+Outcome = Literal[
+    "compensated", "would_compensate", "irreversible", "failed", "conflict", "pending", "busy"
+]
+
+
+class StepOutcome(BaseModel):
+    """What a rollback did with one step.
+
+    `compensated` / `would_compensate` (dry run); `irreversible`: no undo exists; `failed` /
+    `conflict`: the undo failed or would overwrite a later change; `pending`: the step's
+    effect may or may not have happened (a crash, or still running); `busy`: another
+    rollback is compensating it.
+    """
+
+    step_id: str
+    tool: str
+    outcome: Outcome
+    detail: str = ""
+
+
+class RollbackReport(BaseModel):
+    """What a rollback undid, in the order it went (newest step first).
+
+    `complete` is True only when every step it was asked to undo is undone (or, with
+    `on_irreversible="skip"`, reported irreversible).
+    """
+
+    run_id: str
+    dry_run: bool = False
+    outcomes: list[StepOutcome] = Field(default_factory=list)
+    complete: bool = False
+
+    @property
+    def compensated(self) -> list[str]:
+        """Ids of the steps this rollback compensated."""
+        return [o.step_id for o in self.outcomes if o.outcome == "compensated"]

@@ -15,10 +15,9 @@ from typing import Literal
 from pydantic import BaseModel
 
 from goex_tools.errors import GoexError
-from goex_tools.journal import Journal
+from goex_tools.journal import Journal, get_journal
 from goex_tools.model import Reversibility, Step, StepStatus
 from goex_tools.registry import EffectState, registry
-from goex_tools.runtime import get_journal
 
 Resolution = Literal["applied", "failed", "released", "unknown", "alive"]
 
@@ -42,7 +41,7 @@ def recover(
     `assume` maps step ids to a person's answer for steps the domain cannot probe.
     `include_live=True` also takes steps whose owner looks alive or runs on another host.
     """
-    store = journal if isinstance(journal, Journal) else get_journal(journal)
+    store = get_journal(journal)
     assume = assume or {}
     outcomes = []
     for step in store.steps_with_status(StepStatus.PENDING, StepStatus.COMPENSATING):

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from tenacity import (
     RetryCallState,
     RetryError,
@@ -25,21 +25,34 @@ from tenacity import (
 from goex_tools.errors import (
     CompensationConflict,
     GoexError,
+    InvalidArgument,
     NotFound,
     RollbackFailed,
     TransientError,
 )
-from goex_tools.journal import Journal
+from goex_tools.journal import Journal, get_journal
 from goex_tools.model import (
     UNDOABLE_STATUSES,
     Reversibility,
+    RollbackReport,
     RunStatus,
     Step,
+    StepOutcome,
     StepStatus,
 )
+
+__all__ = [
+    "OnIrreversible",
+    "RetryPolicy",
+    "RollbackReport",
+    "StepOutcome",
+    "plan",
+    "rollback",
+    "undo_step",
+]
 from goex_tools.redaction import redact
 from goex_tools.registry import UndoContext, registry
-from goex_tools.runtime import get_journal, owner_tag
+from goex_tools.runtime import owner_tag
 
 OnIrreversible = Literal["stop", "skip"]
 
@@ -51,24 +64,6 @@ class RetryPolicy(BaseModel):
     initial_wait: float = 0.2
     max_wait: float = 5.0
     max_retry_after: float = 60.0  # the longest wait a failure may ask for (Retry-After)
-
-
-class StepOutcome(BaseModel):
-    step_id: str
-    tool: str
-    outcome: Literal["compensated", "would_compensate", "irreversible", "failed", "conflict"]
-    detail: str = ""
-
-
-class RollbackReport(BaseModel):
-    run_id: str
-    dry_run: bool = False
-    outcomes: list[StepOutcome] = Field(default_factory=list)
-    complete: bool = False
-
-    @property
-    def compensated(self) -> list[str]:
-        return [o.step_id for o in self.outcomes if o.outcome == "compensated"]
 
 
 def plan(
@@ -87,9 +82,9 @@ def plan(
     do not appear; `undo_step` undoes a single effect.
     """
     if steps is not None and to is not None:
-        raise ValueError("give steps=N or to=STEP, not both")
+        raise InvalidArgument("give steps=N or to=STEP, not both")
     if steps is not None and steps < 1:
-        raise ValueError("steps must be a positive number")
+        raise InvalidArgument("steps must be a positive number")
     journal.get_run(run_id)  # NotFound for an unknown run
     all_steps = journal.steps(run_id)
     candidates = [s for s in all_steps if _needs_undo(s)]
@@ -141,7 +136,7 @@ def rollback(
     compensated, so calling it again resumes.
     """
     run_id = str(run_id)  # a framework's run id (a LangChain UUID) names the same run
-    store = journal if isinstance(journal, Journal) else get_journal(journal)
+    store = get_journal(journal)
     todo = plan(store, run_id, steps=steps, to=to)
     try:
         return _execute(
@@ -161,7 +156,7 @@ def undo_step(
     retry: RetryPolicy | None = None,
 ) -> RollbackReport:
     """Undo one step, wherever it is in its run. Its compensation refuses on conflicts."""
-    store = journal if isinstance(journal, Journal) else get_journal(journal)
+    store = get_journal(journal)
     step = store.get_step(step_id)
     if not _needs_undo(step):
         raise GoexError(f"step {step_id} ({step.tool}) is {step.status.value}: nothing to undo")

@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 from goex_tools.errors import ActionRefused
 from goex_tools.journal import Journal
+from goex_tools.journal import get_journal as get_journal  # its old home; still importable
 from goex_tools.model import (
     Compensation,
     Decision,
@@ -39,17 +40,6 @@ OUTPUT_LIMIT = 4000  # characters of a result kept in the journal
 
 _current_run: ContextVar[RunContext | None] = ContextVar("goex_run", default=None)
 _current_parent: ContextVar[str | None] = ContextVar("goex_parent_step", default=None)
-_journals: dict[str, Journal] = {}
-
-
-def get_journal(url: str | None = None) -> Journal:
-    """The process's shared Journal for `url` (default: GOEX_JOURNAL_URL or .goex/journal.db)."""
-    from goex_tools.journal import default_url
-
-    key = url or default_url()
-    if key not in _journals:
-        _journals[key] = Journal(key)
-    return _journals[key]
 
 
 class Gate(Protocol):
@@ -242,7 +232,7 @@ def run(
     metadata: JSONDict | None = None,
 ) -> Iterator[RunContext]:
     """Record everything inside the block as one run (or continue the run `run_id`)."""
-    store = journal if isinstance(journal, Journal) else get_journal(journal)
+    store = get_journal(journal)
     record = Run(name=name, metadata=metadata or {})
     if run_id is not None:
         record = record.model_copy(update={"id": run_id})
