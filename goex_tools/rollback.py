@@ -40,6 +40,9 @@ from goex_tools.model import (
     StepOutcome,
     StepStatus,
 )
+from goex_tools.redaction import redact
+from goex_tools.registry import UndoContext, registry
+from goex_tools.runtime import owner_tag
 
 __all__ = [
     "OnIrreversible",
@@ -50,9 +53,6 @@ __all__ = [
     "rollback",
     "undo_step",
 ]
-from goex_tools.redaction import redact
-from goex_tools.registry import UndoContext, registry
-from goex_tools.runtime import owner_tag
 
 OnIrreversible = Literal["stop", "skip"]
 
