@@ -1,13 +1,16 @@
 """Removing secret values from anything goex-tools writes or returns.
 
 The secret store registers every value it hands out; the journal, tool outputs and error
-messages pass through `redact` so that no secret value is ever stored or shown.
+messages pass through `redact` so that no secret value is ever stored or shown, in any of
+the forms `secret_forms` knows (escaped, encoded, derived, or in pieces).
 """
 
 from __future__ import annotations
 
 import threading
 from typing import Any
+
+from goex_tools.secret_forms import Masker
 
 MASK = "[REDACTED]"
 _MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary text everywhere
@@ -17,36 +20,35 @@ class Redactor:
     """Replaces known secret values in strings and in nested JSON-like data."""
 
     def __init__(self) -> None:
-        self._values: set[str] = set()
+        self._masker = Masker(_MIN_SECRET_LENGTH)
         self._lock = threading.Lock()
 
     def add(self, value: str) -> None:
-        if len(value) >= _MIN_SECRET_LENGTH:
-            with self._lock:
-                self._values.add(value)
+        """Mask `value` exactly as written."""
+        with self._lock:
+            self._masker.add_literal(value)
+
+    def add_secret(self, value: str) -> set[str]:
+        """Mask `value` in every form it can take (`secret_forms`), and the values it stands
+        for (a Basic credential's password); returns its whole-value forms."""
+        with self._lock:
+            return self._masker.add_value(value)
 
     def redact(self, data: Any) -> Any:
-        if not self._values:
-            return data
-        with self._lock:
-            values = sorted(self._values, key=len, reverse=True)
-        return _walk(data, values)
+        return _walk(data, self._masker)
 
     def redact_text(self, text: str) -> str:
         result: str = self.redact(text)
         return result
 
 
-def _walk(data: Any, values: list[str]) -> Any:
+def _walk(data: Any, masker: Masker) -> Any:
     if isinstance(data, str):
-        for value in values:
-            if value in data:
-                data = data.replace(value, MASK)
-        return data
+        return masker.mask(data, MASK)
     if isinstance(data, dict):
-        return {_walk(k, values): _walk(v, values) for k, v in data.items()}
+        return {_walk(k, masker): _walk(v, masker) for k, v in data.items()}
     if isinstance(data, (list, tuple)):
-        return [_walk(item, values) for item in data]
+        return [_walk(item, masker) for item in data]
     return data
 
 

@@ -17,7 +17,6 @@ Sources, first match wins:
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import os
 import re
@@ -29,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote
 
 from goex_tools.errors import ActionRefused, GoexError
 from goex_tools.redaction import redact, redactor
@@ -233,20 +232,11 @@ def map_strings(data: Any, fn: Callable[[str], str]) -> Any:
 
 
 def register(value: str) -> None:
-    """Mask `value` everywhere (also in the forms it takes in JSON text, URLs and bytes
-    reprs), logs included."""
-    forms = {
-        value,
-        json.dumps(value)[1:-1],
-        json.dumps(value, ensure_ascii=False)[1:-1],
-        quote(value, safe=""),
-        quote_plus(value),
-        repr(value.encode())[2:-1],
-    }
+    """Mask `value` everywhere, in every form it can take (escaped, encoded, derived, in
+    pieces: see `secret_forms`), logs included."""
+    forms = redactor.add_secret(value)
     with _forms_lock:
         _forms.update(f for f in forms if len(f) >= MIN_LENGTH)
-    for form in forms:
-        redactor.add(form)
     redact_log_records()
 
 

@@ -5,7 +5,8 @@
 - POST /emails: an action nothing can undo.
 - /echo: answers the request's headers, query and body (status from `?status=`); with
   `?echo_headers=1` also as response headers `x-echo-<name>`, with `?raw=1` the body alone
-  (with `&split=N`: its first N bytes, a pause, then the rest).
+  (with `&split=N`: its first N bytes, a pause, then the rest); `?style=` echoes what it got
+  the ways real services do (see `styled`).
 - /_state, /_reset, /_faults: the tests read the whole state, reset it, and make the next N
   matching requests fail (503, 429 with Retry-After) or wait first (`delay`). These stay out
   of the OpenAPI document.
@@ -15,11 +16,15 @@ FastAPI generates the service's OpenAPI document at /openapi.json.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import re
 import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import uvicorn
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
@@ -179,6 +184,7 @@ def make_app(state: ServiceState) -> FastAPI:
         echo_headers: bool = False,
         raw: bool = False,
         split: int = 0,
+        style: str = "",
     ) -> Response:
         received = {
             "headers": dict(request.headers),
@@ -191,6 +197,8 @@ def make_app(state: ServiceState) -> FastAPI:
             if echo_headers
             else {}
         )
+        if style:
+            return styled(style, request, received)
         if raw and split:
             body = received["body"].encode()
 
@@ -217,6 +225,45 @@ def make_app(state: ServiceState) -> FastAPI:
         state.faults.append(fault)
 
     return app
+
+
+def styled(style: str, request: Request, received: dict[str, Any]) -> Response:
+    """The echo as services write it: JSON escaped the PHP way (`\\/`) or the .NET way
+    (`\\u002B`), the query as it came (lower-case percent escapes) or form-encoded, the
+    Authorization header base64-encoded, its Basic credentials decoded, or the bearer token
+    split over two fields."""
+    auth = request.headers.get("authorization", "")
+    scheme, _, credential = auth.partition(" ")
+    text = json.dumps(received)
+    if style == "php":
+        return Response(text.replace("/", "\\/"), media_type="application/json")
+    if style == "dotnet":
+        escaped = re.sub(r"[+<>&']", lambda m: f"\\u{ord(m.group(0)):04X}", text)
+        return Response(escaped, media_type="application/json; charset=utf-8")
+    if style == "query":
+        lower = re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), request.url.query)
+        return JSONResponse({"query": lower})
+    if style == "form":
+        return Response(
+            urlencode(dict(request.query_params)), media_type="application/x-www-form-urlencoded"
+        )
+    if style == "base64":
+        raw = auth.encode()
+        return JSONResponse(
+            {
+                "header": base64.b64encode(raw).decode(),
+                "header_url": base64.urlsafe_b64encode(raw).decode().rstrip("="),
+                "line": base64.b64encode(b"Authorization: " + raw).decode(),
+                "credential": base64.b64encode(credential.encode()).decode().rstrip("="),
+            }
+        )
+    if style == "basic":
+        decoded = base64.b64decode(credential).decode()
+        return JSONResponse({"user:password": decoded, "password": decoded.split(":", 1)[1]})
+    if style == "split":
+        half = len(credential) // 2
+        return JSONResponse({"first": credential[:half], "second": credential[half:]})
+    raise HTTPException(400, f"unknown style {style!r}")
 
 
 class Service:

@@ -134,8 +134,8 @@ def result_of(response: httpx.Response, limit: int) -> HttpResult:
         )
     body: Any = text
     if not truncated and "json" in response.headers.get("content-type", ""):
-        try:
-            body = json.loads(text)
+        try:  # masked again once decoded: escapes (`\/`, `\u002b`) may hide a value
+            body = redact(json.loads(text))
         except ValueError:
             body = text
     headers = {k: redact(v) for k, v in response.headers.items()}
