@@ -8,6 +8,7 @@ The tree (a caller's `except GoexError` catches everything goex raises on purpos
   + InvalidCompensation: an undo whose kind is unknown or whose arguments do not fit it
   + ActionRefused: policy or a person refused the action; nothing happened
     - RunClosed: the run was rolled back; it accepts no new steps
+    - BudgetSpent: a run budget cannot cover a step's effect; the step applied nothing
   + TransientError: worth retrying (raised by compensation handlers)
   + CompensationConflict: the world changed since the step; undoing would overwrite it
   + StaleTransition: a step was not in the status a transition expected
@@ -47,6 +48,21 @@ class ActionRefused(GoexError):
 
 class RunClosed(ActionRefused):
     """The run was rolled back (or a rollback of it started): it accepts no new steps."""
+
+
+class BudgetSpent(ActionRefused):
+    """A run's budget cannot cover what a step's effect would use, found before the effect
+    became permanent: the step is journaled as refused and nothing of it was applied.
+
+    `step_id` is the refused step, `rule` the budget (`budgets.max_bytes_written`), `reason`
+    the decision's reason.
+    """
+
+    def __init__(self, message: str, *, step_id: str, rule: str, reason: str) -> None:
+        super().__init__(message)
+        self.step_id = step_id
+        self.rule = rule
+        self.reason = reason
 
 
 class TransientError(GoexError):

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Protocol, TypeVar
 
-from goex_tools.errors import ActionRefused
+from goex_tools.errors import ActionRefused, BudgetSpent
 from goex_tools.journal import Journal
 from goex_tools.journal import get_journal as get_journal  # its old home; still importable
 from goex_tools.model import (
@@ -43,7 +43,12 @@ _current_parent: ContextVar[str | None] = ContextVar("goex_parent_step", default
 
 
 class Gate(Protocol):
-    """Decides on a proposal before anything runs: policy, approval, budgets."""
+    """Decides on a proposal before anything runs: policy, approval, budgets.
+
+    A gate may also have `charge(step, effect, run, *, charged, strict) -> charged`: it then
+    meters what a step's effect uses (rows, bytes) against the run's budgets, see
+    `StepHandle.charge`.
+    """
 
     def decide(self, proposal: Proposal, run: RunContext) -> Decision: ...
 
@@ -64,6 +69,7 @@ class StepHandle:
         self.notes: list[str] = list(step.notes)
         self.output: Any = None
         self.held = False
+        self._charged: JSONDict = {}  # what the gate has metered of this step's effect
 
     @property
     def id(self) -> str:
@@ -92,6 +98,25 @@ class StepHandle:
         )
         self._journaled = self.compensation
 
+    def charge(self) -> None:
+        """Call once `effect` says what the step will use (rows changed, bytes written) and
+        before any of it becomes permanent: the run's gate takes it from the run's budgets.
+
+        Raises BudgetSpent if they cannot cover it: the domain must then apply nothing, and
+        the step is journaled as refused. Usage a domain never charged is counted when the
+        step ends (it may overshoot a budget).
+        """
+        self._charged = self._meter(strict=True)
+
+    def _meter(self, *, strict: bool) -> JSONDict:
+        charge = getattr(self.run.gate, "charge", None)
+        if charge is None:
+            return self._charged
+        charged: JSONDict = charge(
+            self.step, self.effect, self.run, charged=self._charged, strict=strict
+        )
+        return charged
+
     def hold(self) -> None:
         """Leave the effect tentative: journaled as `held` until kept or discarded."""
         self.held = True
@@ -105,6 +130,7 @@ class StepHandle:
         else:
             status = StepStatus.APPLIED
         output = self.output if self.output is not None else summarize(result)
+        self._charged = self._meter(strict=False)
         self.step = self.run.journal.transition(
             self.step.id,
             status,
@@ -123,7 +149,10 @@ class StepHandle:
 
     def fail(self, exc: BaseException) -> Step:
         """Journal the effect as failed, unless the domain's probe says it happened anyway."""
+        if isinstance(exc, BudgetSpent) and exc.step_id == self.id:
+            return self._refused(exc)
         error = redact(f"{type(exc).__name__}: {exc}")
+        self._charged = self._meter(strict=False)  # a failed effect may have used some
         if self.compensation is not None and _probe(self) is EffectState.HAPPENED:
             self.notes.append(f"raised {error}, but its effect happened; it can be undone")
             return self.finish(None)
@@ -133,6 +162,23 @@ class StepHandle:
             expect=[StepStatus.PENDING],
             error=error,
             effect=self.effect,
+            notes=self.notes,
+        )
+        return self.step
+
+    def _refused(self, exc: BudgetSpent) -> Step:
+        """A budget refused the step at `charge`, before its effect: nothing was applied."""
+        self.step = self.run.journal.transition(
+            self.step.id,
+            StepStatus.REFUSED,
+            expect=[StepStatus.PENDING],
+            detail=f"refused by {exc.rule}",
+            error=exc.reason,
+            effect={  # what it would have done, kept apart from what steps did
+                **{k: v for k, v in self.effect.items() if k == "predicted"},
+                "not_applied": {k: v for k, v in self.effect.items() if k != "predicted"},
+            },
+            decision=Decision(allowed=False, rule=exc.rule, reason=exc.reason),
             notes=self.notes,
         )
         return self.step

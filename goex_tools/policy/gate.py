@@ -14,9 +14,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from goex_tools.model import Compensation, Decision, Proposal, Reversibility
+from goex_tools.model import Compensation, Decision, JSONDict, Proposal, Reversibility, Step
 from goex_tools.policy.approval import ApprovalRequest, Approver, approver_name
-from goex_tools.policy.budget import UsageTracker, over_budget
+from goex_tools.policy.budget import RunBudgets
 from goex_tools.policy.config import ApprovalMode, PolicyConfig, Verdict
 from goex_tools.policy.rules import (
     Verdicted,
@@ -64,7 +64,7 @@ class Policy:
         self.undo_proposer = undo_proposer
         self._sandbox_works = sandbox_works or _default_sandbox_check
         self._count_rows = count_rows or _default_row_counter
-        self._usage = UsageTracker()
+        self._budgets = RunBudgets(self.config.budgets)
 
     @classmethod
     def from_file(cls, path: str | Path, **options: Any) -> Policy:
@@ -72,11 +72,26 @@ class Policy:
         return cls(load_policy(path), **options)
 
     def decide(self, proposal: Proposal, run: RunContext) -> Decision:
-        budgets = self.config.budgets
-        used = self._usage.usage(run.journal, run.id) if budgets.any else None
-        spent = over_budget(budgets, used, proposal) if used is not None else None
-        if spent is not None:
-            return self._refuse(Verdicted("refuse", spent[0], spent[1], ("budgets",)))
+        budgeted = self.config.budgets.any
+        spent = self._budgets.spent(run, proposal) if budgeted else None
+        if spent is None:
+            decision = self._decide(proposal, run)
+            if not (decision.allowed and budgeted):
+                return decision
+            spent = self._budgets.take_start(run, proposal)  # atomic: the quick look was not
+            if spent is None:
+                return decision
+        return self._refuse(Verdicted("refuse", spent[0], spent[1], ("budgets",)))
+
+    def charge(
+        self, step: Step, effect: JSONDict, run: RunContext, *, charged: JSONDict, strict: bool
+    ) -> JSONDict:
+        """Meter what a step's effect uses against the run's budgets (see `policy.budget`)."""
+        if not self.config.budgets.any:
+            return charged
+        return self._budgets.charge(step, effect, run, charged=charged, strict=strict)
+
+    def _decide(self, proposal: Proposal, run: RunContext) -> Decision:
         verdict = evaluate_rules(self.config, proposal)
         if verdict.verdict != "refuse":  # a dry run is only worth trying if the rules allow
             verdict = strictest_of([verdict, *self._confinement(proposal)]) or verdict

@@ -95,20 +95,26 @@ def test_kinds_tables_and_rows_per_action(
 def test_the_rows_budget_of_a_run_counts_the_rows_its_steps_changed(
     db_url: str, sqlite_journal: Journal, policy_file: MakePolicy
 ) -> None:
+    """The rows are taken before COMMIT: a batch that would overshoot is refused, unapplied."""
     gate = policy_file("default: allow\nbudgets:\n  max_rows_changed: 4\n")
     with goex.run("agent", journal=sqlite_journal, gate=gate) as run:
         run_sql("UPDATE items SET qty = 9 WHERE id IN (1, 2, 3)", db_url)
-        run_sql("UPDATE items SET qty = 9 WHERE id IN (4, 5)", db_url)  # 3 < 4 used: runs
+        with pytest.raises(ActionRefused, match=r"has 1 left \(3 used\); this step needs 2"):
+            run_sql("UPDATE items SET qty = 9 WHERE id IN (4, 5)", db_url)
         run_sql("SELECT count(*) FROM items", db_url)  # reads draw on no budget
-        with pytest.raises(ActionRefused, match=r"budget of 4 rows changed is spent \(5 used\)"):
+        run_sql("UPDATE items SET qty = 9 WHERE id = 4", db_url)
+        with pytest.raises(ActionRefused, match=r"budget of 4 rows changed is spent \(4 used\)"):
             run_sql("UPDATE items SET qty = 0 WHERE id = 1", db_url)
-    assert [r[2] for r in state(db_url)["items"]["rows"]] == [9, 9, 9, 9, 9]
-    assert [s.effect.get("rows_changed") for s in sqlite_journal.steps(run.id)] == [
-        3,
-        2,
-        None,
-        None,
+    assert [r[2] for r in state(db_url)["items"]["rows"]] == [9, 9, 9, 9, 2]
+    steps = sqlite_journal.steps(run.id)
+    assert [(s.status.value, s.effect.get("rows_changed")) for s in steps] == [
+        ("applied", 3),
+        ("refused", None),
+        ("applied", None),
+        ("applied", 1),
+        ("refused", None),
     ]
+    assert steps[1].effect["not_applied"]["rows_changed"] == 2
 
 
 def test_a_dry_run_that_fails_refuses_and_changes_nothing(

@@ -111,6 +111,7 @@ def _effect(
             handle.set_compensation(restore_compensation(ws.root, ws.store.root, changes))
             handle.effect.update(effect_summary(changes))
             handle.effect["exit_code"] = execution.exit_code
+            handle.charge()  # the bytes are taken from the run's budgets before applying
             if tentative:
                 handle.hold()
                 handle.notes.append("tentative: changes held until kept or discarded")

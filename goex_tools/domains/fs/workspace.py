@@ -182,6 +182,7 @@ class Workspace:
 
         def effect(handle: StepHandle) -> FileResult:
             handle.effect.update(effect_summary(changes))
+            handle.charge()  # the run's budgets take the bytes before they are written
             if note := hard_link_note(self.root, changes):
                 handle.notes.append(note)
             self.apply(changes, hint=f"{tool} was planned on a different state; try again")

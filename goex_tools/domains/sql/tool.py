@@ -149,6 +149,7 @@ def _run(handle: StepHandle, how: Plan, url: str, confirm: Confirm | None, limit
             tx.rollback()
             handle.set_compensation(None)
             raise DeclinedByConfirm("the confirm callback rolled the batch back; nothing changed")
+        handle.charge()  # the rows are taken from the run's budgets before COMMIT
         if how.kind is not None:
             handle.set_compensation(_compensation(how, tx.compensation_args(how.ref)))
             handle.save("row changes captured; committing")
