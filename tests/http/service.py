@@ -233,7 +233,7 @@ def styled(style: str, request: Request, received: dict[str, Any]) -> Response:
     Authorization header base64-encoded, its Basic credentials decoded, or the bearer token
     split over two fields."""
     auth = request.headers.get("authorization", "")
-    scheme, _, credential = auth.partition(" ")
+    _, _, credential = auth.partition(" ")
     text = json.dumps(received)
     if style == "php":
         return Response(text.replace("/", "\\/"), media_type="application/json")

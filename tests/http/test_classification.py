@@ -122,6 +122,26 @@ def test_bad_input_is_refused_with_a_clear_error(api: HttpTool, service: Service
     assert service.state.requests == []
 
 
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (object(), "json: object is not JSON data"),
+        ({"a": [1, {"b": object()}]}, "json.a[1].b: object is not JSON data"),
+        ({("x", 1): 2}, "json: the key ('x', 1) is a tuple, not a string"),
+        ({"n": float("nan")}, "json.n: nan is not a JSON number"),
+        ({"s": {1, 2}}, "json.s: set is not JSON data"),
+        ({"b": b"raw"}, "json.b: bytes is not JSON data"),
+    ],
+)
+def test_a_body_that_is_not_json_data_is_refused_naming_the_field(
+    api: HttpTool, service: Service, sqlite_journal: Journal, body: object, where: str
+) -> None:
+    with goex.run(journal=sqlite_journal) as run, pytest.raises(InvalidHttpCall) as refused:
+        api.request("POST", f"{service.url}/items", AUTH, body)
+    assert str(refused.value) == f"invalid http_request {where}"
+    assert service.state.requests == [] and sqlite_journal.steps(run.id) == []
+
+
 def propose_delete(call: HttpCall) -> Compensation | None:
     """Stands in for an LLM: proposes deleting what a PUT on an unknown API created."""
     if call.method != "PUT":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +24,14 @@ class HttpCall(BaseModel):
     url: str
     headers: dict[str, str] = Field(default_factory=dict)
     body: Any = None
+
+    @field_validator("body")
+    @classmethod
+    def _json_data(cls, body: Any) -> Any:
+        problem = not_json(body)
+        if problem is not None:
+            raise ValueError(problem)
+        return body
 
     @field_validator("method")
     @classmethod
@@ -64,6 +73,29 @@ class HttpCall(BaseModel):
     def inputs(self) -> dict[str, Any]:
         """The call as journaled: what the agent asked, secrets still placeholders."""
         return {"method": self.method, "url": self.url, "headers": self.headers, "json": self.body}
+
+
+def not_json(data: Any, where: str = "json") -> str | None:
+    """What in `data` is not JSON data (named by its path, `json.a[1].b`), or None."""
+    if data is None or isinstance(data, (str, bool, int)):
+        return None
+    if isinstance(data, float):
+        return None if math.isfinite(data) else f"{where}: {data!r} is not a JSON number"
+    if isinstance(data, (list, tuple)):
+        for index, item in enumerate(data):
+            problem = not_json(item, f"{where}[{index}]")
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if not isinstance(key, str):
+                return f"{where}: the key {key!r} is a {type(key).__name__}, not a string"
+            problem = not_json(value, f"{where}.{key}")
+            if problem is not None:
+                return problem
+        return None
+    return f"{where}: {type(data).__name__} is not JSON data"
 
 
 class HttpResult(BaseModel):

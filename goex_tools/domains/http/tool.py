@@ -15,7 +15,7 @@ from urllib.parse import quote, urljoin
 
 from pydantic import ValidationError
 
-from goex_tools.domains.http.call import SAFE_METHODS, HttpCall, HttpResult
+from goex_tools.domains.http.call import SAFE_METHODS, HttpCall, HttpResult, not_json
 from goex_tools.domains.http.rules import RuleMatch, UndoRules, match_template
 from goex_tools.domains.http.send import (
     DEFAULT_TIMEOUT,
@@ -296,6 +296,9 @@ def _no_undo(handle: StepHandle, reason: str) -> None:
 
 
 def parse_call(method: str, url: str, headers: dict[str, str] | None, json: Any) -> HttpCall:
+    problem = not_json(json)
+    if problem is not None:  # named by its path, before pydantic tries to show the value
+        raise InvalidHttpCall(redact(f"invalid http_request {problem}"))
     try:
         return HttpCall(method=method, url=url, headers=headers or {}, body=json)
     except ValidationError as exc:
