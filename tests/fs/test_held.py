@@ -38,7 +38,13 @@ def test_held_changes_touch_nothing_until_kept_then_undo_normally(
     assert (root / "README.md").read_text() == "# demo\nbeta beta\n"
     assert (root / "blob.bin").read_bytes() == b"\x01\x02" and not (root / "empty").exists()
     events = [e.status for e in journal.events(held.step_id)]
-    assert events == [StepStatus.PENDING, StepStatus.PENDING, StepStatus.HELD, StepStatus.APPLIED]
+    assert events == [
+        StepStatus.PENDING,
+        StepStatus.PENDING,
+        StepStatus.HELD,
+        StepStatus.HELD,  # keeping
+        StepStatus.APPLIED,
+    ]
 
     goex.rollback(run.id, journal=journal)
     assert manifest(root) == before

@@ -4,6 +4,15 @@ The same code applies an action (to `after`), keeps a held one (to `after`), and
 discards one (to `before`). A path already in the target state is left alone, so a crash in
 the middle is repaired by running it again. A path in neither recorded state was changed by
 someone else: nothing is touched and a conflict names it (unless `force`).
+
+Everything that can refuse is checked before the first change: a conflict, a missing
+before-image, a directory holding files nobody recorded, a symlink or file where a directory
+must be written. A refusal leaves the tree as it was.
+
+Every path is reached beneath the workspace root without following symlinks (`beneath`).
+New files, symlinks and directories are made under a temporary name in their final directory
+and renamed into place, so a path is only ever seen in a recorded state. The temporary name
+says which step made it (`.goex-<step>-...`): `sweep` removes the ones a crash left behind.
 A crash while a path changes type (a directory becoming a file) leaves it absent for a
 moment, in neither state: recovery then calls the step unknown and asks a person.
 """
@@ -11,12 +20,13 @@ moment, in neither state: recovery then calls the step unknown and asks a person
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import stat
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+from goex_tools.domains.fs import beneath
 from goex_tools.domains.fs.changes import PathChange, Side
 from goex_tools.domains.fs.entries import Entry, observe
 from goex_tools.domains.fs.errors import FsError, UnsupportedFile
@@ -24,6 +34,12 @@ from goex_tools.domains.fs.store import BlobStore
 from goex_tools.errors import CompensationConflict, GoexError
 
 MAX_NAMED = 10
+TEMPORARY = ".goex-"  # goex's own temporaries in a workspace: ".goex-<tag>-<random>"
+
+
+def temporary_prefix(tag: str) -> str:
+    """The name every temporary made for `tag` (a step id) starts with."""
+    return f"{TEMPORARY}{tag}-"
 
 
 def materialize(
@@ -35,16 +51,24 @@ def materialize(
     force: bool = False,
     conflict: type[GoexError] = CompensationConflict,
     hint: str | Callable[[], str] = "",
+    tag: str | None = None,
+    ready: Callable[[], None] | None = None,
 ) -> list[PathChange]:
     """Make every path match its `side` entry; return the changes that needed work.
 
-    `hint` (or the function giving it, called only on a conflict) ends a conflict's message.
+    - `hint` (or the function giving it, called only on a conflict) ends a conflict's message.
+    - `tag`: the step this is done for; it names the temporaries (see `sweep`).
+    - `ready`: called once every check has passed, right before the first change.
+
+    Raises: `conflict` (nothing changed) when a path is in neither recorded state or a
+    directory to remove holds unrecorded files; `NotBeneath` when a symlink or file stands
+    where a directory must be written; `FsError` when the store lacks recorded content.
     """
     other: Side = "after" if side == "before" else "before"
     todo: list[PathChange] = []
     strangers: list[str] = []
     for change in changes:
-        seen = _observed(root / change.path)
+        seen = _observed(root, change.path)
         if seen != change.side(side):
             todo.append(change)
             if seen != change.side(other):
@@ -57,30 +81,122 @@ def materialize(
             f"the store {store.root} lacks the recorded content of {', '.join(missing[:MAX_NAMED])}"
             f" (was it deleted or moved?); nothing was touched"
         )
+    targets = {c.path: c.side(side) for c in todo}
+    _refuse_writes_through_non_directories(root, todo, targets)
+    if not force:
+        _refuse_removing_unrecorded(root, todo, targets, conflict, hint)
+    if ready is not None:
+        ready()
+    prefix = temporary_prefix(tag or secrets.token_hex(8))
     opened = _open_parents(root, todo)
     try:
         for change in sorted(todo, key=_depth, reverse=True):
-            _clear(root / change.path, change.side(side), force, conflict)
+            _clear(root, change.path, change.side(side), force, conflict)
         for change in sorted(todo, key=_depth):
-            _create(root / change.path, change.side(side), store)
+            _create(root, change.path, change.side(side), store, prefix)
     finally:
-        for directory, mode in sorted(opened.items(), reverse=True):
-            if os.path.isdir(directory):
-                os.chmod(directory, mode)
+        for rel, mode in sorted(opened.items(), reverse=True):
+            st = beneath.lstat(root, rel)
+            if st is not None and stat.S_ISDIR(st.st_mode):
+                beneath.chmod(root, rel, mode)
     for change in sorted(todo, key=_depth, reverse=True):
         entry = change.side(side)
         if entry.type == "dir" and entry.mode is not None:
-            os.chmod(root / change.path, entry.mode)
+            st = beneath.lstat(root, change.path)
+            if st is None or stat.S_IMODE(st.st_mode) != entry.mode:
+                beneath.chmod(root, change.path, entry.mode)
     return todo
 
 
-def _observed(path: Path) -> Entry | None:
-    """What `path` holds now (hashed, not stored), or None if goex cannot version it: each
+def sweep(root: Path, changes: list[PathChange], tag: str) -> list[str]:
+    """Remove the temporaries a crash left while goex worked for the step `tag`: they are
+    never part of any recorded state. Returns the paths removed."""
+    prefix = temporary_prefix(tag)
+    removed = []
+    for parent in sorted({str(PurePosixPath(c.path).parent) for c in changes}):
+        with beneath.directory(root, parent, beneath.LIST_FLAGS) as fd:
+            if fd is None:
+                continue
+            try:
+                names = [n for n in os.listdir(fd) if n.startswith(prefix)]
+            except OSError:
+                continue
+            for name in names:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    shutil.rmtree(name, dir_fd=fd)
+                else:
+                    os.unlink(name, dir_fd=fd)
+                removed.append(name if parent == beneath.ROOT else f"{parent}/{name}")
+    return removed
+
+
+def _observed(root: Path, rel: str) -> Entry | None:
+    """What `rel` holds now (hashed, not stored), or None if goex cannot version it: each
     path is read once to tell whether it is in the target state, the other one, or neither."""
     try:
-        return observe(path)
+        return observe(root, rel)
     except UnsupportedFile:
         return None
+
+
+def _refuse_writes_through_non_directories(
+    root: Path, todo: list[PathChange], targets: dict[str, Entry]
+) -> None:
+    """Every path to be written must lie in directories that are real directories now or
+    become ones here; a symlink (which could lead out of the workspace) or a file in the
+    way refuses the whole change before anything is done."""
+    kinds: dict[str, str] = {}
+    for change in todo:
+        if not targets[change.path].exists:
+            continue
+        for parent in reversed(PurePosixPath(change.path).parents[:-1]):
+            rel = parent.as_posix()
+            target = targets.get(rel)
+            if target is not None:
+                if target.type != "dir":
+                    raise FsError(
+                        f"the recorded changes put {change.shown} below {rel}, which they make "
+                        f"a {target.type}; nothing was changed"
+                    )
+                continue
+            if rel not in kinds:
+                kinds[rel] = beneath.describe(root, rel)
+            if kinds[rel] != "a directory":
+                raise beneath.NotBeneath(
+                    f"cannot write {change.shown}: {rel} is {kinds[rel]}, not a directory, and "
+                    f"goex never follows it; nothing was changed"
+                )
+
+
+def _refuse_removing_unrecorded(
+    root: Path,
+    todo: list[PathChange],
+    targets: dict[str, Entry],
+    conflict: type[GoexError],
+    hint: str | Callable[[], str],
+) -> None:
+    """A directory that must go may hold only paths that go too."""
+    for change in todo:
+        if targets[change.path].type == "dir":
+            continue
+        st = beneath.lstat(root, change.path)
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            continue
+        unknown = [
+            rel
+            for rel in beneath.subtree(root, change.path)[1:]
+            if rel not in targets or targets[rel].exists
+        ]
+        if unknown:
+            named = ", ".join(unknown[:MAX_NAMED])
+            more = f" and {len(unknown) - MAX_NAMED} more" if len(unknown) > MAX_NAMED else ""
+            text = (
+                f"{change.shown} holds files that goex did not record for this step ({named}"
+                f"{more}); nothing was changed (force overwrites)"
+            )
+            extra = hint if isinstance(hint, str) else hint()
+            raise conflict(f"{text}. {extra}" if extra else text)
 
 
 def _open_parents(root: Path, todo: list[PathChange]) -> dict[str, int]:
@@ -93,19 +209,22 @@ def _open_parents(root: Path, todo: list[PathChange]) -> dict[str, int]:
     if os.geteuid() == 0:
         return opened
     for change in todo:
-        parts = change.path.split("/")[:-1]
-        for depth in range(len(parts) + 1):
-            directory = os.path.join(root, *parts[:depth])
-            if directory in opened or os.access(directory, os.W_OK | os.X_OK):
+        names = change.path.split("/")[:-1]
+        for depth in range(len(names) + 1):
+            rel = "/".join(names[:depth]) or beneath.ROOT
+            if rel in opened:
                 continue
-            if not os.path.isdir(directory) or os.path.islink(directory):
+            st = beneath.lstat(root, rel)
+            if st is None or not stat.S_ISDIR(st.st_mode):
                 break
-            mode = os.lstat(directory).st_mode & 0o7777
+            if beneath.accessible(root, rel, os.W_OK | os.X_OK):
+                continue
+            mode = stat.S_IMODE(st.st_mode)
             try:
-                os.chmod(directory, mode | 0o700)
+                beneath.chmod(root, rel, mode | 0o700)
             except OSError:  # not ours, or a read-only filesystem: the write will say so
                 break
-            opened[directory] = mode
+            opened[rel] = mode
     return opened
 
 
@@ -113,51 +232,95 @@ def _depth(change: PathChange) -> int:
     return change.path.count("/")
 
 
-def _clear(path: Path, target: Entry, force: bool, conflict: type[GoexError]) -> None:
-    """Remove what is at `path` unless it already has the target's type (dirs are kept)."""
+def _clear(root: Path, rel: str, target: Entry, force: bool, conflict: type[GoexError]) -> None:
+    """Remove what is at `rel` unless it already has the target's type (dirs are kept)."""
+    if rel == beneath.ROOT:
+        return
+    with beneath.parent_of(root, rel) as found:
+        if found is None:  # below a symlink or a file: nothing of the workspace is there
+            return
+        dirfd, name = found
+        try:
+            st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        if stat.S_ISDIR(st.st_mode):
+            if target.type == "dir":
+                return
+            try:
+                os.rmdir(name, dir_fd=dirfd)
+            except OSError:
+                if not force:
+                    raise conflict(
+                        f"{rel} holds files that goex did not record for this step; "
+                        f"nothing was removed there (force overwrites)"
+                    ) from None
+                shutil.rmtree(name, dir_fd=dirfd)
+        elif target.type != "file":  # files are replaced atomically by _create
+            os.unlink(name, dir_fd=dirfd)
+
+
+def _create(root: Path, rel: str, entry: Entry, store: BlobStore, prefix: str) -> None:
+    """Make `rel` as `entry` under a temporary name, then rename it into place."""
+    if rel == beneath.ROOT or entry.type == "absent":
+        return
+    with beneath.writable_parent(root, rel) as (dirfd, name):
+        if entry.type == "dir":
+            try:
+                st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    return
+            except FileNotFoundError:
+                pass
+            _place(dirfd, name, prefix, lambda tmp: _make_dir(dirfd, tmp, entry))
+        elif entry.type == "symlink":
+            assert entry.target is not None
+            target = entry.target
+            _place(dirfd, name, prefix, lambda tmp: os.symlink(target, tmp, dir_fd=dirfd))
+        elif entry.type == "file":
+            _place(dirfd, name, prefix, lambda tmp: _write_file(dirfd, tmp, entry, store))
+
+
+def _place(dirfd: int, name: str, prefix: str, make: Callable[[str], None]) -> None:
+    tmp = f"{prefix}{secrets.token_hex(4)}"
     try:
-        st = os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
+        make(tmp)
+        os.replace(tmp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+    except BaseException:
+        _discard(dirfd, tmp)
+        raise
+
+
+def _discard(dirfd: int, tmp: str) -> None:
+    try:
+        st = os.stat(tmp, dir_fd=dirfd, follow_symlinks=False)
+    except OSError:
         return
     if stat.S_ISDIR(st.st_mode):
-        if target.type == "dir":
-            return
-        try:
-            os.rmdir(path)
-        except OSError:
-            if not force:
-                raise conflict(
-                    f"{path} holds files that goex did not record for this step; "
-                    f"nothing was removed there (force overwrites)"
-                ) from None
-            shutil.rmtree(path)
-    elif target.type != "file":  # files are replaced atomically by _create
-        os.unlink(path)
+        os.rmdir(tmp, dir_fd=dirfd)
+    else:
+        os.unlink(tmp, dir_fd=dirfd)
 
 
-def _create(path: Path, entry: Entry, store: BlobStore) -> None:
-    if entry.type == "dir":
-        if not path.is_dir() or path.is_symlink():
-            path.mkdir(mode=0o700)
-            if entry.mode is not None and entry.mode & 0o700 == 0o700:
-                os.chmod(path, entry.mode)  # final at once: a crash leaves a recorded state
-    elif entry.type == "symlink":
-        assert entry.target is not None
-        if os.path.lexists(path):
-            os.unlink(path)
-        os.symlink(entry.target, path)
-    elif entry.type == "file":
-        assert entry.sha256 is not None and entry.mode is not None
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".goex-")
-        try:
-            with os.fdopen(fd, "wb") as dst, open(store.name(entry.sha256), "rb") as src:
-                shutil.copyfileobj(src, dst)
-                dst.flush()  # before the mode: a later write would clear set-id bits
-                os.fchmod(dst.fileno(), entry.mode)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+def _make_dir(dirfd: int, tmp: str, entry: Entry) -> None:
+    """A directory with its final mode, unless that mode would stop an ordinary user from
+    filling it (the last pass of `materialize` sets those once their contents are in)."""
+    mode = entry.mode if entry.mode is not None else 0o755
+    if os.geteuid() != 0:
+        mode |= 0o700
+    os.mkdir(tmp, 0o700, dir_fd=dirfd)
+    if mode != 0o700:
+        os.chmod(tmp, mode, dir_fd=dirfd)  # exact, whatever the umask
+
+
+def _write_file(dirfd: int, tmp: str, entry: Entry, store: BlobStore) -> None:
+    assert entry.sha256 is not None and entry.mode is not None
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(tmp, flags, 0o600, dir_fd=dirfd)
+    with os.fdopen(fd, "wb") as dst, open(store.name(entry.sha256), "rb") as src:
+        shutil.copyfileobj(src, dst)
+        dst.flush()  # before the mode: a later write would clear set-id bits
+        os.fchmod(dst.fileno(), entry.mode)
 
 
 def _conflict_message(paths: list[str], hint: str) -> str:
@@ -174,11 +337,9 @@ def hard_link_note(root: Path, changes: list[PathChange]) -> str | None:
     for change in changes:
         if change.before.type != "file" or change.after.type != "file":
             continue
-        try:
-            if os.lstat(root / change.path).st_nlink > 1:
-                linked.append(change.shown)
-        except OSError:
-            continue
+        st = beneath.lstat(root, change.path)
+        if st is not None and stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+            linked.append(change.shown)
     if not linked:
         return None
     named = ", ".join(linked[:MAX_NAMED])

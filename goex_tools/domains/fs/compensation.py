@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from goex_tools.domains.fs.apply import materialize
+from goex_tools.domains.fs.apply import materialize, sweep
 from goex_tools.domains.fs.changes import PathChange, RestoreArgs
 from goex_tools.domains.fs.entries import matches
 from goex_tools.domains.fs.store import BlobStore
@@ -37,8 +37,13 @@ def parse(compensation: Compensation | None) -> RestoreArgs:
 
 
 def _probe(step: Step) -> EffectState:
+    """Which recorded state the step's paths are in. goex's own temporaries for the step (a
+    crash between making one and renaming it into place) are removed first: they belong to
+    no recorded state, and nobody else would ever remove them."""
     args = parse(step.compensation)
     root = Path(args.workspace)
+    with BlobStore(Path(args.store)).lock(root):
+        sweep(root, args.changes, step.id)
     if not args.changes:
         return EffectState.NOT_HAPPENED  # nothing was recorded, so nothing was applied
     states = {_state(root, c) for c in args.changes}
@@ -50,22 +55,26 @@ def _probe(step: Step) -> EffectState:
 
 
 def _state(root: Path, change: PathChange) -> str:
-    if matches(root / change.path, change.after):
+    if matches(root, change.path, change.after):
         return "after"
-    return "before" if matches(root / change.path, change.before) else "other"
+    return "before" if matches(root, change.path, change.before) else "other"
 
 
 @registry.register(KIND, args_model=RestoreArgs, probe=_probe)
 def _restore(args: JSONDict, ctx: UndoContext) -> None:
     parsed = RestoreArgs.model_validate(args)
-    materialize(
-        Path(parsed.workspace),
-        BlobStore(Path(parsed.store)),
-        parsed.changes,
-        "before",
-        force=ctx.force,
-        hint=lambda: _later_steps_hint(ctx.journal, ctx.step, parsed),
-    )
+    root, store = Path(parsed.workspace), BlobStore(Path(parsed.store))
+    with store.lock(root):
+        sweep(root, parsed.changes, ctx.step.id)  # left by a crash while applying or undoing
+        materialize(
+            root,
+            store,
+            parsed.changes,
+            "before",
+            force=ctx.force,
+            hint=lambda: _later_steps_hint(ctx.journal, ctx.step, parsed),
+            tag=ctx.step.id,
+        )
 
 
 def _later_steps_hint(journal: Journal, step: Step, args: RestoreArgs) -> str:

@@ -1,15 +1,17 @@
 """Deciding on a tentative (held) command: keep applies its changes, discard drops them.
 
-Both are journaled (held -> applied, held -> discarded). Each brings paths to a recorded
-state and skips paths already there, so a crash in the middle is repaired by running the
-same decision again.
+Both are journaled (held -> applied, held -> discarded); a keep journals that it started
+before its first change. Each brings paths to a recorded state and skips paths already
+there, so a crash in the middle is repaired by running the same decision again; a discard
+after a crashed keep undoes exactly what that keep applied, and a discard with no keep
+before it touches nothing.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from goex_tools.domains.fs.apply import materialize
+from goex_tools.domains.fs.apply import materialize, sweep
 from goex_tools.domains.fs.changes import Side
 from goex_tools.domains.fs.compensation import parse
 from goex_tools.domains.fs.entries import matches
@@ -18,6 +20,8 @@ from goex_tools.domains.fs.store import BlobStore
 from goex_tools.journal import Journal
 from goex_tools.model import Step, StepStatus
 from goex_tools.runtime import get_journal
+
+KEEPING = "keeping: applying the held changes"
 
 
 def keep(step_id: str, *, journal: Journal | str | None = None, force: bool = False) -> Step:
@@ -46,9 +50,16 @@ def _decide(
     blobs = BlobStore(Path(args.store))
     root = Path(args.workspace)
     changes = args.changes
-    if side == "before":  # only undo what a crashed `keep` may have applied; never others' work
-        changes = [c for c in changes if matches(root / c.path, c.after)]
+    if side == "before":  # only undo what a crashed `keep` applied; never others' work
+        started = any(e.detail == KEEPING for e in store.events(step_id))
+        changes = [c for c in changes if started and matches(root, c.path, c.after)]
+
+    def keeping() -> None:  # journaled once nothing can refuse any more
+        if side == "after":
+            store.transition(step_id, StepStatus.HELD, expect=[StepStatus.HELD], detail=KEEPING)
+
     with blobs.lock(root):
+        sweep(root, args.changes, step_id)  # what a crashed `keep` left half-made
         materialize(
             root,
             blobs,
@@ -57,6 +68,8 @@ def _decide(
             force=force,
             conflict=WorkspaceChanged,
             hint="the workspace changed since the command ran; discard it, or keep with force",
+            tag=step_id,
+            ready=keeping,
         )
         verb = "kept: changes applied" if side == "after" else "discarded: workspace unchanged"
         return store.transition(step_id, to, expect=[StepStatus.HELD], detail=verb)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path, PurePosixPath
 
+from goex_tools.domains.fs import beneath
 from goex_tools.domains.fs.errors import FsError
 
 
@@ -25,30 +27,21 @@ def relative(root: Path, path: str) -> str:
     normal = os.path.normpath(str(candidate))
     if normal == "." or normal == ".." or normal.startswith("../"):
         raise FsError(f"{path} does not name a path inside the workspace {root}")
-    current = root
-    for part in PurePosixPath(normal).parts[:-1]:
-        current = current / part
-        if current.is_symlink():
+    for parent in reversed(PurePosixPath(normal).parents[:-1]):  # outermost first
+        st = beneath.lstat(root, parent.as_posix())
+        if st is not None and stat.S_ISLNK(st.st_mode):
             raise FsError(
-                f"{path} goes through the symlink {current.relative_to(root)}; "
-                f"name the path without symlinks"
+                f"{path} goes through the symlink {parent}; name the path without symlinks"
             )
     return normal
 
 
 def subtree(root: Path, rel: str) -> list[str]:
     """`rel` and, if it is a real directory, every path below it (symlinks not followed)."""
-    found = [rel]
-    top = root / rel
-    if not top.is_dir() or top.is_symlink():
-        return found
-    for dirpath, dirnames, filenames in os.walk(top):
-        base = Path(dirpath).relative_to(root).as_posix()
-        found.extend(f"{base}/{name}" for name in (*dirnames, *filenames))
-    return found
+    return beneath.subtree(root, rel)
 
 
 def missing_parents(root: Path, rel: str) -> list[str]:
     """The parent directories of `rel` that do not exist yet, outermost first."""
     parents = list(PurePosixPath(rel).parents)[:-1]  # drop "."
-    return [p.as_posix() for p in reversed(parents) if not os.path.lexists(root / p)]
+    return [p.as_posix() for p in reversed(parents) if beneath.lstat(root, p.as_posix()) is None]

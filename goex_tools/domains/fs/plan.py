@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 
 from goex_tools.domains.fs.changes import PathChange, effective
-from goex_tools.domains.fs.entries import ABSENT, Entry, capture
+from goex_tools.domains.fs.entries import ABSENT, Entry, capture, capture_layer
 from goex_tools.domains.fs.errors import UnsupportedFile
 from goex_tools.domains.fs.paths import subtree
 from goex_tools.domains.fs.store import BlobStore
@@ -32,7 +32,7 @@ class Plan:
 
     def before(self, rel: str) -> Entry:
         if rel not in self._before:
-            self._before[rel] = capture(self.root / rel, self.store)
+            self._before[rel] = capture(self.root, rel, self.store)
         return self._before[rel]
 
     def set(self, rel: str, after: Entry) -> None:
@@ -62,8 +62,8 @@ def plan_upper(root: Path, upper: Path, store: BlobStore) -> list[PathChange]:
     """
     plan = Plan(root, store)
     _visit(plan, upper, "")
-    mode = stat.S_IMODE(os.stat(upper).st_mode)  # the merged root shows the upper dir's mode
-    if mode != stat.S_IMODE(os.stat(root).st_mode):
+    mode = stat.S_IMODE(os.lstat(upper).st_mode)  # the merged root shows the upper dir's mode
+    if mode != plan.before(ROOT).mode:
         plan.set(ROOT, Entry(type="dir", mode=mode))  # e.g. `chmod 700 .`
     return plan.changes()
 
@@ -82,7 +82,7 @@ def _visit(plan: Plan, directory: Path, base: str) -> None:
             after = Entry(type="dir", mode=stat.S_IMODE(st.st_mode))
         else:
             try:
-                after = capture(Path(item.path), plan.store, consume=True)
+                after = capture_layer(Path(item.path), plan.store)
             except UnsupportedFile:
                 raise UnsupportedFile(
                     f"the command left {rel} as a device, FIFO or socket, which goex cannot "

@@ -8,7 +8,6 @@ workspace, or held for a person to keep or discard.
 
 from __future__ import annotations
 
-import os
 import shutil
 import stat
 import time
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from goex_tools.domains.fs import beneath
 from goex_tools.domains.fs.apply import MAX_NAMED, hard_link_note, materialize
 from goex_tools.domains.fs.changes import PathChange, effect_summary
 from goex_tools.domains.fs.compensation import restore_compensation
@@ -117,7 +117,9 @@ def _effect(
                 handle.notes.append("tentative: changes held until kept or discarded")
             handle.save("changes recorded before they are applied")
             if not tentative:
-                materialize(ws.root, ws.store, changes, "after", conflict=WorkspaceChanged)
+                materialize(
+                    ws.root, ws.store, changes, "after", conflict=WorkspaceChanged, tag=handle.id
+                )
     except BaseException:
         remove_layers(layers)  # a failure is reported with nothing of the command left
         raise
@@ -144,9 +146,8 @@ def _refuse_lost_updates(root: Path, changes: list[PathChange], started: int) ->
     """
     moved = []
     for change in changes:
-        try:
-            st = os.lstat(root / change.path)
-        except (FileNotFoundError, NotADirectoryError):
+        st = beneath.lstat(root, change.path)
+        if st is None:
             continue
         if not stat.S_ISDIR(st.st_mode) and st.st_ctime_ns > started:
             moved.append(change.shown)

@@ -39,9 +39,19 @@ class BlobStore:
         return os.path.exists(self.name(sha256))
 
     def put_file(self, source: Path) -> tuple[str, int]:
-        """Copy `source` in; return its sha256 and size. A small file is hashed before it
-        is written, so content the store already holds is not written again."""
-        with open(source, "rb") as src:
+        """Copy `source` (a file goex owns, never a workspace path) in; its sha256 and size."""
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            return self.put_fd(fd)
+        finally:
+            os.close(fd)
+
+    def put_fd(self, fd: int) -> tuple[str, int]:
+        """Copy the open file `fd` in (from its start); return its sha256 and size. A small file
+        is hashed before it is written, so content the store already holds is not written again."""
+        os.lseek(fd, 0, os.SEEK_SET)
+        src = os.fdopen(os.dup(fd), "rb")  # the duplicate shares the offset, not the lifetime
+        with src:
             head = src.read(CHUNK)
             if len(head) < CHUNK:  # the whole file
                 sha = hashlib.sha256(head).hexdigest()
@@ -69,7 +79,11 @@ class BlobStore:
 
     def adopt(self, source: Path) -> tuple[str, int]:
         """Move `source` in (it must be on the store's filesystem and be ours to consume)."""
-        sha, size = hash_file(source), source.stat().st_size
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            sha, size = hash_fd(fd), os.fstat(fd).st_size
+        finally:
+            os.close(fd)
         try:
             self._commit(source, sha)
         except PermissionError:  # its directory is read-only to us (an ordinary user): copy
@@ -126,9 +140,11 @@ class BlobStore:
             os.replace(tmp, target)
 
 
-def hash_file(path: Path) -> str:
+def hash_fd(fd: int) -> str:
+    """The sha256 of the open file `fd`, read from its start (the descriptor is left open)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
+    offset = 0
+    while chunk := os.pread(fd, CHUNK, offset):
+        digest.update(chunk)
+        offset += len(chunk)
     return digest.hexdigest()

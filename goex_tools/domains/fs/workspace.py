@@ -151,11 +151,18 @@ class Workspace:
     def predicted(self, paths: list[str]) -> dict[str, Any]:
         return {"workspace": str(self.root), "paths": paths}
 
-    def apply(self, changes: list[PathChange], *, hint: str) -> None:
-        """Bring the workspace to the changes' after-state (under the workspace lock)."""
+    def apply(self, changes: list[PathChange], *, hint: str, tag: str | None = None) -> None:
+        """Bring the workspace to the changes' after-state (under the workspace lock);
+        `tag`: the step this is for, which names goex's temporaries."""
         with self.store.lock(self.root):
             materialize(
-                self.root, self.store, changes, "after", conflict=WorkspaceChanged, hint=hint
+                self.root,
+                self.store,
+                changes,
+                "after",
+                conflict=WorkspaceChanged,
+                hint=hint,
+                tag=tag,
             )
 
     def _plan(self) -> Plan:
@@ -163,8 +170,8 @@ class Workspace:
 
     def _parents(self, plan: Plan, rel: str) -> None:
         for parent in Path(rel).parents:
-            node = self.root / parent
-            if str(parent) != "." and os.path.lexists(node) and not node.is_dir():
+            entry = plan.before(parent.as_posix())
+            if parent.as_posix() != "." and entry.exists and entry.type != "dir":
                 raise FsError(f"{parent} is not a directory; nothing was changed")
         for parent_rel in missing_parents(self.root, rel):
             plan.new_dir(parent_rel)
@@ -185,7 +192,8 @@ class Workspace:
             handle.charge()  # the run's budgets take the bytes before they are written
             if note := hard_link_note(self.root, changes):
                 handle.notes.append(note)
-            self.apply(changes, hint=f"{tool} was planned on a different state; try again")
+            hint = f"{tool} was planned on a different state; try again"
+            self.apply(changes, hint=hint, tag=handle.id)
             return FileResult(step_id=handle.id, changes=changed(changes))
 
         result: FileResult = execute(proposal, effect)
