@@ -177,6 +177,29 @@ class Journal:
             _add_event(writes, step_id, to, redact(detail or (error or "")))
         return _step_from_row(row) if row else self.get_step(step_id)
 
+    def withdraw(self, step_id: str) -> bool:
+        """Delete a step that is still pending and has no step under it, with its events.
+
+        For a call a framework paused to replay it later (a human-in-the-loop interrupt): it
+        did nothing, and its replay is journaled as a step of its own. False (nothing deleted)
+        if the step has moved on or has children.
+        """
+        with self._tx() as conn:
+            child = conn.execute(
+                sa.select(steps_table.c.seq).where(steps_table.c.parent_id == step_id).limit(1)
+            ).first()
+            if child is not None:
+                return False
+            deleted = conn.execute(
+                steps_table.delete().where(
+                    steps_table.c.id == step_id,
+                    steps_table.c.status == StepStatus.PENDING.value,
+                )
+            ).rowcount
+            if deleted:
+                conn.execute(events_table.delete().where(events_table.c.step_id == step_id))
+        return bool(deleted)
+
     def note(self, step_id: str, detail: str) -> None:
         """Record an event (e.g. a failed compensation attempt) without changing the status."""
         step = self.get_step(step_id)

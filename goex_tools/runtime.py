@@ -40,6 +40,21 @@ OUTPUT_LIMIT = 4000  # characters of a result kept in the journal
 
 _current_run: ContextVar[RunContext | None] = ContextVar("goex_run", default=None)
 _current_parent: ContextVar[str | None] = ContextVar("goex_parent_step", default=None)
+_pauses: tuple[type[BaseException], ...] = ()
+
+
+def register_pause(kind: type[BaseException]) -> None:
+    """Make `kind` a pause: the exception a framework raises to suspend a call it replays on
+    resume (LangGraph's `GraphInterrupt`, LlamaIndex's `WaitingForEvent`). Integrations
+    register theirs on import, so that the core imports no framework."""
+    global _pauses
+    if kind not in _pauses:
+        _pauses = (*_pauses, kind)
+
+
+def is_pause(exc: BaseException) -> bool:
+    """True for an exception registered with `register_pause`."""
+    return isinstance(exc, _pauses)
 
 
 class Gate(Protocol):
@@ -147,8 +162,14 @@ class StepHandle:
         effect can be large, e.g. every row a statement changed: it is not written twice)."""
         return None if self.compensation is self._journaled else self.compensation
 
-    def fail(self, exc: BaseException) -> Step:
-        """Journal the effect as failed, unless the domain's probe says it happened anyway."""
+    def fail(self, exc: BaseException) -> Step | None:
+        """Journal the effect as failed, unless the domain's probe says it happened anyway.
+
+        A pause (`is_pause`) is not a failure: the framework replays the call on resume, and
+        that replay is journaled as its own step. A paused step is withdrawn (None returned)
+        unless something was journaled under it or its probe says it happened; a container
+        with children is then finished, its children saying what the call did before pausing.
+        """
         if isinstance(exc, BudgetSpent) and exc.step_id == self.id:
             return self._refused(exc)
         error = redact(f"{type(exc).__name__}: {exc}")
@@ -156,6 +177,15 @@ class StepHandle:
         if self.compensation is not None and _probe(self) is EffectState.HAPPENED:
             self.notes.append(f"raised {error}, but its effect happened; it can be undone")
             return self.finish(None)
+        if is_pause(exc):
+            if self.run.journal.withdraw(self.step.id):
+                return None
+            self.notes.append(
+                f"paused by {type(exc).__name__} after the steps under it; the framework runs "
+                f"the call again when it resumes"
+            )
+            if self.step.reversibility is Reversibility.CONTAINER:
+                return self.finish(None)
         self.step = self.run.journal.transition(
             self.step.id,
             StepStatus.FAILED,

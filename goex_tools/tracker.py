@@ -15,15 +15,29 @@ ended / failed". A `RunTracker` turns that into the journal's shape:
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import threading
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from goex_tools.errors import GoexError
 from goex_tools.journal import Journal
 from goex_tools.model import JSONDict, Proposal, Reversibility, Run, RunStatus, Step
-from goex_tools.runtime import Gate, RunContext, StepHandle, activate, get_journal, summarize
+from goex_tools.runtime import (
+    Gate,
+    RunContext,
+    StepHandle,
+    activate,
+    get_journal,
+    is_pause,
+    summarize,
+)
+
+__all__ = ["HandlerConflict", "RunTracker", "ToolKind", "TrackedRuns", "call_in_thread"]
 
 MAX_ID_LENGTH = 64  # the journal's id columns
 
@@ -36,11 +50,20 @@ class ToolKind(StrEnum):
     OPAQUE = "opaque"  # anything else: its effect cannot be undone by goex
 
 
+class HandlerConflict(GoexError):
+    """Two handlers with different gates report the same framework run to one journal."""
+
+
 _REVERSIBILITY = {
     ToolKind.JOURNALED: Reversibility.CONTAINER,
     ToolKind.READ_ONLY: Reversibility.NO_EFFECT,
     ToolKind.OPAQUE: Reversibility.IRREVERSIBLE,
 }
+
+# Which tracker journals a framework run, per journal: a second handler on the same journal
+# (given twice in `callbacks`, a notebook cell run twice) follows the first, not a copy of it.
+_claims: dict[tuple[str, str], RunTracker] = {}
+_claims_lock = threading.Lock()
 
 
 @dataclass
@@ -59,6 +82,9 @@ class _Node:
     root: _Root
     parent: str | None  # key of the enclosing framework run
     handle: StepHandle | None = None  # set for tool calls, which are journaled as steps
+    kind: ToolKind | None = None
+    working: int = 0  # goex work under way inside this call (its body, maybe in a thread)
+    abandoned: bool = False  # the framework stopped waiting: the work's own end journals it
 
 
 class RunTracker:
@@ -80,11 +106,18 @@ class RunTracker:
         self.framework = framework
         self.run_ids: list[str] = []  # goex runs started, oldest first
         self._nodes: dict[str, _Node] = {}
+        self._followed: dict[str, RunTracker] = {}  # runs another tracker journals
         self._lock = threading.RLock()
 
     @property
     def last_run_id(self) -> str | None:
         return self.run_ids[-1] if self.run_ids else None
+
+    @property
+    def busy(self) -> bool:
+        """True while a framework run it journals has not ended."""
+        with self._lock:
+            return bool(self._nodes)
 
     def start(
         self,
@@ -96,59 +129,190 @@ class RunTracker:
         inputs: JSONDict | None = None,
         metadata: JSONDict | None = None,
     ) -> None:
-        """A framework run began. `tool` is None for chains, nodes and model calls."""
+        """A framework run began. `tool` is None for chains, nodes and model calls.
+
+        Raises HandlerConflict if another tracker with a different gate journals `key` to
+        the same journal (its step, if any, is failed with the same message).
+        """
+        owner = self._claim(key)
+        if owner is not None:
+            with self._lock:
+                self._followed[key] = owner
+            return
         with self._lock:
             outer = self._nodes.get(parent) if parent is not None else None
             root = outer.root if outer else _Root(key, name, metadata or {})
-            node = _Node(root=root, parent=parent if outer else None)
+            node = _Node(root=root, parent=parent if outer else None, kind=tool)
             self._nodes[key] = node
         if tool is not None:
-            node.handle = self._begin_step(node, key, name, tool, inputs or {})
+            try:
+                node.handle = self._begin_step(node, key, name, tool, inputs or {})
+            except BaseException:  # refused by the gate (journaled as such), or unjournalable
+                self._forget(key)
+                if node.root.key == key and node.root.ctx is not None:
+                    node.root.ctx.end(RunStatus.FAILED)
+                raise
 
     def end(self, key: str, output: Any = None, *, error: BaseException | None = None) -> None:
-        """A framework run ended; `error` says it failed (raised, or returned an error)."""
+        """A framework run ended; `error` says it failed (raised, or returned an error).
+
+        A tool call whose goex work is still under way (a sync tool in a thread whose caller
+        was cancelled) is journaled when that work returns, with the work's own outcome.
+        """
         with self._lock:
-            node = self._nodes.pop(key, None)
-        if node is None:
-            return
-        if node.handle is not None:
-            if error is not None:
-                node.handle.fail(error)
+            owner = self._followed.pop(key, None)
+            if owner is not None:
+                if _fit(key) in owner.run_ids and _fit(key) not in self.run_ids:
+                    self.run_ids.append(_fit(key))
+                return
+            node = self._nodes.get(key)
+            if node is None:
+                return
+            if node.working:
+                node.abandoned = True
             else:
-                node.handle.finish(output)
+                self._forget(key)
+        if not node.abandoned:
+            self._close(node, output, error)
         if node.root.key == key:
-            if node.root.ctx is not None:
-                node.root.ctx.end(RunStatus.FAILED if error is not None else RunStatus.COMPLETED)
-            with self._lock:
-                for other in [k for k, n in self._nodes.items() if n.root is node.root]:
-                    del self._nodes[other]
+            self._end_root(node.root, error)
 
     def knows(self, key: str) -> bool:
         """True while the framework run `key` is being tracked."""
         with self._lock:
-            return key in self._nodes
+            return key in self._nodes or key in self._followed
 
     def run_of(self, key: str) -> str | None:
         """The goex run id of the invocation a framework run belongs to (None before its first
         tool call, or if it is not tracked)."""
         with self._lock:
+            owner = self._followed.get(key)
             node = self._nodes.get(key)
+        if owner is not None:
+            return owner.run_of(key)
         return node.root.ctx.id if node and node.root.ctx else None
 
-    def scope(self, key: str) -> AbstractContextManager[Any]:
-        """Inside the framework run `key` (a tool call): make goex steps its children."""
+    @contextmanager
+    def scope(self, key: str) -> Iterator[None]:
+        """Inside the framework run `key` (a tool call): make goex steps its children.
+
+        The call's end waits for the block: if the framework reports the end first (it
+        stopped waiting), the call is journaled when the block exits.
+        """
         with self._lock:
+            owner = self._followed.get(key)
+        if owner is not None:
+            with owner.scope(key):
+                yield
+            return
+        release = self.hold(key)
+        error: BaseException | None = None
+        try:
+            with self._lock:
+                node = self._nodes.get(key)
+                parent_step = self._nearest_step(key)
+            if node is None:
+                yield
+                return
+            ctx = self._run(node.root)
+            with activate(RunContext(ctx.journal, ctx.run, self.gate), parent_step):
+                yield
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            release(error)
+
+    def hold(self, key: str) -> Callable[[BaseException | None], None]:
+        """Keep the call `key` open until the returned `release(error)` is called: work for
+        it is about to start elsewhere (a thread) and its end must wait for that work."""
+        with self._lock:
+            owner = self._followed.get(key)
             node = self._nodes.get(key)
-            parent_step = self._nearest_step(key)
+            if owner is None and node is not None:
+                node.working += 1
+        if owner is not None:
+            return owner.hold(key)
         if node is None:
-            return nullcontext()
-        ctx = self._run(node.root)
-        return activate(RunContext(ctx.journal, ctx.run, self.gate), parent_step)
+            return lambda error: None
+        released = threading.Event()
+
+        def release(error: BaseException | None) -> None:
+            if released.is_set():
+                return
+            released.set()
+            with self._lock:
+                node.working -= 1
+                finish = node.working == 0 and node.abandoned
+                if finish and self._nodes.get(key) is node:
+                    self._forget(key)
+            if finish:
+                if node.handle is not None:
+                    node.handle.notes.append(
+                        "the framework stopped waiting for this call (cancelled); journaled "
+                        "when its work returned"
+                    )
+                self._close(node, None, error)
+
+        return release
 
     def steps(self, run_id: str | None = None) -> list[Step]:
         """The steps of `run_id` (default: the last run started)."""
         wanted = run_id or self.last_run_id
         return self.journal.steps(wanted) if wanted else []
+
+    def _claim(self, key: str) -> RunTracker | None:
+        """The tracker already journaling `key` to this journal, if another one is."""
+        with _claims_lock:
+            owner = _claims.setdefault((self.journal.url, key), self)
+        if owner is self:
+            return None
+        if owner.gate is not self.gate or owner.framework != self.framework:
+            conflict = HandlerConflict(
+                f"two goex {self.framework} handlers with different gates journal the same "
+                f"call to {self.journal!r}; give them the same gate, or use one handler"
+            )
+            owner.end(key, error=conflict)
+            raise conflict
+        return owner
+
+    def _forget(self, key: str) -> None:
+        """Stop tracking `key` (lock held, or no other thread knows the key yet)."""
+        with self._lock:
+            self._nodes.pop(key, None)
+        with _claims_lock:
+            if _claims.get((self.journal.url, key)) is self:
+                del _claims[(self.journal.url, key)]
+
+    def _close(self, node: _Node, output: Any, error: BaseException | None) -> None:
+        """Journal the end of a tool call's step."""
+        if node.handle is None:
+            return
+        if error is None:
+            node.handle.finish(output)
+        elif isinstance(error, asyncio.CancelledError) and node.kind is not ToolKind.JOURNALED:
+            # goex cannot see whether a cancelled non-goex tool ran (in a thread it goes on)
+            node.handle.notes.append("cancelled while running: it may have had its effect")
+            node.handle.finish(None)
+        else:
+            node.handle.fail(error)
+
+    def _end_root(self, root: _Root, error: BaseException | None) -> None:
+        """The invocation ended: so did every call in it the framework did not report."""
+        if root.ctx is not None:
+            failed = error is not None and not is_pause(error)
+            root.ctx.end(RunStatus.FAILED if failed else RunStatus.COMPLETED)
+        with self._lock:
+            left = [(k, n) for k, n in self._nodes.items() if n.root is root]
+            for key, node in left:
+                if node.working:
+                    node.abandoned = True
+                else:
+                    self._forget(key)
+        unreported = error or _Unreported("the invocation ended before this call reported its end")
+        for _, node in left:
+            if not node.working:
+                self._close(node, None, unreported)
 
     def _run(self, root: _Root) -> RunContext:
         with self._lock:
@@ -192,6 +356,49 @@ class RunTracker:
                 return node.handle.id
             key = node.parent
         return None
+
+
+class _Unreported(GoexError):
+    """A tool call the framework never reported ended (its invocation did)."""
+
+
+async def call_in_thread(
+    tracker: RunTracker | None, key: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+) -> Any:
+    """Await a sync tool call `fn(*args, **kwargs)` run in a worker thread.
+
+    Cancelling the awaiting task does not stop a thread: the call `key` stays open in the
+    tracker until the thread returns, then is journaled with the thread's outcome (instead
+    of a pending step, or a failed one whose effect then happens).
+    """
+    release = tracker.hold(key) if tracker is not None else (lambda error: None)
+    lock = threading.Lock()
+    state = {"started": False, "skipped": False}
+
+    def work() -> Any:
+        with lock:
+            if state["skipped"]:
+                return None
+            state["started"] = True
+        error: BaseException | None = None
+        try:
+            return fn(*args, **kwargs)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            release(error)
+
+    context = contextvars.copy_context()
+    try:
+        return await asyncio.get_running_loop().run_in_executor(None, context.run, work)
+    except asyncio.CancelledError as exc:
+        with lock:
+            never_ran = not state["started"]
+            state["skipped"] = never_ran
+        if never_ran:
+            release(exc)
+        raise
 
 
 class TrackedRuns:

@@ -4,6 +4,7 @@ process that rolls back)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 from langchain.tools import ToolRuntime
@@ -97,3 +98,22 @@ def append_signed(path: str, line: str, runtime: ToolRuntime) -> str:
     with Path(path).open("a") as fh:
         fh.write(f"{line} ({runtime.tool_call_id})\n")
     return f"appended to {path}"
+
+
+slow_started = threading.Event()  # set by a slow tool once it runs
+slow_may_finish = threading.Event()  # set by the test to let it finish
+
+
+def slow_write(path: str, text: str) -> str:
+    """Write a text file (slowly: it waits for the test)."""
+    slow_started.set()
+    assert slow_may_finish.wait(30)
+    return write_text(path, text)
+
+
+@tool
+def slow_append(path: str, line: str) -> str:
+    """Append one line to a text file (slowly: it waits for the test)."""
+    slow_started.set()
+    assert slow_may_finish.wait(30)
+    return add_line(path, line)

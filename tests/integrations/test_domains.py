@@ -16,11 +16,9 @@ from llama_index.tools.goex import GoexSpanHandler, GoexToolSpec, scripted_llm
 
 import goex_tools as goex
 from goex_tools import StepStatus
+from tests.integrations.conftest import LLAMAINDEX_WARNINGS
 
-pytestmark = [  # raised by LlamaIndex itself when it builds an agent
-    pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince20"),
-    pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince211"),
-]
+pytestmark = LLAMAINDEX_WARNINGS
 
 Runner = Callable[[Any, list[Any]], str]
 

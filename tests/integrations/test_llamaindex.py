@@ -35,12 +35,9 @@ from tests.integrations.checks import (
     assert_undo_last_then_rest,
     transitions,
 )
-from tests.integrations.conftest import manifest
+from tests.integrations.conftest import LLAMAINDEX_WARNINGS, manifest
 
-pytestmark = [  # raised by LlamaIndex itself when it builds an agent
-    pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince20"),
-    pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince211"),
-]
+pytestmark = LLAMAINDEX_WARNINGS
 
 
 @pytest.fixture

@@ -20,11 +20,27 @@ from langchain_core.messages import ToolMessage
 from langchain_core.tools import ToolException
 
 from goex_tools.journal import Journal
-from goex_tools.runtime import Gate
+from goex_tools.runtime import Gate, register_pause
 from goex_tools.tracker import RunTracker, ToolKind, TrackedRuns
 
 GOEX_METADATA_KEY = "goex"
 """Tool metadata key marking how a tool is journaled: "journaled" (a goex tool) or "inner"."""
+
+try:  # LangGraph is optional: without it there is nothing to pause
+    from langgraph.errors import GraphBubbleUp, GraphInterrupt
+except ImportError:  # pragma: no cover
+    _CONTROL_FLOW: tuple[type[BaseException], ...] = ()
+else:
+    _CONTROL_FLOW = (GraphBubbleUp,)
+    register_pause(GraphInterrupt)  # interrupt(): the call is replayed when the graph resumes
+
+
+def is_control_flow(exc: BaseException) -> bool:
+    """LangGraph's control flow (`interrupt()`, a `Command` to a parent graph): it passes
+    through goex tools untouched, never turned into a tool error."""
+    return isinstance(exc, _CONTROL_FLOW)
+
+
 
 
 class GoexCallbackHandler(TrackedRuns, BaseCallbackHandler):

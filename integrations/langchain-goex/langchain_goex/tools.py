@@ -24,7 +24,8 @@ from goex_tools.errors import GoexError
 from goex_tools.model import JSONDict
 from goex_tools.redaction import redact
 from goex_tools.toolset import check_undo, undoable_call
-from langchain_goex.callbacks import GOEX_METADATA_KEY, GoexCallbackHandler
+from goex_tools.tracker import call_in_thread
+from langchain_goex.callbacks import GOEX_METADATA_KEY, GoexCallbackHandler, is_control_flow
 
 
 class GoexTool(StructuredTool):
@@ -54,8 +55,14 @@ class GoexTool(StructuredTool):
         run_manager: AsyncCallbackManagerForToolRun | None = None,
         **kwargs: Any,
     ) -> Any:
-        if self.coroutine is None:  # LangChain runs `_run` in a thread: it journals there
-            return await super()._arun(*args, config=config, run_manager=run_manager, **kwargs)
+        if self.coroutine is None:  # `_run` in a thread, journaling there
+            handler = _handler(run_manager)
+            tracker = handler.tracker if handler is not None else None
+            key = str(run_manager.run_id) if run_manager is not None else ""
+            sync_manager = run_manager.get_sync() if run_manager is not None else None
+            return await call_in_thread(
+                tracker, key, self._run, *args, config=config, run_manager=sync_manager, **kwargs
+            )
         with _scope(run_manager):
             return await super()._arun(*args, config=config, run_manager=run_manager, **kwargs)
 
@@ -132,12 +139,21 @@ def reversible_tool(
         description=tool.description,
         args_schema=tool.args_schema if tool.args_schema is not None else tool.get_input_schema(),
         func=None if async_only else call,
-        coroutine=acall,
+        # a sync tool runs in a thread under `ainvoke`: it is journaled there, whole, so that
+        # a cancelled `ainvoke` cannot leave its step pending while the thread goes on
+        coroutine=acall if _native_async(tool) else None,
         return_direct=tool.return_direct,
         metadata={**(tool.metadata or {}), GOEX_METADATA_KEY: "journaled"},
         tags=tool.tags,
     )
     return wrapper
+
+
+def _native_async(tool: BaseTool) -> bool:
+    """True if the tool has a coroutine of its own (not LangChain's thread around `_run`)."""
+    if "coroutine" in type(tool).model_fields:  # Tool, StructuredTool
+        return getattr(tool, "coroutine", None) is not None
+    return type(tool)._arun is not BaseTool._arun
 
 
 def _model_arguments(tool: BaseTool) -> Callable[[JSONDict], JSONDict]:
@@ -151,14 +167,21 @@ def _model_arguments(tool: BaseTool) -> Callable[[JSONDict], JSONDict]:
     return lambda arguments: {k: v for k, v in arguments.items() if k in names}
 
 
+def _handler(
+    run_manager: CallbackManagerForToolRun | AsyncCallbackManagerForToolRun | None,
+) -> GoexCallbackHandler | None:
+    handlers = run_manager.handlers if run_manager is not None else []
+    return next((h for h in handlers if isinstance(h, GoexCallbackHandler)), None)
+
+
 @contextmanager
 def _scope(
     run_manager: CallbackManagerForToolRun | AsyncCallbackManagerForToolRun | None,
 ) -> Iterator[None]:
     """Journal inside the step the callback handler made for this tool call, if any; an
-    error reaches the model as a tool error (the journal has recorded the call as failed)."""
-    handlers = run_manager.handlers if run_manager is not None else []
-    handler = next((h for h in handlers if isinstance(h, GoexCallbackHandler)), None)
+    error reaches the model as a tool error (the journal has recorded the call as failed).
+    A framework's control flow (a LangGraph interrupt, a cancellation) passes untouched."""
+    handler = _handler(run_manager)
     try:
         if handler is None or run_manager is None:
             yield
@@ -167,6 +190,9 @@ def _scope(
                 yield
     except ToolException:
         raise
-    except Exception as exc:  # journaled as failed already; the model hears why
+    except Exception as exc:
+        if is_control_flow(exc):
+            raise
+        # journaled as failed already; the model hears why
         message = str(exc) if isinstance(exc, GoexError) else f"{type(exc).__name__}: {exc}"
         raise ToolException(redact(message)) from exc

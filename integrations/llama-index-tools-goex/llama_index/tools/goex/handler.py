@@ -24,10 +24,17 @@ from llama_index.core.tools import BaseTool, FunctionTool, ToolOutput
 from pydantic import PrivateAttr
 
 from goex_tools.journal import Journal
-from goex_tools.runtime import Gate
-from goex_tools.tracker import RunTracker, ToolKind, TrackedRuns
+from goex_tools.runtime import Gate, register_pause
+from goex_tools.tracker import HandlerConflict, RunTracker, ToolKind, TrackedRuns
 
 TOOL_METHODS = ("call", "acall")
+
+try:  # workflows >= 2.9 pause a step by raising this, and replay the step on the event
+    from workflows.runtime.types.results import WaitingForEvent
+except ImportError:  # pragma: no cover
+    pass
+else:
+    register_pause(WaitingForEvent)
 
 
 class ToolCallFailed(Exception):
@@ -66,18 +73,37 @@ class GoexSpanHandler(TrackedRuns, BaseSpanHandler[SimpleSpan]):
         return "GoexSpanHandler"
 
     def install(self) -> GoexSpanHandler:
-        """Listen on LlamaIndex's root dispatcher (every library span reaches it)."""
-        dispatcher = get_dispatcher()
-        if self not in dispatcher.span_handlers:
-            dispatcher.add_span_handler(self)
-        _installed.append(self)
+        """Listen on LlamaIndex's root dispatcher (every library span reaches it).
+
+        Installing it again changes nothing. Another handler installed on the same journal
+        with the same gate follows this one (a notebook cell run twice journals each call
+        once). Raises HandlerConflict if one with another gate is installed on the journal
+        (LlamaIndex ignores a handler's errors, so the conflict cannot wait for a call).
+        """
+        with _installed_lock:
+            mine = self.tracker
+            for other in _installed:
+                same_journal = other.tracker.journal.url == mine.journal.url
+                if other is not self and same_journal and other.tracker.gate is not mine.gate:
+                    raise HandlerConflict(
+                        f"a GoexSpanHandler with another gate is installed on "
+                        f"{mine.journal!r}; uninstall it first "
+                        f"(installed_handlers() lists them), or give both the same gate"
+                    )
+            dispatcher = get_dispatcher()
+            if self not in dispatcher.span_handlers:
+                dispatcher.add_span_handler(self)
+            if self not in _installed:
+                _installed.append(self)
         return self
 
     def uninstall(self) -> None:
-        dispatcher = get_dispatcher()
-        dispatcher.span_handlers = [h for h in dispatcher.span_handlers if h is not self]
-        if self in _installed:
-            _installed.remove(self)
+        """Stop listening (however many times it was installed)."""
+        with _installed_lock:
+            dispatcher = get_dispatcher()
+            dispatcher.span_handlers = [h for h in dispatcher.span_handlers if h is not self]
+            if self in _installed:
+                _installed.remove(self)
 
     def new_span(
         self,
@@ -149,6 +175,7 @@ class GoexSpanHandler(TrackedRuns, BaseSpanHandler[SimpleSpan]):
 
 
 _installed: list[GoexSpanHandler] = []
+_installed_lock = threading.Lock()
 
 
 def installed_handlers() -> list[GoexSpanHandler]:

@@ -12,14 +12,16 @@ import functools
 import inspect
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import Any, get_origin
 
 from llama_index.core.instrumentation.span import active_span_id
 from llama_index.core.tools import BaseTool, FunctionTool
+from llama_index.core.workflow import Context
 from llama_index.tools.goex.handler import installed_handlers
 
 from goex_tools.model import JSONDict
 from goex_tools.toolset import check_undo, undoable_call
+from goex_tools.tracker import RunTracker, call_in_thread
 
 
 class GoexFunctionTool(FunctionTool):
@@ -54,7 +56,14 @@ def goex_function_tool(
             with _scope():
                 return fn(*args, **kw)
 
+        @functools.wraps(fn)
+        async def in_thread(*args: Any, **kw: Any) -> Any:
+            span = active_span_id.get()
+            tracker = _tracker(span)
+            return await call_in_thread(tracker, span or "", in_scope, *args, **kw)
+
         kwargs["fn"] = in_scope
+        kwargs["async_fn"] = in_thread
     tool = GoexFunctionTool.from_defaults(
         name=name or fn.__name__, description=description, **kwargs
     )
@@ -87,13 +96,13 @@ def reversible_function_tool(
     target = fn
     tool = name or target.__name__
     signature = inspect.signature(target)
+    injected = _injected(signature)
 
     def journaled(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        return undoable_call(
-            tool, dict(bound.arguments), undo=undo, before=before, after=after, probe=probe
-        )
+        given = {k: v for k, v in bound.arguments.items() if k not in injected}
+        return undoable_call(tool, given, undo=undo, before=before, after=after, probe=probe)
 
     if inspect.iscoroutinefunction(target):
 
@@ -116,11 +125,27 @@ def reversible_function_tool(
     return goex_function_tool(call, name=tool, description=description)
 
 
-def _scope() -> AbstractContextManager[Any]:
-    """Journal inside the step the span handler made for the current tool call, if any."""
-    span = active_span_id.get()
+def _injected(signature: inspect.Signature) -> frozenset[str]:
+    """Parameters LlamaIndex fills itself (the workflow `Context`): they reach the function
+    but are neither journaled nor handed to `before` or the undo."""
+    return frozenset(
+        name
+        for name, p in signature.parameters.items()
+        if p.annotation is Context or get_origin(p.annotation) is Context
+    )
+
+
+def _tracker(span: str | None) -> RunTracker | None:
+    """The tracker of the installed handler journaling the tool call `span`, if any."""
     if span is not None:
         for handler in reversed(installed_handlers()):
             if handler.tracker.knows(span):
-                return handler.tracker.scope(span)
-    return nullcontext()
+                return handler.tracker
+    return None
+
+
+def _scope() -> AbstractContextManager[Any]:
+    """Journal inside the step the span handler made for the current tool call, if any."""
+    span = active_span_id.get()
+    tracker = _tracker(span)
+    return tracker.scope(span) if tracker is not None and span is not None else nullcontext()
