@@ -35,7 +35,10 @@ class Rule(_Strict):
 class FsRule(Rule):
     """`paths`: workspace-relative globs (`*` within a directory, `**` across directories),
     also held against every path under a directory a tool acts on; `commands`: shell-style
-    globs over each simple command of a run_shell line (see `policy.commands`)."""
+    globs over each simple command of a run_shell line as the shell parses it (see
+    `policy.commands`): an allow rule matches the whole command, assignments included, and
+    only a program named in plain text; refuse and ask rules also match from the program on
+    (past `env`, `command`, `nice -n 5`...)."""
 
     paths: list[str] | None = None
     commands: list[str] | None = None

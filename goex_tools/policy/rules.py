@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from goex_tools.model import Proposal
-from goex_tools.policy.commands import simple_commands
+from goex_tools.policy.commands import UnclearCommand, simple_commands
 from goex_tools.policy.config import (
     STRICTNESS,
     FsRule,
@@ -81,7 +81,11 @@ def evaluate_rules(config: PolicyConfig, proposal: Proposal) -> Verdicted:
         if default is not None
         else Verdicted(config.default, "default", "no rule matched", ("default",))
     )
-    verdicts = []
+    verdicts = [
+        Verdicted("refuse", "fs.commands", subject["unclear"])
+        for subject in subjects
+        if "unclear" in subject
+    ]
     for subject in subjects:
         matched = [
             Verdicted(
@@ -106,9 +110,13 @@ def fs_subjects(tool: str, predicted: dict[str, Any]) -> list[dict[str, Any]]:
         for path in dict.fromkeys([*named, *tree(str(workspace), inside)])
     ]
     if predicted.get("command") is not None:
+        try:
+            commands = simple_commands(str(predicted["command"]))
+        except UnclearCommand as unclear:
+            return [{"tool": tool, "unclear": str(unclear)}]
         subjects.extend(
-            {"tool": tool, "command": command}
-            for command in simple_commands(str(predicted["command"]))
+            {"tool": tool, "command": c.text, "program": c.program, "literal": c.literal}
+            for c in commands
         )
     return subjects or [{"tool": tool}]
 
@@ -185,7 +193,11 @@ def _match_fs(rule: FsRule, subject: dict[str, Any]) -> bool:
     if rule.paths is not None:
         return "path" in subject and any(path_glob(g, subject["path"]) for g in rule.paths)
     if rule.commands is not None:
-        return "command" in subject and _any_glob(rule.commands, subject["command"].strip())
+        if "command" not in subject:
+            return False
+        if rule.decision == "allow":  # only the very line, and a program named as it is
+            return bool(subject["literal"]) and _any_glob(rule.commands, subject["command"])
+        return any(_any_glob(rule.commands, subject[key]) for key in ("command", "program"))
     return True
 
 
