@@ -100,17 +100,9 @@ class _Unclear(Exception):
 
 
 def _shfmt(line: str, dialect: str) -> dict[str, Any] | str:
-    try:
-        done = subprocess.run(
-            [shfmt_path(), "-ln", dialect, "--to-json"],
-            input=line.encode(),
-            capture_output=True,
-            timeout=TIMEOUT,
-            env={"PATH": os.defpath},
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"the shell parser failed: {exc}"
+    done = _quietly([shfmt_path(), "-ln", dialect, "--to-json"], line.encode())
+    if isinstance(done, str):
+        return f"the shell parser failed: {done}"
     if done.returncode != 0:
         message = done.stderr.decode(errors="replace").strip().replace("<standard input>:", "")
         return f"the command line does not parse as {_NAMES[dialect]}: {message[:300]}"
@@ -123,21 +115,28 @@ _NAMES = {"posix": "POSIX sh (dash)", "bash": "bash"}
 
 def _sh_syntax(line: str) -> str:
     """The host's `sh` parses the line without running it (`-n`): its own word on syntax."""
+    done = _quietly(["/bin/sh", "-n", "-c", line], b"")
+    if isinstance(done, str):
+        return f"the shell's syntax check failed: {done}"
+    if done.returncode != 0:
+        message = done.stderr.decode(errors="replace").strip()
+        return f"/bin/sh does not accept the command line: {message[:300]}"
+    return ""
+
+
+def _quietly(argv: list[str], given: bytes) -> subprocess.CompletedProcess[bytes] | str:
+    """Run a parser with `given` on stdin and a bare environment; why it failed, if it did."""
     try:
-        done = subprocess.run(
-            ["/bin/sh", "-n", "-c", line],
+        return subprocess.run(
+            argv,
+            input=given,
             capture_output=True,
-            stdin=subprocess.DEVNULL,
             timeout=TIMEOUT,
             env={"PATH": os.defpath},
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"the shell's syntax check failed: {exc}"
-    if done.returncode != 0:
-        message = done.stderr.decode(errors="replace").strip()
-        return f"/bin/sh does not accept the command line: {message[:300]}"
-    return ""
+        return str(exc)
 
 
 @lru_cache(maxsize=1)
