@@ -15,6 +15,7 @@ are irreversible (no row capture yet), and batches a ROLLBACK would not take bac
 from goex_tools.domains.sql import compensations as _compensations  # registers the kinds
 from goex_tools.domains.sql.changes import ChangeSummary, RowChange, TableChanges
 from goex_tools.domains.sql.databases import DatabaseRef, register_database
+from goex_tools.domains.sql.functions import declare_safe_functions
 from goex_tools.domains.sql.results import StatementResult
 from goex_tools.domains.sql.statements import InvalidSql, Statement, classify
 from goex_tools.domains.sql.tool import (
@@ -42,6 +43,7 @@ __all__ = [
     "StatementResult",
     "TableChanges",
     "classify",
+    "declare_safe_functions",
     "plan",
     "propose",
     "run_sql",

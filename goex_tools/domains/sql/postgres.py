@@ -41,7 +41,7 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
-from goex_tools.domains.sql import postgres_keys
+from goex_tools.domains.sql import postgres_counters, postgres_keys
 from goex_tools.domains.sql.changes import (
     SAMPLE_ROWS,
     Captured,
@@ -117,12 +117,13 @@ RESET = """CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE A
 SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD SEQUENCES"""
 SESSION_KEY = "goex_capture_session"  # in a pooled connection's info: TEMP_OBJECTS after SESSION
 
-# One round trip: the transaction id (the first result), then the triggers. Dropping them
-# before COMMIT needs the tables' owner (or a member of its role): the tables this role does
-# not own are listed in an error (under NOT_OWNED) before any COMMIT.
+# One round trip: the triggers, then the transaction id and the tuple counters
+# (the baseline `postgres_counters` compares with before COMMIT). The triggers fire whatever
+# `session_replication_role` a batch sets (ENABLE ALWAYS). Dropping them before COMMIT needs
+# the tables' owner (or a member of its role): the tables this role does not own are listed
+# in an error (under NOT_OWNED) before any COMMIT.
 NOT_OWNED = "goex-not-owned"
 INSTALL = f"""
-SELECT pg_current_xact_id();
 DO $d$ DECLARE r record; refused text[] := '{{}}'; BEGIN
     FOR r IN {CAPTURED}
     LOOP
@@ -130,12 +131,14 @@ DO $d$ DECLARE r record; refused text[] := '{{}}'; BEGIN
             refused := refused || format('%I.%I', r.nspname, r.relname);
         ELSIF r.relkind = 'f' THEN
             EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE OR DELETE ON %I.%I '
-                           'FOR EACH ROW EXECUTE FUNCTION pg_temp.goex_refuse_foreign()',
-                           '{TRIGGER}', r.nspname, r.relname);
+                           'FOR EACH ROW EXECUTE FUNCTION pg_temp.goex_refuse_foreign(); '
+                           'ALTER FOREIGN TABLE %I.%I ENABLE ALWAYS TRIGGER %I',
+                           '{TRIGGER}', r.nspname, r.relname, r.nspname, r.relname, '{TRIGGER}');
         ELSE
             EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %I.%I '
-                           'FOR EACH ROW EXECUTE FUNCTION pg_temp.goex_capture()',
-                           '{TRIGGER}', r.nspname, r.relname);
+                           'FOR EACH ROW EXECUTE FUNCTION pg_temp.goex_capture(); '
+                           'ALTER TABLE %I.%I ENABLE ALWAYS TRIGGER %I',
+                           '{TRIGGER}', r.nspname, r.relname, r.nspname, r.relname, '{TRIGGER}');
         END IF;
     END LOOP;
     IF refused <> '{{}}' THEN
@@ -143,6 +146,8 @@ DO $d$ DECLARE r record; refused text[] := '{{}}'; BEGIN
             USING ERRCODE = 'insufficient_privilege', HINT = '{NOT_OWNED}';
     END IF;
 END $d$;
+SELECT pg_current_xact_id();
+{postgres_counters.COUNTERS};
 """
 
 UNINSTALL = f"""
@@ -195,9 +200,11 @@ SAMPLE = f"""SELECT seq, old::text, new::text FROM goex_changes WHERE seq IN (
     SELECT seq FROM (SELECT seq, row_number() OVER (PARTITION BY sch, tbl ORDER BY seq) AS n
                      FROM goex_changes) AS f WHERE n <= {SAMPLE_ROWS})"""
 
-# One round trip once the batch ran: drop the triggers, then read the log and the sample (sorts
-# of a large log stay in memory up to this size instead of spilling to disk).
-FINISH = f"{UNINSTALL};\nSET LOCAL work_mem = '32MB';\n{LOG};\n{SAMPLE}"
+# One round trip once the batch ran: the tuple counters, drop the triggers, then read the log
+# and the sample (sorts of a large log stay in memory up to this size instead of spilling).
+FINISH = (
+    f"{postgres_counters.COUNTERS};\n{UNINSTALL};\nSET LOCAL work_mem = '32MB';\n{LOG};\n{SAMPLE}"
+)
 
 # The images of the events at some log positions (outside the sample).
 IMAGES = """SELECT seq, old::text, new::text FROM goex_changes
@@ -264,6 +271,7 @@ class SqlAlchemyTransaction:
         self.tx = self.conn.begin()
         self.capture = capture
         self.txid: str | None = None
+        self._baseline: postgres_counters.Counts = {}  # tuple counters after install
         self._log: list[LoggedRows] | None = None
         self._starts: list[int] = []  # the log position of each run's first event
         self._sample: dict[int, tuple[str | None, str | None]] = {}  # images by log position
@@ -272,7 +280,7 @@ class SqlAlchemyTransaction:
             if read_only:
                 self.conn.exec_driver_sql("SET TRANSACTION READ ONLY")
             if capture:
-                self.txid = _install_capture(self.conn)
+                self.txid, self._baseline = _install_capture(self.conn)
         except BaseException:
             self.rollback()
             self.close()
@@ -288,7 +296,7 @@ class SqlAlchemyTransaction:
         if not self.capture:
             return []
         if self._log is None:
-            found, sample = _finish_capture(self.conn)
+            found, sample = _finish_capture(self.conn, self._baseline)
             self._log = [
                 LoggedRows(schema_=s, table=t, op=o, count=n, old=old, new=new)
                 for s, t, o, n, _, old, new, _ in found
@@ -335,19 +343,22 @@ class SqlAlchemyTransaction:
         self.conn.close()
 
 
-def _install_capture(conn: Connection) -> str:
+def _install_capture(conn: Connection) -> tuple[str, postgres_counters.Counts]:
     """Create the capture triggers (and, once per session, the log and functions), unless this
-    role may not drop them before COMMIT; returns the transaction id."""
+    role may not drop them before COMMIT; returns the transaction id and the tuple counters
+    once they exist."""
     if SESSION_KEY not in conn.info:
         conn.exec_driver_sql(escaped(SESSION))
         conn.info[SESSION_KEY] = conn.exec_driver_sql(TEMP_OBJECTS).scalar()
     try:
-        return str(conn.exec_driver_sql(escaped(INSTALL)).scalar())
-    except sa.exc.DBAPIError as exc:
-        diag = getattr(exc.orig, "diag", None)
+        txid, counters = _script(conn, INSTALL)
+    except Exception as exc:  # the driver's own error: the script ran on its cursor
+        diag = getattr(exc, "diag", None)
         if getattr(diag, "message_hint", None) != NOT_OWNED:
             raise
         foreign = sorted(json.loads(str(getattr(diag, "message_primary", "[]"))))
+    else:
+        return str(txid[0][0]), postgres_counters.counts(counters)
     more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
     raise GoexError(
         "row capture creates triggers (living only inside the step's transaction) on every "
@@ -357,11 +368,26 @@ def _install_capture(conn: Connection) -> str:
     )
 
 
-def _finish_capture(conn: Connection) -> tuple[list[Any], list[Any]]:
-    """Drop the triggers and read the log and its sample, in one round trip."""
+def _finish_capture(
+    conn: Connection, baseline: postgres_counters.Counts
+) -> tuple[list[Any], list[Any]]:
+    """Check the tuple counters against the log, drop the triggers and read the log and its
+    sample, in one round trip. Raises GoexError when the counters saw writes the log did not
+    (the caller rolls the batch back)."""
+    counters, log, sample = _script(conn, FINISH)
+    unseen = postgres_counters.unseen_writes(
+        baseline, counters, ((r[0], r[1], r[2], int(r[3])) for r in log)
+    )
+    if unseen:
+        raise GoexError(postgres_counters.refusal(unseen))
+    return log, sample
+
+
+def _script(conn: Connection, sql: str) -> list[list[Any]]:
+    """Run several statements in one round trip; the rows of each that returns rows."""
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.execute(FINISH)  # no parameters: the driver sends the script as it is
+        cursor.execute(sql)  # no parameters: the driver sends the script as it is
         results = []
         while True:
             if cursor.description is not None:
@@ -370,8 +396,7 @@ def _finish_capture(conn: Connection) -> tuple[list[Any], list[Any]]:
                 break
     finally:
         cursor.close()
-    log, sample = results
-    return log, sample
+    return results
 
 
 def restore(args: JSONDict, force: bool) -> None:

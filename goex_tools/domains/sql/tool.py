@@ -12,13 +12,13 @@ were kept for a while, which this never is).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import URL, Engine
 
-from goex_tools.domains.sql import mysql, postgres, sqlite
+from goex_tools.domains.sql import functions, mysql, postgres, sqlite
 from goex_tools.domains.sql.changes import Captured, ChangeSummary, Decision, summarize
 from goex_tools.domains.sql.databases import DatabaseRef, lookup
 from goex_tools.domains.sql.results import StatementResult
@@ -72,9 +72,24 @@ class Plan(BaseModel):
         return self.reversibility is Reversibility.NO_EFFECT
 
 
-def plan(sql: str, database: str | URL | Engine) -> Plan:
-    """Classify a batch: is it read-only, reversible (by which mechanism), or irreversible?"""
-    _, ref = lookup(database)
+def plan(sql: str, database: str | URL | Engine, *, safe_functions: Iterable[str] = ()) -> Plan:
+    """Classify a batch: is it read-only, reversible (by which mechanism), or irreversible?
+
+    On PostgreSQL this looks the functions the batch calls up in the database: calling one
+    that is not built in (nor in `safe_functions`) makes the batch of unknown effects.
+    """
+    real_url, ref = lookup(database)
+    how = _classified(sql, ref)
+    if how.reversibility is not Reversibility.IRREVERSIBLE and ref.dialect == "postgresql":
+        with postgres.engine_for(real_url).connect() as conn:
+            unknown = functions.unknown(conn, sql, how.statements, safe_functions)
+        if unknown:
+            return _irreversible(ref, how.statements, functions.note(unknown))
+    return how
+
+
+def _classified(sql: str, ref: DatabaseRef) -> Plan:
+    """The plan the statements' syntax gives."""
     statements = classify(sql, ref.dialect)
     kinds = {s.kind for s in statements}
     if kinds == {"read"}:
@@ -99,9 +114,11 @@ def plan(sql: str, database: str | URL | Engine) -> Plan:
     )
 
 
-def propose(sql: str, database: str | URL | Engine) -> Proposal:
+def propose(
+    sql: str, database: str | URL | Engine, *, safe_functions: Iterable[str] = ()
+) -> Proposal:
     """The Proposal run_sql will put to the gate: what the batch is and how it can be undone."""
-    return _proposal(plan(sql, database), sql)
+    return _proposal(plan(sql, database, safe_functions=safe_functions), sql)
 
 
 def run_sql(
@@ -110,15 +127,21 @@ def run_sql(
     *,
     confirm: Confirm | None = None,
     result_rows: int = RESULT_ROWS,
+    safe_functions: Iterable[str] = (),
 ) -> SqlResult:
     """Run a batch of SQL as one journaled step in one transaction.
 
-    `database`: a name given to `register_database`, a URL, or an SQLAlchemy Engine.
-    `confirm(summary)`: sees the changes before COMMIT and returns "commit" or "rollback"
-    (or True/False). Raises InvalidSql before anything runs for malformed SQL, and on
-    MySQL/MariaDB for batches whose rollback would not take them back (see `mysql`).
+    - `database`: a name given to `register_database`, a URL, or an SQLAlchemy Engine.
+    - `confirm(summary)`: sees the changes before COMMIT and returns "commit" or "rollback"
+      (or True/False).
+    - `safe_functions`: PostgreSQL functions (by name) trusted to act only through the
+      batch's own transaction; calling any other function that is not built in makes the
+      batch of unknown effects (irreversible), see `functions`.
+
+    Raises InvalidSql before anything runs for malformed SQL, and on MySQL/MariaDB for
+    batches whose rollback would not take them back (see `mysql`).
     """
-    how = plan(sql, database)
+    how = plan(sql, database, safe_functions=safe_functions)
     if confirm is not None and how.ref.dialect == "mysql":
         mysql.check_confirm(how.statements)
     real_url, _ = lookup(database)
