@@ -122,7 +122,7 @@ class Policy:
         found: list[Verdicted] = []
         p = proposal.predicted
         if proposal.domain == "fs":
-            for subject in fs_subjects(proposal.tool, p):
+            for subject in fs_subjects(proposal):
                 if "path" in subject and outside_workspace(subject["path"]):
                     found.append(
                         Verdicted(

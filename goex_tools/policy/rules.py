@@ -62,7 +62,7 @@ def evaluate_rules(config: PolicyConfig, proposal: Proposal) -> Verdicted:
     subjects: list[dict[str, Any]]
     if proposal.domain == "fs":
         default, rules = config.fs.default, config.fs.rules
-        subjects = fs_subjects(proposal.tool, p)
+        subjects = fs_subjects(proposal)
     elif proposal.domain == "sql":
         default, rules = config.sql.default, config.sql.rules
         subjects = sql_subjects(proposal.tool, p)
@@ -101,13 +101,15 @@ def evaluate_rules(config: PolicyConfig, proposal: Proposal) -> Verdicted:
     return strictest_of(verdicts) or fallback
 
 
-def fs_subjects(tool: str, predicted: dict[str, Any]) -> list[dict[str, Any]]:
+def fs_subjects(proposal: Proposal) -> list[dict[str, Any]]:
+    tool, predicted = proposal.tool, proposal.predicted
     named = [normalize(path) for path in predicted.get("paths") or []]
     workspace = predicted.get("workspace")
     inside = [p for p in named if workspace and not outside_workspace(p)]
+    reached = tree(str(workspace), inside)
     subjects: list[dict[str, Any]] = [
         {"tool": tool, "path": path}
-        for path in dict.fromkeys([*named, *tree(str(workspace), inside)])
+        for path in dict.fromkeys([*named, *reached, *moved_to(proposal, reached)])
     ]
     if predicted.get("command") is not None:
         try:
@@ -148,6 +150,18 @@ def http_subject(tool: str, predicted: dict[str, Any]) -> dict[str, Any]:
     query = f"?{url.query.decode()}" if url.query else ""
     subject.update(host=host, path=url.path, url=f"{url.scheme}://{host}{port}{url.path}{query}")
     return subject
+
+
+def moved_to(proposal: Proposal, reached: Sequence[str]) -> list[str]:
+    """Where a move puts each path under its source: `move_path("tmp", ".github")` creates
+    `.github/workflows/ci.yml` from `tmp/workflows/ci.yml`, and a rule on it must see it."""
+    if proposal.tool != "move_path":
+        return []
+    source = normalize(str(proposal.inputs.get("source") or ""))
+    destination = normalize(str(proposal.inputs.get("destination") or ""))
+    if not source or not destination:
+        return []
+    return [destination + path[len(source) :] for path in reached if path.startswith(source + "/")]
 
 
 def tree(workspace: str, paths: Sequence[str]) -> list[str]:

@@ -292,3 +292,37 @@ def test_a_path_rule_sees_what_a_directory_operation_reaches(
     assert set(before) - set(ws.manifest()) == {"lib", "lib/util.py"}
     steps = sqlite_journal.steps(run.id)
     assert [s.status.value for s in steps] == ["refused"] * 3 + ["applied"]
+
+
+def test_move_path_holds_the_destinations_future_subtree_to_the_rules(
+    ws: Workspace, sqlite_journal: Journal, policy_file: MakePolicy
+) -> None:
+    """Moving a directory creates every path under it again at the destination: a rule on
+    `.github/workflows/**` or on `config/prod.yaml` sees the files the move would put there."""
+    for rel, text in {
+        "tmpw/ci.yml": "on: push",
+        "tmpc/prod.yaml": "db: prod",
+        "tmpg/workflows/deploy.yml": "on: push",
+        "tmpd/sub/notes.txt": "ok",
+    }.items():
+        (ws.root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ws.root / rel).write_text(text)
+    gate = policy_file(
+        "default: allow\nfs:\n  rules:\n"
+        "    - {name: workflows, paths: ['.github/workflows/**'], decision: refuse}\n"
+        "    - {name: prod, paths: ['config/prod.yaml'], decision: refuse}\n"
+    )
+    before = ws.manifest()
+    with goex.run("agent", journal=sqlite_journal, gate=gate) as run:
+        for source, destination, rule in (
+            ("tmpw", ".github/workflows", "workflows"),
+            ("tmpc", "config", "prod"),
+            ("tmpg", ".github", "workflows"),
+        ):
+            with pytest.raises(ActionRefused, match=f"rule '{rule}'"):
+                ws.move_path(source, destination)
+        assert ws.manifest() == before
+        ws.move_path("tmpd", "docs")  # nothing it would create is refused
+    assert (ws.root / "docs" / "sub" / "notes.txt").read_text() == "ok"
+    steps = sqlite_journal.steps(run.id)
+    assert [s.status.value for s in steps] == ["refused"] * 3 + ["applied"]
