@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar, cast
 
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, validate_call
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from goex_tools.errors import InvalidCompensation
 from goex_tools.model import Compensation, JSONDict, Proposal, Reversibility, Step
@@ -36,6 +37,10 @@ class CallArgs(BaseModel):
     function: str
     kwargs: JSONDict = {}
     probe: str | None = None
+    typed: bool = False
+    """The call's arguments held values JSON has no type for (a date, Decimal, UUID, path,
+    enum, pydantic model): journaled in pydantic's JSON form, they are validated back
+    against the annotations of the undo (and probe) before it is called."""
 
     @field_validator("function", "probe")
     @classmethod
@@ -53,7 +58,7 @@ def _call_probe(step: Step) -> EffectState:
     args = CallArgs.model_validate(step.compensation.args)
     if args.probe is None:
         return EffectState.UNKNOWN
-    answer = resolve(args.probe)(**args.kwargs)
+    answer = _invoke(args.probe, args.kwargs, typed=args.typed)
     if isinstance(answer, EffectState):
         return answer
     if answer is None:
@@ -64,7 +69,14 @@ def _call_probe(step: Step) -> EffectState:
 @registry.register(KIND, args_model=CallArgs, probe=_call_probe)
 def _call(args: JSONDict, ctx: UndoContext) -> Any:
     parsed = CallArgs.model_validate(args)
-    return resolve(parsed.function)(**parsed.kwargs)
+    return _invoke(parsed.function, parsed.kwargs, typed=parsed.typed)
+
+
+def _invoke(ref: str, kwargs: JSONDict, *, typed: bool) -> Any:
+    function = resolve(ref)
+    if typed:
+        function = validate_call(config=ConfigDict(arbitrary_types_allowed=True))(function)
+    return function(**kwargs)
 
 
 def call_compensation(
@@ -73,11 +85,19 @@ def call_compensation(
     *,
     probe: Callable[..., Any] | None = None,
 ) -> Compensation:
-    """A compensation that calls `undo(**kwargs)`; `undo` may also be a registered kind."""
-    _require_json(kwargs)
+    """A compensation that calls `undo(**kwargs)`; `undo` may also be a registered kind.
+
+    Values pydantic can serialise (dates, Decimals, UUIDs, paths, enums, models) are
+    journaled in their JSON form and handed back to `undo` as the types it declares.
+
+    Raises InvalidCompensation for a value with no JSON form (a connection, a lock).
+    """
+    kwargs, typed = _as_json(kwargs)
     if isinstance(undo, str):
         return Compensation(kind=undo, args=kwargs, description=f"{undo}({_short(kwargs)})")
-    args = CallArgs(function=ref_of(undo), kwargs=kwargs, probe=ref_of(probe) if probe else None)
+    args = CallArgs(
+        function=ref_of(undo), kwargs=kwargs, probe=ref_of(probe) if probe else None, typed=typed
+    )
     return Compensation(
         kind=KIND,
         args=args.model_dump(),
@@ -227,15 +247,29 @@ def _undo_kwargs(compensation: Compensation) -> JSONDict:
     return dict(compensation.args)
 
 
-def _require_json(kwargs: JSONDict) -> None:
+def _as_json(kwargs: JSONDict) -> tuple[JSONDict, bool]:
+    """`kwargs` as JSON data, and whether pydantic had to convert a value to get there."""
     try:
         json.dumps(kwargs)
-    except (TypeError, ValueError) as exc:
-        raise InvalidCompensation(f"undo arguments must be JSON data: {exc}") from None
+        return kwargs, False
+    except (TypeError, ValueError):
+        pass
+    for name, value in kwargs.items():
+        try:
+            json.dumps(to_jsonable_python(value))
+        except (PydanticSerializationError, TypeError, ValueError):
+            raise InvalidCompensation(
+                f"undo arguments must be JSON data: {name!r} is a {type(value).__name__}, "
+                f"which has none; give before= a function that returns the undo's arguments "
+                f"as JSON data (an id, a path, a copy of the state to restore)"
+            ) from None
+    return to_jsonable_python(kwargs), True
 
 
 def _jsonable_inputs(inputs: JSONDict) -> JSONDict:
-    return {k: json.loads(json.dumps(v, default=repr)) for k, v in inputs.items()}
+    return {
+        k: json.loads(json.dumps(to_jsonable_python(v, fallback=repr))) for k, v in inputs.items()
+    }
 
 
 def _short(kwargs: JSONDict, limit: int = 120) -> str:

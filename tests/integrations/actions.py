@@ -4,11 +4,16 @@ process that rolls back)."""
 from __future__ import annotations
 
 import asyncio
+import datetime
+import enum
 import threading
+import uuid
+from decimal import Decimal
 from pathlib import Path
 
 from langchain.tools import ToolRuntime
 from langchain_core.tools import tool
+from pydantic import BaseModel
 
 from goex_tools import reversible
 
@@ -117,3 +122,51 @@ def slow_append(path: str, line: str) -> str:
     slow_started.set()
     assert slow_may_finish.wait(30)
     return add_line(path, line)
+
+
+class Priority(enum.Enum):
+    LOW = "low"
+    HIGH = "high"
+
+
+class Owner(BaseModel):
+    name: str
+    team: str
+
+
+def typed_line(
+    day: datetime.date, amount: Decimal, ticket: uuid.UUID, priority: Priority, owner: Owner
+) -> str:
+    return f"{day.isoformat()} {amount} {ticket} {priority.value} {owner.name}@{owner.team}"
+
+
+@tool
+def log_typed(
+    path: Path,
+    day: datetime.date,
+    amount: Decimal,
+    ticket: uuid.UUID,
+    priority: Priority,
+    owner: Owner,
+) -> str:
+    """Append an entry to a ledger file: a day, an amount, a ticket, a priority, an owner."""
+    with path.open("a") as fh:
+        fh.write(typed_line(day, amount, ticket, priority, owner) + "\n")
+    return f"logged to {path}"
+
+
+def unlog_typed(
+    path: Path,
+    day: datetime.date,
+    amount: Decimal,
+    ticket: uuid.UUID,
+    priority: Priority,
+    owner: Owner,
+) -> None:
+    """Remove the entry `log_typed` appended; it gets back the types the tool was given."""
+    assert isinstance(path, Path) and isinstance(day, datetime.date)
+    assert isinstance(amount, Decimal) and isinstance(ticket, uuid.UUID)
+    assert isinstance(priority, Priority) and isinstance(owner, Owner)
+    lines = path.read_text().splitlines(keepends=True)
+    assert lines[-1] == typed_line(day, amount, ticket, priority, owner) + "\n"
+    path.write_text("".join(lines[:-1]))

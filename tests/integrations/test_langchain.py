@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from langchain.agents import create_agent
@@ -19,12 +19,15 @@ from tests.integrations.actions import (
     append_line_async,
     append_signed,
     drop_last_line,
+    log_typed,
     read_text,
+    unlog_typed,
     write_text,
     write_text_async,
     write_text_strictly,
 )
 from tests.integrations.checks import (
+    assert_compensated_once,
     assert_runs_kept_apart,
     assert_tool_calls,
     assert_undo_last_then_rest,
@@ -436,11 +439,16 @@ def test_a_subagent_called_as_a_tool_is_part_of_the_same_run(
     journal: Journal, workspace: Path
 ) -> None:
     """An agent whose tool invokes another agent: the sub-agent's tool calls are journaled
-    under the outer call, in the outer invocation's run, and roll back with it."""
+    under the outer call, in the outer invocation's run, and roll back with it: `steps=1`
+    undoes that one call with both its effects (`undo_step` undoes a single effect)."""
     before = manifest(workspace)
-    keep, report = str(workspace / "keep.txt"), str(workspace / "report.txt")
-    rewrite = [("write_text", {"path": keep, "text": "by the writer\n"})]
-    writer = create_agent(ScriptedChatModel(script=[rewrite, "ok"]), [goex_tool(write_text)])
+    notes, keep, report = (str(workspace / n) for n in ("notes.txt", "keep.txt", "report.txt"))
+    writes = [
+        [("write_text", {"path": keep, "text": "by the writer\n"})],
+        [("write_text", {"path": notes, "text": "also by the writer\n"})],
+        "ok",
+    ]
+    writer = create_agent(ScriptedChatModel(script=writes), [goex_tool(write_text)])
 
     def ask_writer(task: str) -> str:
         """Hand a writing task to the writer agent."""
@@ -449,7 +457,7 @@ def test_a_subagent_called_as_a_tool_is_part_of_the_same_run(
 
     script = [
         [("write_text", {"path": report, "text": "summary\n"})],
-        [("ask_writer", {"task": "rewrite keep.txt"})],
+        [("ask_writer", {"task": "rewrite keep.txt and notes.txt"})],
         "done",
     ]
     agent = create_agent(
@@ -461,9 +469,76 @@ def test_a_subagent_called_as_a_tool_is_part_of_the_same_run(
     run_id = handler.run_ids[0]
     steps = journal.steps(run_id)
     ask = next(s for s in steps if s.tool == "ask_writer")
-    inner_call = next(s for s in steps if s.parent_id == ask.id)
-    assert (inner_call.tool, inner_call.reversibility) == ("write_text", Reversibility.CONTAINER)
-    assert [s.inputs for s in steps if s.parent_id == inner_call.id] == [
-        {"path": keep, "text": "by the writer\n"}
+    inner_calls = [s for s in steps if s.parent_id == ask.id]
+    assert [(s.tool, s.reversibility) for s in inner_calls] == [
+        ("write_text", Reversibility.CONTAINER)
+    ] * 2
+    assert [s.inputs["path"] for s in steps if s.parent_id in {c.id for c in inner_calls}] == [
+        keep,
+        notes,
     ]
-    assert_undo_last_then_rest(journal, run_id, workspace, before, last="keep.txt")
+    written = manifest(workspace)
+    goex.rollback(run_id, steps=1, journal=journal)
+    assert manifest(workspace) == {
+        **written,
+        "keep.txt": before["keep.txt"],
+        "notes.txt": before["notes.txt"],
+    }
+    goex.rollback(run_id, journal=journal)
+    assert manifest(workspace) == before
+    assert_compensated_once(journal, run_id)
+
+
+def test_a_reversible_tool_takes_dates_decimals_uuids_paths_enums_models(
+    journal: Journal, workspace: Path
+) -> None:
+    """Arguments pydantic can serialise are journaled as JSON, and the undo gets them back
+    as the types it declares."""
+    before = manifest(workspace)
+    entry = {
+        "path": str(workspace / "notes.txt"),
+        "day": "2024-02-29",
+        "amount": "12.50",
+        "ticket": "6f1c2a34-1111-4222-8333-444455556666",
+        "priority": "high",
+        "owner": {"name": "ada", "team": "ops"},
+    }
+    handler = GoexCallbackHandler(journal=journal)
+    agent = create_agent(
+        ScriptedChatModel(script=[[("log_typed", entry)], "done"]),
+        tools=[reversible_tool(log_typed, undo=unlog_typed)],
+    )
+    result = agent.invoke({"messages": [("user", "log it")]}, config={"callbacks": [handler]})
+    answer = next(m for m in result["messages"] if m.type == "tool")
+    assert answer.status == "success", answer.content
+    assert (
+        (workspace / "notes.txt")
+        .read_text()
+        .endswith("2024-02-29 12.50 6f1c2a34-1111-4222-8333-444455556666 high ada@ops\n")
+    )
+    run_id = handler.last_run_id
+    assert run_id is not None
+    effect = journal.steps(run_id)[1]
+    assert effect.status is StepStatus.APPLIED and effect.inputs == entry
+    goex.rollback(run_id, journal=journal)
+    assert manifest(workspace) == before
+
+
+class Connection:
+    """Something with no JSON form (a live connection, a lock)."""
+
+
+@tool
+def use_connection(connection: Annotated[Any, "a live connection"], line: str) -> str:
+    """Do something over a live connection."""
+    return line
+
+
+def test_a_reversible_tool_argument_with_no_json_form_says_to_give_before(
+    journal: Journal,
+) -> None:
+    wrapped = reversible_tool(use_connection, undo=drop_last_line)
+    with goex.run("direct", journal=journal) as run:
+        answer = wrapped.invoke({"connection": Connection(), "line": "x"})
+    assert "connection" in answer and "before=" in answer
+    assert [s.status for s in journal.steps(run.id)] == []
