@@ -58,9 +58,19 @@ def test_rules_from_the_live_fastapi_document(service: Service) -> None:
             item_url=f"{base}/items/{{item_id}}",
             source="openapi",
         ),
-        UndoRule(action="update", method="PUT", url=f"{base}/items/{{item_id}}", source="openapi"),
         UndoRule(
-            action="update", method="PATCH", url=f"{base}/items/{{item_id}}", source="openapi"
+            action="update",
+            method="PUT",
+            url=f"{base}/items/{{item_id}}",
+            can_patch=True,
+            source="openapi",
+        ),
+        UndoRule(
+            action="update",
+            method="PATCH",
+            url=f"{base}/items/{{item_id}}",
+            can_patch=True,
+            source="openapi",
         ),
         UndoRule(
             action="delete", method="DELETE", url=f"{base}/items/{{item_id}}", source="openapi"
@@ -79,6 +89,7 @@ def test_rules_only_where_the_document_has_the_operations(tmp_path: Path) -> Non
             method="PATCH",
             url=f"{base}/repos/{{owner}}/issues/{{number}}",
             restore_method="PATCH",
+            can_patch=True,
             source="openapi",
         ),
         UndoRule(
@@ -103,8 +114,10 @@ def test_rules_only_where_the_document_has_the_operations(tmp_path: Path) -> Non
 
 
 def test_documents_that_cannot_be_used_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(OpenAPIError, match="only OpenAPI 3"):
-        rules_from_openapi({"swagger": "2.0", "paths": {}})
+    with pytest.raises(OpenAPIError, match="only OpenAPI 3 and Swagger 2.0"):
+        rules_from_openapi({"swagger": "1.2", "paths": {}})
+    with pytest.raises(OpenAPIError, match="no absolute server URL"):
+        rules_from_openapi({"swagger": "2.0", "basePath": "/v1", "paths": {}})
     with pytest.raises(OpenAPIError, match="no absolute server URL"):
         rules_from_openapi({"openapi": "3.1.0", "servers": [{"url": "/v1"}], "paths": {}})
     assert (

@@ -6,7 +6,8 @@ what kind of action the call is:
   carried in `id_field`;
 - update: undone by writing back (`restore_method`) the state read just before;
 - delete: undone by writing the state read just before back (`recreate_method` on
-  `recreate_url`, by default PUT on the deleted item's own URL);
+  `recreate_url`, by default PUT on the deleted item's own URL), and the items of its
+  sub-collections (`children`: the service may delete them with it) after it;
 - irreversible: nothing can undo it (sending an email), so policy can refuse it up front.
 """
 
@@ -24,8 +25,26 @@ Source = Literal["registered", "openapi"]
 TEMPLATE_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+class ChildRule(BaseModel):
+    """A collection under a resource (`<resource URL><suffix>`), whose items deleting the
+    resource may delete too: listed and read before, re-created after it."""
+
+    suffix: str  # `/records`: the collection's URL after the resource's
+    items_field: str | None = None  # where a listing holds its items (`data`); None: an array
+    id_field: str = "id"  # an item's id in the listing; its URL is `<collection>/<id>`
+    recreate_method: Literal["PUT", "POST"] | None = "PUT"  # None: no way to re-create one
+    children: list[ChildRule] = Field(default_factory=list)
+
+
 class UndoRule(BaseModel):
-    """How calls matching `method` + `url` are undone."""
+    """How calls matching `method` + `url` are undone.
+
+    `id_field`: where a create's response holds the new id, a dotted path (`data.id`); empty:
+    the `item_url` parameter's name or `id`, at the top or in a one-level envelope, then the
+    Location header. `ignore_fields` and `write_only`: path patterns (see `fields`) of
+    server-managed and write-only properties. `can_patch`: PATCH may restore the resource
+    (used when a PUT would need a write-only value).
+    """
 
     action: Action
     method: str
@@ -33,9 +52,12 @@ class UndoRule(BaseModel):
     item_url: str | None = None
     id_field: str = "id"
     restore_method: Literal["PUT", "PATCH"] = "PUT"
+    can_patch: bool = False
     recreate_method: Literal["PUT", "POST"] = "PUT"
     recreate_url: str | None = None
     ignore_fields: list[str] = Field(default_factory=list)
+    write_only: list[str] = Field(default_factory=list)
+    children: list[ChildRule] = Field(default_factory=list)
     source: Source = "registered"
 
     @field_validator("method")
@@ -95,6 +117,7 @@ class UndoRules:
         methods: tuple[str, ...] = ("PUT", "PATCH"),
         restore_method: Literal["PUT", "PATCH"] = "PUT",
         ignore_fields: list[str] | None = None,
+        write_only: list[str] | None = None,
     ) -> UndoRules:
         """`PUT/PATCH url` changes the resource at `url`; undone by writing it back."""
         for method in methods:
@@ -104,7 +127,9 @@ class UndoRules:
                     method=method,
                     url=url,
                     restore_method=restore_method,
+                    can_patch="PATCH" in (m.upper() for m in methods),
                     ignore_fields=ignore_fields or [],
+                    write_only=write_only or [],
                 )
             )
         return self
@@ -116,8 +141,11 @@ class UndoRules:
         recreate_method: Literal["PUT", "POST"] = "PUT",
         recreate_url: str | None = None,
         ignore_fields: list[str] | None = None,
+        write_only: list[str] | None = None,
+        children: list[ChildRule] | None = None,
     ) -> UndoRules:
-        """`DELETE url` removes the resource; undone by `recreate_method recreate_url`."""
+        """`DELETE url` removes the resource (and the items of `children`); undone by
+        `recreate_method recreate_url`, then re-creating those items."""
         return self.add(
             UndoRule(
                 action="delete",
@@ -126,6 +154,8 @@ class UndoRules:
                 recreate_method=recreate_method,
                 recreate_url=recreate_url,
                 ignore_fields=ignore_fields or [],
+                write_only=write_only or [],
+                children=children or [],
             )
         )
 
@@ -134,7 +164,8 @@ class UndoRules:
         return self.add(UndoRule(action="irreversible", method=method, url=url))
 
     def add_openapi(self, document: object, *, base_url: str | None = None) -> UndoRules:
-        """Add the rules inferred from an OpenAPI 3 document (dict, file path or URL)."""
+        """Add the rules inferred from an OpenAPI 3 or Swagger 2.0 document (dict, file path
+        or URL)."""
         from goex_tools.domains.http.openapi import rules_from_openapi
 
         return self.add(*rules_from_openapi(document, base_url=base_url))

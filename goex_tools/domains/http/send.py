@@ -11,11 +11,13 @@ import time
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from goex_tools.domains.http.call import HttpCall, HttpResult
+from goex_tools.domains.http.fields import get, rewrite, split
 from goex_tools.errors import GoexError, TransientError
 from goex_tools.redaction import redact
 from goex_tools.secrets import SecretStore, cut_partial
@@ -42,22 +44,38 @@ class HttpStatusError(HttpError):
         self.retry_after = retry_after
 
 
+CONDITIONAL = frozenset(
+    {"if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "if-range"}
+)
+"""Request headers that make a call conditional: they belong to the call that carries them
+(a state read or an undo sends its own, never the agent's)."""
+
+
 class State(BaseModel):
-    """A resource as a GET saw it: absent, or present with its body."""
+    """A resource as a GET saw it: absent, or present with its body (and the strong ETag
+    the service gave it, which is not journaled)."""
 
     exists: bool
     body: Any = None
+    etag: str | None = Field(default=None, exclude=True)
 
-    def same_as(self, other: State, ignore: list[str]) -> bool:
-        return self.exists == other.exists and _without(self.body, ignore) == _without(
-            other.body, ignore
-        )
+    def same_as(self, other: State, ignore: list[str], keep: list[str] | None = None) -> bool:
+        """Equal, leaving out the values (not the presence) of the fields `ignore` names,
+        except those in `keep`."""
+        return self.exists == other.exists and rewrite(
+            self.body, ignore, drop=False, keep=keep
+        ) == rewrite(other.body, ignore, drop=False, keep=keep)
 
     def short(self) -> str:
         if not self.exists:
             return "absent"
         text = json.dumps(self.body, default=str)
         return text if len(text) <= 200 else text[:197] + "..."
+
+
+def unconditional(headers: dict[str, str]) -> dict[str, str]:
+    """`headers` without the conditional ones (If-Match, If-None-Match, ...)."""
+    return {k: v for k, v in headers.items() if k.lower() not in CONDITIONAL}
 
 
 _clients: dict[float, httpx.Client] = {}
@@ -165,15 +183,60 @@ def read_state(
     client: httpx.Client, url: str, headers: dict[str, str], store: SecretStore
 ) -> State:
     """GET `url`: absent on 404/410, the JSON (or text) body on 2xx, HttpStatusError else."""
-    call = HttpCall(method="GET", url=url, headers=headers)
+    call = HttpCall(method="GET", url=url, headers=unconditional(headers))
     response = request(client, call, store)
     if response.status_code in (404, 410):
         return State(exists=False)
     check_status(call, response)
+    etag = response.headers.get("etag")
+    strong = etag if etag and not etag.startswith("W/") else None
     try:
-        return State(exists=True, body=response.json())
+        return State(exists=True, body=response.json(), etag=strong)
     except ValueError:
-        return State(exists=True, body=response.text)
+        return State(exists=True, body=response.text, etag=strong)
+
+
+def read_listing(
+    client: httpx.Client,
+    url: str,
+    headers: dict[str, str],
+    store: SecretStore,
+    items_field: str | None,
+    limit: int,
+) -> list[Any] | None:
+    """Every entry of the collection at `url` (following `Next-Page` and `Link: rel=next`
+    to the same host), or None when it holds more than `limit`. An absent collection is
+    empty; any other failure raises HttpError."""
+    entries: list[Any] = []
+    next_url: str | None = url
+    while next_url is not None:
+        call = HttpCall(method="GET", url=next_url, headers=unconditional(headers))
+        response = request(client, call, store)
+        if response.status_code in (404, 410):
+            return entries
+        check_status(call, response)
+        try:
+            body = response.json()
+            page = body if items_field is None else get(body, split(items_field))
+        except (ValueError, KeyError):
+            raise HttpError(
+                f"GET {next_url}: the listing is not JSON with `{items_field}`"
+            ) from None
+        if not isinstance(page, list):
+            raise HttpError(f"GET {next_url}: `{items_field or 'the body'}` is not a list")
+        entries += page
+        if len(entries) > limit:
+            return None
+        next_url = _next_page(response, next_url)
+    return entries
+
+
+def _next_page(response: httpx.Response, url: str) -> str | None:
+    found = response.headers.get("next-page") or response.links.get("next", {}).get("url")
+    if not found:
+        return None
+    target = urljoin(url, found)
+    return target if urlsplit(target).netloc == urlsplit(url).netloc else None
 
 
 def as_transient(exc: HttpError) -> GoexError:
@@ -208,9 +271,3 @@ def _error(what: str, exc: Exception) -> HttpError:
     """A redacted error for an httpx failure, to raise outside the handler (unchained)."""
     kind = HttpUnreachable if isinstance(exc, httpx.TransportError) else HttpError
     return kind(redact(f"{what}: {type(exc).__name__}: {exc}"))
-
-
-def _without(body: Any, ignore: list[str]) -> Any:
-    if ignore and isinstance(body, dict):
-        return {k: v for k, v in body.items() if k not in ignore}
-    return body

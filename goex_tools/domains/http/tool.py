@@ -15,7 +15,10 @@ from urllib.parse import quote, urljoin
 
 from pydantic import ValidationError
 
+from goex_tools.domains.http.before import Before, Fields, find_id, journalable, read_before
 from goex_tools.domains.http.call import SAFE_METHODS, HttpCall, HttpResult, not_json
+from goex_tools.domains.http.fields import SERVER_MANAGED, get, kept_by_service, split
+from goex_tools.domains.http.fields import found as fields_found
 from goex_tools.domains.http.rules import RuleMatch, UndoRules, match_template
 from goex_tools.domains.http.send import (
     DEFAULT_TIMEOUT,
@@ -27,9 +30,9 @@ from goex_tools.domains.http.send import (
     result_of,
     status_error,
 )
-from goex_tools.domains.http.undo import UndoCall, revert, unavailable
+from goex_tools.domains.http.undo import ChildState, UndoCall, revert, unavailable
 from goex_tools.errors import GoexError
-from goex_tools.model import Compensation, JSONDict, Proposal, Reversibility
+from goex_tools.model import Compensation, Proposal, Reversibility
 from goex_tools.redaction import MASK, redact
 from goex_tools.runtime import StepHandle, execute
 from goex_tools.secrets import SecretStore, default_store, placeholders
@@ -121,7 +124,9 @@ class HttpTool:
             note = f"{call.method} {call.path} is {found.rule.source} as irreversible"
             return Plan("irreversible", None, match=found, note=note)
         if found is not None:
-            return Plan(found.rule.action, found.rule.source, match=found)
+            return _write_only_plan(call, found) or Plan(
+                found.rule.action, found.rule.source, match=found
+            )
         return self._llm_plan(call)
 
     def _llm_plan(self, call: HttpCall) -> Plan:
@@ -163,10 +168,9 @@ class HttpTool:
 
     def _effect(self, handle: StepHandle, call: HttpCall, plan: Plan) -> HttpResult:
         client = client_for(self.timeout)
-        before = None
-        if plan.action in ("update", "delete"):
-            before = read_state(client, call.url, call.headers, self.store)
-            self._set_undo(handle, call, plan, before, None)
+        before = self._before(client, call, plan)
+        if before is not None:
+            self._set_undo(handle, call, plan, before, None, None)
             handle.save()
         try:
             result = result_of(open_response(client, call, self.store), self.max_body)
@@ -174,56 +178,99 @@ class HttpTool:
             if not 200 <= result.status_code < 300:
                 raise status_error(call, result.status_code, result.body)
         except HttpError:
-            if before is not None and plan.action == "update":
+            if before is not None and plan.action != "delete":
                 # an error or a lost answer does not prove nothing changed: record what
                 # the resource is now, so the runtime's probe can tell
-                after = self._read_after(client, call.url, call.headers)
-                self._set_undo(handle, call, plan, before, after)
+                after = self._read_after(client, before.url, call.headers)
+                self._set_undo(handle, call, plan, before, after, None)
             raise
-        if plan.action == "create":
+        if before is not None:
+            after = self._read_after(client, before.url, call.headers)
+            self._set_undo(handle, call, plan, before, after, result.status_code)
+        elif plan.action == "create":
             self._set_create_undo(handle, client, call, plan, result)
-        elif before is not None:
-            after = self._read_after(client, call.url, call.headers)
-            self._set_undo(handle, call, plan, before, after)
         if plan.action in ("create", "update", "delete"):
             handle.save("undo completed with the state the call left")  # for recovery
         return result
+
+    def _before(self, client: Any, call: HttpCall, plan: Plan) -> Before | None:
+        """The state to return to, read before sending: the call's URL for an update or a
+        delete; for a create naming its id, the resource it would create, which may exist
+        (then the call is undone as an update of it)."""
+        if plan.match is None or plan.action not in ("create", "update", "delete"):
+            return None
+        rule = plan.match.rule
+        if plan.action != "create":
+            return read_before(
+                client, self.store, call.url, call.headers, plan.action, rule, call.method == "PUT"
+            )
+        param = plan.match.new_id_param()
+        named = find_id(call.body, rule.id_field, param)
+        if named is None or rule.item_url is None or param is None:
+            return None
+        target = plan.match.fill(rule.item_url, **{param: quote(str(named[1]), safe="")})
+        state = read_state(client, target, call.headers, self.store)
+        if not state.exists:
+            return None
+        return read_before(client, self.store, target, call.headers, "update", rule, put=False)
 
     def _set_undo(
         self,
         handle: StepHandle,
         call: HttpCall,
         plan: Plan,
-        before: State,
+        before: Before,
         after: State | None,
+        status: int | None,
     ) -> None:
-        """Journal how to return the resource at the call's URL to `before`."""
+        """Journal how to return the resource at `before.url` to the state read before."""
         assert plan.match is not None
-        rule, url = plan.match.rule, call.url
-        if not _journalable(before):
+        rule, url, fields = plan.match.rule, before.url, Fields.of(plan.match.rule)
+        if before.problem is not None:
+            _no_undo(handle, before.problem)
+            return
+        state = before.state
+        if state is None and status == 201:
+            state = State(exists=False)  # the service says the PUT created it
+        if state is None:
             _no_undo(
                 handle,
-                "the state read before holds a secret value, which the journal masks, "
-                "so it cannot be written back exactly",
+                f"{url} could not be read before the call (403): unless the service answers "
+                f"201 Created, what the call replaced is unknown",
             )
             return
-        if not before.exists:
+        sent = call.body if url == call.url else None
+        if after is not None and after.exists:
+            keep = kept_by_service(sent, after.body, SERVER_MANAGED)
+        else:  # unknown: whatever the call set is compared
+            keep = fields_found(sent, SERVER_MANAGED)
+        if not state.exists:
             undo = UndoCall(method="DELETE", url=url)  # the call creates what was absent
         elif plan.action == "delete":
             target = plan.match.fill(rule.recreate_url) if rule.recreate_url else url
-            undo = UndoCall(method=rule.recreate_method, url=target, json_body=before.body)
+            undo = UndoCall(
+                method=rule.recreate_method, url=target, json_body=fields.restore_body(state, [])
+            )
         else:
-            undo = UndoCall(method=rule.restore_method, url=url, json_body=before.body)
+            method = rule.restore_method
+            if fields_found(state.body, fields.write_only):
+                method = "PATCH"  # read_before made sure the rule takes it
+            undo = UndoCall(method=method, url=url, json_body=fields.restore_body(state, keep))
+        left = State(exists=False) if plan.action == "delete" else after
         handle.set_compensation(
             revert(
                 undo,
                 headers=call.headers,
                 check_url=url,
-                before=before,
-                after=after if plan.action == "update" else State(exists=False),
-                ignore_fields=rule.ignore_fields,
+                before=fields.journaled(state),
+                after=fields.journaled(left) if left is not None else None,
+                ignore_fields=fields.ignore,
+                keep_fields=keep,
+                write_only=fields.write_only,
+                children=before.children,
                 description=f"{undo.method} {undo.url} back to the state read before "
-                f"{call.method} ({plan.source})",
+                f"{call.method} ({plan.source})"
+                + (f", and {_count(before.children)} items under it" if before.children else ""),
                 timeout=self.timeout,
             )
         )
@@ -240,23 +287,33 @@ class HttpTool:
         assert plan.match is not None
         rule = plan.match.rule
         assert rule.item_url is not None
-        item_url = _created_url(plan.match, result)
-        if item_url is None:
+        fields = Fields.of(rule)
+        created = _created_url(plan.match, result)
+        if created is None:
             _no_undo(
                 handle,
-                f"the response carried neither `{rule.id_field}` nor a Location header, so "
-                f"what the call created cannot be found",
+                f"the response carried neither {_id_names(plan.match)} nor a Location header, "
+                f"so what the call created cannot be found",
             )
             return
+        item_url, id_at = created
         after = self._read_after(client, item_url, call.headers)
+        if id_at is not None and (after is None or _id_at(after.body, id_at) != id_at[1]):
+            _no_undo(
+                handle,
+                f"{item_url}, where the id `{id_at[0]}` of the response points, does not "
+                f"show that id, so what the call created cannot be told apart",
+            )
+            return
         handle.set_compensation(
             revert(
                 UndoCall(method="DELETE", url=item_url),
                 headers=call.headers,
                 check_url=item_url,
                 before=State(exists=False),
-                after=after,
-                ignore_fields=rule.ignore_fields,
+                after=fields.journaled(after) if after is not None else None,
+                ignore_fields=fields.ignore,
+                write_only=fields.write_only,
                 description=f"DELETE {item_url}, created by {call.method} {call.url} "
                 f"({plan.source})",
                 timeout=self.timeout,
@@ -269,21 +326,66 @@ class HttpTool:
             after = read_state(client, url, headers, self.store)
         except HttpError:
             return None
-        return after if _journalable(after) else None
+        return after if journalable(after) else None
 
 
-def _created_url(match: RuleMatch, result: HttpResult) -> str | None:
-    """Where the created resource lives: `item_url` with the response's id, or its Location."""
+def _write_only_plan(call: HttpCall, found: RuleMatch) -> Plan | None:
+    """Irreversible, if undoing the call would need a value the service never gives back."""
+    rule = found.rule
+    patterns = Fields.of(rule).write_only
+    if rule.action == "update":
+        sets = fields_found(call.body, patterns)
+        if sets:
+            return Plan(
+                "irreversible",
+                None,
+                match=found,
+                note=f"{call.method} {call.path} sets {', '.join(sets)}, which the service "
+                f"never gives back as set (write-only): the value it replaces cannot be restored",
+            )
+    if rule.action == "delete" and rule.write_only:
+        return Plan(
+            "irreversible",
+            None,
+            match=found,
+            note=f"re-creating {call.path} would need {', '.join(rule.write_only)}, which the "
+            f"service never gives back as set (write-only)",
+        )
+    return None
+
+
+def _count(children: list[ChildState]) -> int:
+    return sum(1 + _count(c.children) for c in children)
+
+
+def _id_names(match: RuleMatch) -> str:
+    rule = match.rule
+    if rule.id_field:
+        return f"`{rule.id_field}`"
+    return " or ".join(f"`{n}`" for n in dict.fromkeys([match.new_id_param() or "id", "id"]))
+
+
+def _id_at(body: Any, id_at: tuple[str, Any]) -> Any:
+    try:
+        return get(body, split(id_at[0]))
+    except KeyError:
+        return None
+
+
+def _created_url(match: RuleMatch, result: HttpResult) -> tuple[str, tuple[str, Any] | None] | None:
+    """Where the created resource lives: `item_url` with the response's id (and, when the id
+    was not named by the rule but found, where it was found), or its Location."""
     rule = match.rule
     assert rule.item_url is not None
     param = match.new_id_param()
-    new_id = result.body.get(rule.id_field) if isinstance(result.body, dict) else None
-    if new_id is not None and param is not None and MASK not in str(new_id):
-        return match.fill(rule.item_url, **{param: quote(str(new_id), safe="")})
+    named = find_id(result.body, rule.id_field, param)
+    if named is not None and param is not None and MASK not in str(named[1]):
+        url = match.fill(rule.item_url, **{param: quote(str(named[1]), safe="")})
+        return url, None if rule.id_field else named
     location = result.headers.get("location")
     if location and MASK not in location:
         url = urljoin(rule.url, location)
-        return url if match_template(rule.item_url, url) is not None else None
+        return (url, None) if match_template(rule.item_url, url) is not None else None
     return None
 
 
@@ -316,7 +418,7 @@ def _template(call: HttpCall, plan: Plan, timeout: float) -> Compensation | None
         assert rule.item_url is not None
         url = plan.match.fill(rule.item_url)
         undo = UndoCall(method="DELETE", url=url)
-        what = f"DELETE {url} with the `{rule.id_field}` of the response ({plan.source})"
+        what = f"DELETE {url} with the {_id_names(plan.match)} of the response ({plan.source})"
     elif plan.action == "update":
         undo = UndoCall(method=rule.restore_method, url=call.url)
         what = f"{rule.restore_method} {call.url} back to the state read just before"
@@ -327,8 +429,3 @@ def _template(call: HttpCall, plan: Plan, timeout: float) -> Compensation | None
     return revert(
         undo, headers=call.headers, check_url=None, before=None, description=what, timeout=timeout
     )
-
-
-def _journalable(state: State) -> bool:
-    data: JSONDict = state.model_dump(mode="json")
-    return bool(redact(data) == data)

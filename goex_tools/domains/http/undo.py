@@ -4,7 +4,13 @@ Its arguments keep secrets as placeholders; they are resolved again, for the sam
 when the undo runs. With a `check_url` the undo is safe to repeat and to race:
 - the resource already is as it was before the step: nothing to do (a retried undo);
 - it is no longer as the step left it: CompensationConflict (unless forced);
+- the compensating call carries its own precondition: `If-Match` with the ETag just read,
+  or `If-None-Match: *` when it re-creates what is absent (the agent's are never replayed);
 - after the compensating call it must be as it was before, or the undo fails loudly.
+Server-managed fields (`ignore_fields`, minus `keep_fields`) are compared by presence only;
+write-only ones are never journaled nor compared. `children` are the items of
+sub-collections a DELETE took with it: each is re-created after the resource, and the undo
+fails (never reports success) unless every one is back.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from goex_tools.domains.http.call import HttpCall
+from goex_tools.domains.http.fields import rewrite
 from goex_tools.domains.http.rules import TEMPLATE_PARAM
 from goex_tools.domains.http.send import (
     DEFAULT_TIMEOUT,
@@ -24,8 +31,14 @@ from goex_tools.domains.http.send import (
     client_for,
     read_state,
     request,
+    unconditional,
 )
-from goex_tools.errors import CompensationConflict, GoexError, InvalidCompensation
+from goex_tools.errors import (
+    CompensationConflict,
+    GoexError,
+    InvalidCompensation,
+    TransientError,
+)
 from goex_tools.model import Compensation, JSONDict, Step
 from goex_tools.redaction import redact
 from goex_tools.registry import EffectState, UndoContext, registry
@@ -40,6 +53,15 @@ class UndoCall(BaseModel):
     json_body: Any = None
 
 
+class ChildState(BaseModel):
+    """An item of a sub-collection as read before the DELETE, and how to re-create it."""
+
+    url: str
+    state: State
+    call: UndoCall | None = None  # None: it cannot be re-created (the undo then fails)
+    children: list[ChildState] = Field(default_factory=list)
+
+
 class RevertArgs(BaseModel):
     """A compensating call, the headers it and the state reads carry, and the states."""
 
@@ -48,9 +70,22 @@ class RevertArgs(BaseModel):
     check_url: str | None = None  # GET here reads the resource's state; None: no checks
     before: State | None = None  # the state to return to; None: unknown
     after: State | None = None  # the state the step left; None: unknown
-    ignore_fields: list[str] = Field(default_factory=list)
+    ignore_fields: list[str] = Field(default_factory=list)  # server-managed: presence only
+    keep_fields: list[str] = Field(default_factory=list)  # ... except these, set by the call
+    write_only: list[str] = Field(default_factory=list)  # never journaled nor compared
+    children: list[ChildState] = Field(default_factory=list)
     unavailable: str | None = None  # why this step turned out not to be undoable
     timeout: float = DEFAULT_TIMEOUT  # seconds per request, as the tool that made the step
+
+    def seen(self, state: State) -> State:
+        """`state` as the undo compares it: write-only values left out."""
+        if not self.write_only or not state.exists:
+            return state
+        body = rewrite(state.body, self.write_only, drop=True)
+        return State(exists=True, body=body, etag=state.etag)
+
+    def same(self, state: State, other: State) -> bool:
+        return self.seen(state).same_as(self.seen(other), self.ignore_fields, self.keep_fields)
 
 
 def unavailable(template: Compensation, reason: str) -> Compensation:
@@ -74,15 +109,18 @@ def revert(
     ignore_fields: list[str] | None = None,
     description: str = "",
     timeout: float = DEFAULT_TIMEOUT,
+    **more: Any,
 ) -> Compensation:
+    """The compensation `http.revert` for `call`; `more`: the other RevertArgs fields."""
     args = RevertArgs(
         call=call,
-        headers=headers,
+        headers=unconditional(headers),
         check_url=check_url,
         before=before,
         after=after,
         ignore_fields=ignore_fields or [],
         timeout=timeout,
+        **more,
     )
     return Compensation(
         kind=KIND,
@@ -105,8 +143,8 @@ def _probe(step: Step) -> EffectState:
     if args.check_url is None or args.unavailable or _unresolved(args):
         return EffectState.UNKNOWN
     current = read_state(client_for(args.timeout), args.check_url, args.headers, default_store())
-    at_before = args.before is not None and current.same_as(args.before, args.ignore_fields)
-    at_after = args.after is not None and current.same_as(args.after, args.ignore_fields)
+    at_before = args.before is not None and args.same(current, args.before)
+    at_after = args.after is not None and args.same(current, args.after)
     if at_after and not at_before:
         return EffectState.HAPPENED
     if at_before and not at_after:
@@ -133,31 +171,72 @@ def _revert(raw: JSONDict, ctx: UndoContext) -> None:
 
 def _run(client: Any, args: RevertArgs, force: bool) -> None:
     store = default_store()
+    headers = unconditional(args.headers)  # journals made before they were left out
+    current: State | None = None
     if args.check_url is not None:
-        current = read_state(client, args.check_url, args.headers, store)
-        if args.before is not None and current.same_as(args.before, args.ignore_fields):
+        current = read_state(client, args.check_url, headers, store)
+        if args.before is not None and args.same(current, args.before):
+            _restore_children(client, args, args.children, force)
             return  # already as it was: an earlier attempt got through
-        if (
-            args.after is not None
-            and not force
-            and not current.same_as(args.after, args.ignore_fields)
-        ):
+        if args.after is not None and not force and not args.same(current, args.after):
             raise CompensationConflict(
                 redact(
                     f"{args.check_url} changed since the step: it is now {current.short()}, "
                     f"the step left it {args.after.short()}"
                 )
             )
-    call = HttpCall(
-        method=args.call.method, url=args.call.url, headers=args.headers, body=args.call.json_body
-    )
-    check_status(call, request(client, call, store))
+    same_url = current is not None and args.call.url == args.check_url
+    _send(client, args.call, headers, current if same_url else None)
     if args.check_url is not None and args.before is not None:
-        restored = read_state(client, args.check_url, args.headers, store)
-        if not restored.same_as(args.before, args.ignore_fields):
+        restored = read_state(client, args.check_url, headers, store)
+        if not args.same(restored, args.before):
             raise HttpError(
                 redact(
-                    f"{call.method} {call.url} was accepted, but {args.check_url} is now "
-                    f"{restored.short()}, not {args.before.short()} as before the step"
+                    f"{args.call.method} {args.call.url} was accepted, but {args.check_url} is "
+                    f"now {restored.short()}, not {args.before.short()} as before the step"
                 )
             )
+    _restore_children(client, args, args.children, force)
+
+
+def _send(client: Any, undo: UndoCall, headers: dict[str, str], current: State | None) -> None:
+    """Send the compensating call with its own precondition on the state just read."""
+    own = dict(headers)
+    if current is not None and current.etag is not None:
+        own["If-Match"] = current.etag
+    elif current is not None and not current.exists and undo.method == "PUT":
+        own["If-None-Match"] = "*"
+    call = HttpCall(method=undo.method, url=undo.url, headers=own, body=undo.json_body)
+    response = request(client, call, default_store())
+    if response.status_code == 412:  # changed between the read and the write: read again
+        raise TransientError(f"{call.method} {call.url}: the precondition failed (412)")
+    check_status(call, response)
+
+
+def _restore_children(
+    client: Any, args: RevertArgs, children: list[ChildState], force: bool
+) -> None:
+    """Re-create the items a DELETE took with it, parents first; fail unless all are back."""
+    headers = unconditional(args.headers)
+    for child in children:
+        current = read_state(client, child.url, headers, default_store())
+        if not args.same(current, child.state):
+            if current.exists and not force:
+                raise CompensationConflict(
+                    redact(
+                        f"{child.url} exists again, as {current.short()}, not as it was "
+                        f"before the step ({child.state.short()})"
+                    )
+                )
+            if child.call is None:
+                raise GoexError(f"{child.url} was deleted with its parent and cannot be re-created")
+            _send(client, child.call, headers, current if child.call.url == child.url else None)
+            restored = read_state(client, child.url, headers, default_store())
+            if not args.same(restored, child.state):
+                raise HttpError(
+                    redact(
+                        f"{child.call.method} {child.call.url} was accepted, but {child.url} is "
+                        f"now {restored.short()}, not {child.state.short()} as before the step"
+                    )
+                )
+        _restore_children(client, args, child.children, force)
