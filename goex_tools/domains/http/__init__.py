@@ -12,7 +12,7 @@ Importing this package registers the compensation kind `http.revert`.
 
 from goex_tools.domains.http.call import HttpCall, HttpResult
 from goex_tools.domains.http.openapi import OpenAPIError, rules_from_openapi
-from goex_tools.domains.http.rules import UndoRule, UndoRules
+from goex_tools.domains.http.rules import ChildRule, UndoRule, UndoRules
 from goex_tools.domains.http.send import HttpError, HttpStatusError, HttpUnreachable, State
 from goex_tools.domains.http.tool import (
     TOOL,
@@ -26,6 +26,7 @@ from goex_tools.domains.http.undo import KIND, RevertArgs, UndoCall, revert
 __all__ = [
     "KIND",
     "TOOL",
+    "ChildRule",
     "HttpCall",
     "HttpError",
     "HttpResult",

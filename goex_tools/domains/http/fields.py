@@ -18,6 +18,9 @@ from collections.abc import Iterator
 from typing import Any
 
 SERVER_MANAGED = (
+    "**.created",
+    "**.created_at",
+    "**.createdAt",
     "**.etag",
     "**._etag",
     "**.last_modified",

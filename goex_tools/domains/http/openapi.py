@@ -244,8 +244,8 @@ class _Document:
         for path, ops in self.paths.items():
             if depth > 4 or not _shape(path).startswith(shape + "/") or path == item_path:
                 continue
-            suffix = path.rstrip("/")[len(item_path.rstrip("/")) :]
-            if TEMPLATE_PARAM.search(suffix) or "get" not in ops:
+            suffix = _shape(path)[len(shape) :]
+            if "{}" in suffix or "get" not in ops:
                 continue  # items of a sub-collection are reached through it
             sub_item = next(
                 (

@@ -180,12 +180,21 @@ def status_error(
 
 
 def read_state(
-    client: httpx.Client, url: str, headers: dict[str, str], store: SecretStore
+    client: httpx.Client,
+    url: str,
+    headers: dict[str, str],
+    store: SecretStore,
+    *,
+    hidden_is_absent: bool = False,
 ) -> State:
-    """GET `url`: absent on 404/410, the JSON (or text) body on 2xx, HttpStatusError else."""
+    """GET `url`: absent on 404/410, the JSON (or text) body on 2xx, HttpStatusError else.
+
+    `hidden_is_absent`: 403 reads as absent too (services that hide what does not exist,
+    like Kinto); only for a write guarded by `If-None-Match: *`, which fails if it exists.
+    """
     call = HttpCall(method="GET", url=url, headers=unconditional(headers))
     response = request(client, call, store)
-    if response.status_code in (404, 410):
+    if response.status_code in (404, 410) or (hidden_is_absent and response.status_code == 403):
         return State(exists=False)
     check_status(call, response)
     etag = response.headers.get("etag")

@@ -239,6 +239,13 @@ class HttpTool:
                 f"201 Created, what the call replaced is unknown",
             )
             return
+        if plan.action == "update" and state.exists and after is not None and not after.exists:
+            _no_undo(
+                handle,
+                f"after the call {url} is gone: the call moved or deleted it, and where it "
+                f"went is unknown",
+            )
+            return
         sent = call.body if url == call.url else None
         if after is not None and after.exists:
             keep = kept_by_service(sent, after.body, SERVER_MANAGED)
