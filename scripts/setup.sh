@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv with goex-tools and its integrations, and install bubblewrap (the default
 # sandbox) when missing; with --dev, also the test tools and the Debian packages the tests use
-# (git, PostgreSQL, MariaDB: their binaries; the tests start throw-away servers if none runs).
+# (git, PostgreSQL, MariaDB, nginx: their binaries; the tests start throw-away servers if none runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev=${1:-}
@@ -12,6 +12,7 @@ if [ "$dev" = "--dev" ]; then
   command -v git >/dev/null || missing+=(git)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
   command -v mariadbd >/dev/null || missing+=(mariadb-server)
+  [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx-light)  # path tests
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then

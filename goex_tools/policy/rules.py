@@ -33,6 +33,7 @@ from goex_tools.policy.config import (
     SqlRule,
     Verdict,
 )
+from goex_tools.policy.urls import AmbiguousPath, addresses, canonical_host, ip_address, normal_path
 
 
 @dataclass(frozen=True)
@@ -82,9 +83,7 @@ def evaluate_rules(config: PolicyConfig, proposal: Proposal) -> Verdicted:
         else Verdicted(config.default, "default", "no rule matched", ("default",))
     )
     verdicts = [
-        Verdicted("refuse", "fs.commands", subject["unclear"])
-        for subject in subjects
-        if "unclear" in subject
+        Verdicted("refuse", *subject["unclear"]) for subject in subjects if "unclear" in subject
     ]
     for subject in subjects:
         matched = [
@@ -115,7 +114,7 @@ def fs_subjects(proposal: Proposal) -> list[dict[str, Any]]:
         try:
             commands = simple_commands(str(predicted["command"]))
         except UnclearCommand as unclear:
-            return [{"tool": tool, "unclear": str(unclear)}]
+            return [{"tool": tool, "unclear": ("fs.commands", str(unclear))}]
         subjects.extend(
             {"tool": tool, "command": c.text, "program": c.program, "literal": c.literal}
             for c in commands
@@ -136,19 +135,22 @@ def sql_subjects(tool: str, predicted: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def http_subject(tool: str, predicted: dict[str, Any]) -> dict[str, Any]:
-    """The request as the server will see it: the client (httpx) drops `.`/`..` segments and
-    lowercases scheme and host (and a host's final dot means nothing), and the server decodes
-    `%xx`; so `/items/../emails` and `/%65mails` are matched as `/emails`, and cannot slip
-    past a rule on `/emails`."""
+    """The request as the server will act on it (see `policy.urls`): its path decoded and
+    resolved as servers route it (`/x/%2e%2e/emails` and `//emails` are `/emails`), its host
+    lowercased and, for an address, in its usual form (`2130706433` is `127.0.0.1`)."""
     subject = {"tool": tool, **predicted}
     try:
         url = httpx.URL(str(predicted.get("url") or ""))
-    except (httpx.InvalidURL, TypeError):
-        return subject
-    host = url.host.rstrip(".")  # `evil.com.` is `evil.com`
+        path = normal_path(url.raw_path.partition(b"?")[0].decode("ascii"))
+    except (httpx.InvalidURL, TypeError, UnicodeDecodeError):
+        return {"tool": tool, "unclear": ("http.url", "the URL cannot be read")}
+    except AmbiguousPath as ambiguous:
+        return {"tool": tool, "unclear": ("http.path", str(ambiguous))}
+    host = canonical_host(url.host)
     port = f":{url.port}" if url.port is not None else ""
     query = f"?{url.query.decode()}" if url.query else ""
-    subject.update(host=host, path=url.path, url=f"{url.scheme}://{host}{port}{url.path}{query}")
+    shown = f"[{host}]" if ":" in host else host
+    subject.update(host=host, path=path, url=f"{url.scheme}://{shown}{port}{path}{query}")
     return subject
 
 
@@ -232,11 +234,28 @@ def _match_http(rule: HttpRule, subject: dict[str, Any]) -> bool:
     method = str(subject.get("method") or "").upper()
     if rule.methods is not None and method not in {m.upper() for m in rule.methods}:
         return False
-    checks = ((rule.hosts, "host", True), (rule.urls, "url", False), (rule.paths, "path", False))
-    for globs, key, fold in checks:
-        if globs is not None and not _any_glob(globs, str(subject.get(key) or ""), fold=fold):
+    if rule.hosts is not None and not _match_host(rule, str(subject.get("host") or "")):
+        return False
+    checks = ((rule.urls, "url"), (rule.paths, "path"))
+    for globs, key in checks:
+        if globs is not None and not _any_glob(globs, str(subject.get(key) or "")):
             return False
     return True
+
+
+def _match_host(rule: HttpRule, host: str) -> bool:
+    """A host glob matches the host's name; one naming an address matches every spelling
+    of it, and, in a refuse or ask rule, every name resolving to it (or one that cannot be
+    resolved now: what cannot be told is held to the stricter rule)."""
+    assert rule.hosts is not None
+    globs = [canonical_host(g) if ip_address(g.strip("[]")) else g for g in rule.hosts]
+    if _any_glob(globs, host, fold=True):
+        return True
+    named = {g for g in globs if ip_address(g) is not None}
+    if rule.decision == "allow" or not named or ip_address(host) is not None:
+        return False
+    resolved = addresses(host)
+    return resolved is None or bool(resolved & named)
 
 
 def table_glob(glob: str, table: str) -> bool:

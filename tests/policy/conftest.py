@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from goex_tools import Journal
 from goex_tools.policy import Policy
 from tests.http.service import Service
+from tests.support.nginx import Nginx
 
 
 @pytest.fixture
@@ -65,3 +66,12 @@ def service() -> Iterator[Service]:
     running = Service().start()
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="module")
+def nginx(service: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
+    """Debian's nginx in front of the service: it decodes, resolves dot segments and merges
+    slashes before passing a request on, as real servers do."""
+    proxy = Nginx(service.url, tmp_path_factory.mktemp("nginx")).start()
+    yield proxy
+    proxy.stop()

@@ -15,6 +15,7 @@ from goex_tools import ActionRefused, Journal
 from goex_tools.domains.http import HttpTool, UndoRules
 from goex_tools.policy import ApprovalRequest, Policy
 from tests.http.service import Service
+from tests.support.nginx import Nginx
 
 MakePolicy = Callable[..., Policy]
 
@@ -172,3 +173,75 @@ def test_approval_modes_over_real_calls(
             request.irreversible or request.predicted["method"] == "GET"
         )
     assert len(world(service)["emails"]) == 1
+
+
+SPELLED_PATHS = [
+    "/x/%2e%2e/emails",
+    "//emails",
+    "/items/x/%2e%2e/%2e%2e/emails",  # allowed by `/items*` as written
+    "/items/%2E%2e/./emails",
+    "/items/..///emails",
+    "/%69tems/%2e%2e/%65mails",
+]
+
+
+def test_http_paths_are_matched_in_the_form_the_server_resolves(
+    api: HttpTool, service: Service, nginx: Nginx, sqlite_journal: Journal, policy_file: MakePolicy
+) -> None:
+    """nginx decodes, resolves `..` and merges slashes: every spelling reaches `/emails`."""
+    for path in SPELLED_PATHS:  # the server really does: each one sends an email
+        assert httpx.post(nginx.url + path, json={"to": "t", "subject": path}).is_success
+    assert [e["subject"] for e in world(service)["emails"]] == SPELLED_PATHS
+    service.state.reset()
+    gate = policy_file(
+        "default: refuse\nirreversible: allow\nhttp:\n  rules:\n"
+        '    - {paths: ["/items*"], decision: allow}\n'
+        '    - {name: no-email, paths: ["/emails*"], decision: refuse}\n'
+    )
+    with goex.run("agent", journal=sqlite_journal, gate=gate) as run:
+        for path in SPELLED_PATHS:
+            with pytest.raises(ActionRefused, match="rule 'no-email'"):
+                api.request("POST", nginx.url + path, json={"to": "all", "subject": "spam"})
+        for path in (
+            "/items/..%2femails",  # servers differ on %2f
+            "/items/%252e%252e/emails",  # decoded twice by some
+            "/items/..;/emails",  # Tomcat drops `;...` from a segment
+            "/items/%2e%2e/%2e%2e/emails",  # above the root: nginx refuses, others stop at /
+        ):
+            with pytest.raises(ActionRefused, match=r"rule 'http\.path'"):
+                api.request("POST", nginx.url + path, json={"to": "all", "subject": "spam"})
+        api.request("POST", nginx.url + "//items", json={"name": "ok"})
+    assert world(service)["emails"] == []
+    assert [i["name"] for i in world(service)["items"]] == ["ok"]
+    statuses = [s.status.value for s in sqlite_journal.steps(run.id)]
+    assert statuses == ["refused"] * (len(SPELLED_PATHS) + 4) + ["irreversible"]  # no undo rule
+
+
+LOOPBACK_SPELLINGS = [
+    "2130706433",
+    "0x7f000001",
+    "127.1",
+    "017700000001",
+    "0x7f.0.0.1",
+    "[::ffff:127.0.0.1]",
+    "[::ffff:7f00:1]",
+    "localhost",
+]
+
+
+@pytest.mark.parametrize("host", LOOPBACK_SPELLINGS)
+def test_http_host_rule_on_an_address_holds_for_its_other_spellings(
+    api: HttpTool, service: Service, sqlite_journal: Journal, policy_file: MakePolicy, host: str
+) -> None:
+    url = service.url.replace("127.0.0.1", host) + "/items"
+    assert httpx.get(url).status_code == 200  # the spelling reaches the service
+    gate = policy_file(
+        "default: allow\nirreversible: allow\nhttp:\n  rules:\n"
+        '    - {name: not-local, hosts: ["127.0.0.1"], decision: refuse}\n'
+    )
+    with (
+        goex.run("agent", journal=sqlite_journal, gate=gate),
+        pytest.raises(ActionRefused, match="rule 'not-local'"),
+    ):
+        api.request("POST", url, json={"name": "sneaky"})
+    assert world(service)["items"] == []
