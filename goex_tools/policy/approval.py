@@ -1,14 +1,17 @@
 """Approval hooks: a person (or a program standing in for one) approves or refuses an action.
 
 A hook is any callable taking an `ApprovalRequest` (the proposed action, its predicted
-effect, its compensation, and why it is being asked) and returning True to approve. The
+effect, its compensation, and why it is being asked) and returning True to approve. It has
+`approval_timeout` seconds to answer (600 by default); no answer refuses the action. The
 policy asks it when a rule says `ask`, and, by mode, for every irreversible action
 (`confirm-irreversible`) or every action (`confirm-all`); `auto` asks only where rules say so.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -60,6 +63,37 @@ class ApprovalRequest:
 
 class Approver(Protocol):
     def __call__(self, request: ApprovalRequest) -> bool: ...
+
+
+class NoAnswer(Exception):
+    """The approver did not answer in time."""
+
+
+def ask_within(approver: Approver, request: ApprovalRequest, timeout: float) -> bool:
+    """The approver's answer (True approves), or NoAnswer after `timeout` seconds.
+
+    The approver runs in a thread of its own; one that never returns is left behind (a
+    daemon thread) and its late answer is ignored: the action was refused already.
+    """
+    answers: list[bool] = []
+    failures: list[BaseException] = []
+
+    def answer() -> None:
+        try:
+            answers.append(approver(request) is True)
+        except BaseException as exc:  # handed to the caller: a failing approver refuses
+            failures.append(exc)
+
+    context = contextvars.copy_context()  # the approver sees the run it is asked for
+    thread = threading.Thread(target=context.run, args=(answer,), name="goex-approval")
+    thread.daemon = True
+    thread.start()
+    thread.join(timeout)
+    if failures:
+        raise failures[0]
+    if not answers:
+        raise NoAnswer(f"no answer from {approver_name(approver)} within {timeout:g} s")
+    return answers[0]
 
 
 def approver_name(approver: Callable[..., Any]) -> str:

@@ -108,6 +108,7 @@ class PolicyConfig(_Strict):
     default: Verdict = "ask"
     irreversible: Verdict = "ask"  # actions nobody can undo
     approval: ApprovalMode = "auto"
+    approval_timeout: float = Field(default=600.0, gt=0)  # seconds; no answer refuses
     llm_undo: bool = True  # ask the undo proposer (if one is given) for irreversible actions
     budgets: Budgets = Field(default_factory=Budgets)
     fs: FsPolicy = Field(default_factory=FsPolicy)

@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from goex_tools.model import Compensation, Decision, JSONDict, Proposal, Reversibility, Step
-from goex_tools.policy.approval import ApprovalRequest, Approver, approver_name
+from goex_tools.policy.approval import (
+    ApprovalRequest,
+    Approver,
+    NoAnswer,
+    approver_name,
+    ask_within,
+)
 from goex_tools.policy.budget import RunBudgets
 from goex_tools.policy.config import ApprovalMode, PolicyConfig, Verdict
 from goex_tools.policy.rules import (
@@ -41,6 +47,8 @@ class Policy:
     - `approver`: asked when a rule says `ask` or the approval mode requires it; without one,
       such actions are refused (never run unapproved).
     - `mode`: overrides the file's `approval` mode.
+    - `approval_timeout`: overrides the file's `approval_timeout` (seconds the approver has;
+      no answer refuses, and the step is journaled as refused).
     - `undo_proposer`: asked for an undo when an action has none (see `llm_undo`).
     - `sandbox_works(name)`: whether a sandbox backend works here (default: probe it).
     - `count_rows(proposal)`: rows an SQL action would change, measured in a dry run
@@ -56,11 +64,13 @@ class Policy:
         undo_proposer: UndoProposer | None = None,
         sandbox_works: SandboxCheck | None = None,
         count_rows: RowCounter | None = None,
+        approval_timeout: float | None = None,
     ) -> None:
         self.source = policy if isinstance(policy, PolicySource) else None
         self.config = policy.config if isinstance(policy, PolicySource) else policy
         self.approver = approver
         self.mode: ApprovalMode = mode or self.config.approval
+        self.approval_timeout = approval_timeout or self.config.approval_timeout
         self.undo_proposer = undo_proposer
         self._sandbox_works = sandbox_works or _default_sandbox_check
         self._count_rows = count_rows or _default_row_counter
@@ -254,7 +264,9 @@ class Policy:
         request = ApprovalRequest(shown, run.id, verdict.rule, self._reason(verdict))
         who = approver_name(self.approver)
         try:
-            approved = self.approver(request) is True
+            approved = ask_within(self.approver, request, self.approval_timeout)
+        except NoAnswer as silent:  # an approver that does not answer has not approved
+            return self._refuse(verdict, str(silent))
         except Exception as exc:  # an approver that breaks has not approved
             return self._refuse(verdict, f"the approver {who} failed: {type(exc).__name__}: {exc}")
         if approved:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,7 @@ import pytest
 
 import goex_tools as goex
 from goex_tools import ActionRefused, Journal, StepHandle, StepStatus
-from goex_tools.policy import ApprovalRequest, ConsolePrompt, Policy
+from goex_tools.policy import ApprovalRequest, ConsolePrompt, Policy, PolicyError
 from tests.policy.support import proposal_for, record, write
 
 MakePolicy = Callable[..., Policy]
@@ -292,3 +294,30 @@ def test_the_step_budget_counts_the_runs_journal_across_processes(
         StepStatus.APPLIED,
         StepStatus.REFUSED,
     ]
+
+
+def test_an_approver_that_never_answers_is_refused_after_the_timeout(
+    sqlite_journal: Journal, workspace: Path, policy_file: MakePolicy
+) -> None:
+    release = threading.Event()
+
+    def silent(request: ApprovalRequest) -> bool:
+        release.wait(30)  # a person who walked away; answers yes when released
+        return True
+
+    gate = policy_file("default: ask\napproval_timeout: 0.5\n", approver=silent)
+    started = time.monotonic()
+    with (
+        goex.run("agent", journal=sqlite_journal, gate=gate) as run,
+        pytest.raises(ActionRefused, match=r"no answer from silent within 0\.5 s"),
+    ):
+        write(workspace, "a.txt", "x")
+    assert time.monotonic() - started < 10
+    release.set()  # the late yes changes nothing
+    time.sleep(0.1)
+    assert not (workspace / "a.txt").exists()
+    (step,) = sqlite_journal.steps(run.id)
+    assert step.status is StepStatus.REFUSED and step.decision is not None
+    assert "no answer from silent within 0.5 s" in step.decision.reason
+    with pytest.raises(PolicyError, match="approval_timeout"):
+        policy_file("default: ask\napproval_timeout: 0\n")
