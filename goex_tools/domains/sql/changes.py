@@ -145,3 +145,13 @@ def conflict_report(conflicts: list[str], limit: int = 10) -> str:
     more = f" (and {len(conflicts) - limit} more)" if len(conflicts) > limit else ""
     head = "; ".join(conflicts[:limit])
     return f"{len(conflicts)} row(s) changed by someone else since the step: {head}{more}"
+
+
+def unforceable_report(rows: list[str], limit: int = 3) -> str:
+    """Why a forced undo stops at rows of a table without a primary key."""
+    more = f" (and {len(rows) - limit} more)" if len(rows) > limit else ""
+    return (
+        f"{'; '.join(rows[:limit])}{more}: the table has no primary key, so nothing tells "
+        f"which row is the step's now, and force cannot write its before-image over a row "
+        f"nobody may have meant; nothing was undone"
+    )

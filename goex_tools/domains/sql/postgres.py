@@ -48,6 +48,7 @@ from goex_tools.domains.sql.changes import (
     Operation,
     RowChange,
     conflict_report,
+    unforceable_report,
 )
 from goex_tools.domains.sql.databases import DatabaseRef, resolve
 from goex_tools.domains.sql.results import StatementResult, collect
@@ -584,6 +585,8 @@ class _Table:
             problem = f"{self.name} row {self._key_of(new)} was changed since the step"
         if problem is not None and not force:
             return problem
+        if problem is not None and not self.key:  # the row cannot be told from the others
+            raise GoexError(unforceable_report([problem]))
         if op == "insert":
             if found is not None:
                 self._delete(conn, found[0])

@@ -33,6 +33,7 @@ from goex_tools.domains.sql.changes import (
     Operation,
     RowChange,
     conflict_report,
+    unforceable_report,
 )
 from goex_tools.domains.sql.databases import DatabaseRef, resolve, sqlite_path
 from goex_tools.domains.sql.results import StatementResult, collect
@@ -128,6 +129,7 @@ class SqliteTransaction:
             self.conn.execute("PRAGMA query_only = ON")
         self.conn.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
         self.sequences_before = _sequences(self.conn)
+        self._null_keys = _null_key_rows(self.conn) if capture else {}
 
     def execute(self, sql: str, limit: int) -> StatementResult:
         cursor = self.conn.cursor()
@@ -168,6 +170,7 @@ class SqliteTransaction:
         the keys of updated rows; SQLite reads those rows whole and writes their JSON."""
         assert self.session is not None
         if self._captured is None:
+            _check_null_keys(self.conn, self._null_keys)
             changeset = self.session.changeset()
             tables = self._walk(changeset)
             updated = [
@@ -268,6 +271,41 @@ class SqliteTransaction:
         self.conn.close()
 
 
+def _null_key_rows(conn: apsw.Connection) -> dict[str, list[Row]]:
+    """Per table whose primary key may hold NULL (SQLite allows it outside INTEGER PRIMARY
+    KEY and WITHOUT ROWID tables), its rows with a NULL in the key, with their rowids."""
+    nullable: dict[str, list[str]] = {}
+    for table, column in conn.execute(
+        "SELECT l.name, c.name FROM pragma_table_list AS l "
+        "JOIN pragma_table_info(l.name) AS c WHERE l.schema = 'main' AND l.type = 'table' "
+        'AND NOT l.wr AND c.pk > 0 AND NOT c."notnull" '
+        "AND l.name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+    ):
+        nullable.setdefault(str(table), []).append(str(column))
+    return {
+        table: conn.execute(
+            f"SELECT rowid, * FROM {_ident(table)} WHERE "
+            + " OR ".join(f"{_ident(c)} IS NULL" for c in columns)
+            + " ORDER BY rowid"
+        ).fetchall()
+        for table, columns in nullable.items()
+    }
+
+
+def _check_null_keys(conn: apsw.Connection, before: dict[str, list[Row]]) -> None:
+    """The session extension records no row whose primary key holds a NULL: a batch that
+    added, changed or removed one could not be undone, so it fails (and is rolled back)."""
+    now = _null_key_rows(conn)
+    changed = sorted(t for t in set(now) | set(before) if now.get(t, []) != before.get(t, []))
+    if changed:
+        raise GoexError(
+            f"the batch wrote rows whose primary key is NULL in {', '.join(changed)} (SQLite "
+            f"allows NULL there, outside INTEGER PRIMARY KEY and WITHOUT ROWID tables); the "
+            f"session extension does not record such rows, so the batch could not be undone: "
+            f"it was rolled back, nothing changed (declare the key NOT NULL)"
+        )
+
+
 def connect(url: str) -> apsw.Connection:
     conn = apsw.Connection(sqlite_path(url))
     conn.set_busy_timeout(BUSY_TIMEOUT_MS)
@@ -296,10 +334,18 @@ def probe(args: JSONDict) -> EffectState:
 
 
 def _apply_inverse(args: ChangesetArgs, force: bool, *, keep: bool) -> list[str]:
+    """Apply the inverse in one transaction, committed if `keep` and nothing conflicts (or
+    `force`); returns the conflicts. Rows of tables without a primary key are the rows at
+    their rowid only while they hold the step's values (VACUUM renumbers rowids): a deleted
+    row whose rowid another row holds now is re-added beside it, and one that changed since
+    cannot be forced (raises GoexError)."""
     conn = connect(resolve(args.database))
     conflicts: list[str] = []
     changed_since: list[tuple[UpdatedRows, Row, Row]] = []  # (table, key, after)
     reported: set[tuple[str, Row]] = set()  # rows `_changed_since` already named
+    keyless: set[str] = set()
+    readd: list[tuple[str, Row]] = []  # keyless rows to insert under a new rowid
+    unforceable: list[str] = []  # keyless rows force cannot tell from others
     broken_keys = False
 
     def on_conflict(reason: int, change: apsw.TableChange) -> int:
@@ -308,9 +354,24 @@ def _apply_inverse(args: ChangesetArgs, force: bool, *, keep: bool) -> list[str]
             broken_keys = True  # keep the changes (uncommitted) to list the violations below
             conflicts.append(_describe(reason, change))
             return apsw.SQLITE_CHANGESET_OMIT
+        if change.name in keyless and keep:
+            values = change.new
+            if reason == apsw.SQLITE_CHANGESET_CONFLICT and values != change.conflict:
+                assert values is not None  # a conflicting insert has its row
+                readd.append((change.name, values))  # its rowid is another row's now
+                return apsw.SQLITE_CHANGESET_OMIT
+            unforceable.append(_describe(reason, change))
         if _row_key(change) not in reported:
             conflicts.append(_describe(reason, change))
-        if force and reason in (apsw.SQLITE_CHANGESET_DATA, apsw.SQLITE_CHANGESET_CONFLICT):
+        if (
+            force
+            and change.name not in keyless
+            and reason
+            in (
+                apsw.SQLITE_CHANGESET_DATA,
+                apsw.SQLITE_CHANGESET_CONFLICT,
+            )
+        ):
             return apsw.SQLITE_CHANGESET_REPLACE
         return apsw.SQLITE_CHANGESET_OMIT
 
@@ -318,8 +379,14 @@ def _apply_inverse(args: ChangesetArgs, force: bool, *, keep: bool) -> list[str]
         conn.execute("BEGIN IMMEDIATE")
         conn.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, 0)
         conn.execute("PRAGMA defer_foreign_keys = ON")  # forced rows are checked at the end too
+        keyless.update(_keyless_tables(conn))
         changed_since.extend(_changed_since(conn, args, conflicts))
         reported.update((rows.table, key) for rows, key, _ in changed_since)
+        unforceable.extend(
+            f"{rows.table} row (rowid {key[0]}) changed since the step"
+            for rows, key, _ in changed_since
+            if rows.table in keyless
+        )
         changeset = args.changeset_bytes()
         if changeset:
             apsw.Changeset.apply(
@@ -328,6 +395,10 @@ def _apply_inverse(args: ChangesetArgs, force: bool, *, keep: bool) -> list[str]
                 conflict=on_conflict,
                 flags=apsw.SQLITE_CHANGESETAPPLY_INVERT | apsw.SQLITE_CHANGESETAPPLY_FKNOACTION,
             )
+        if force and unforceable:
+            raise GoexError(unforceable_report(unforceable))
+        for table, values in readd:
+            _add_row(conn, table, values)
         if force and changed_since:
             olds = _old_values(changeset, reported)
             for rows, key, after in changed_since:
@@ -352,6 +423,26 @@ def _apply_inverse(args: ChangesetArgs, force: bool, *, keep: bool) -> list[str]
             conn.execute("ROLLBACK")
         conn.close()
     return conflicts
+
+
+def _keyless_tables(conn: apsw.Connection) -> list[str]:
+    """Tables (with rowids) that declare no primary key: the session keys them by rowid."""
+    return [
+        str(name)
+        for (name,) in conn.execute(
+            "SELECT l.name FROM pragma_table_list AS l WHERE l.schema = 'main' "
+            "AND l.type = 'table' AND NOT l.wr AND NOT EXISTS "
+            "(SELECT 1 FROM pragma_table_info(l.name) AS c WHERE c.pk > 0)"
+        )
+    ]
+
+
+def _add_row(conn: apsw.Connection, table: str, values: Row) -> None:
+    """Insert a row of a keyless table (its rowid first in `values`) under a new rowid."""
+    columns = _columns(conn, table, len(values))[1:]
+    cols = ", ".join(_ident(c) for c in columns)
+    marks = ", ".join("?" for _ in columns)
+    conn.execute(f"INSERT INTO {_ident(table)} ({cols}) VALUES ({marks})", values[1:])
 
 
 def _foreign_key_violations(conn: apsw.Connection, limit: int = 5) -> list[str]:
