@@ -35,10 +35,11 @@ from goex_tools.policy.source import PolicySource, load_policy
 
 if TYPE_CHECKING:
     from goex_tools.policy.llm_undo import UndoProposer
+    from goex_tools.policy.testbed import Measured
     from goex_tools.runtime import RunContext
 
 SandboxCheck = Callable[[str], bool]
-RowCounter = Callable[[Proposal], int | None]
+DryRun = Callable[[Proposal], "Measured"]
 
 
 class Policy:
@@ -51,8 +52,9 @@ class Policy:
       no answer refuses, and the step is journaled as refused).
     - `undo_proposer`: asked for an undo when an action has none (see `llm_undo`).
     - `sandbox_works(name)`: whether a sandbox backend works here (default: probe it).
-    - `count_rows(proposal)`: rows an SQL action would change, measured in a dry run
-      (default: the SQL test-bed), for `sql.max_rows_changed`.
+    - `dry_run(proposal)`: what an SQL batch would change (rows, tables), measured on a
+      throw-away state (default: `testbed.measure`), for `sql.max_rows_changed` and table
+      rules.
     """
 
     def __init__(
@@ -63,7 +65,7 @@ class Policy:
         mode: ApprovalMode | None = None,
         undo_proposer: UndoProposer | None = None,
         sandbox_works: SandboxCheck | None = None,
-        count_rows: RowCounter | None = None,
+        dry_run: DryRun | None = None,
         approval_timeout: float | None = None,
     ) -> None:
         self.source = policy if isinstance(policy, PolicySource) else None
@@ -73,7 +75,7 @@ class Policy:
         self.approval_timeout = approval_timeout or self.config.approval_timeout
         self.undo_proposer = undo_proposer
         self._sandbox_works = sandbox_works or _default_sandbox_check
-        self._count_rows = count_rows or _default_row_counter
+        self._dry_run = dry_run or _default_dry_run
         self._budgets = RunBudgets(self.config.budgets)
 
     @classmethod
@@ -103,8 +105,15 @@ class Policy:
 
     def _decide(self, proposal: Proposal, run: RunContext) -> Decision:
         verdict = evaluate_rules(self.config, proposal)
-        if verdict.verdict != "refuse":  # a dry run is only worth trying if the rules allow
-            verdict = strictest_of([verdict, *self._confinement(proposal)]) or verdict
+        if verdict.verdict == "refuse":  # a dry run is only worth trying if the rules allow
+            return self._refuse(verdict)
+        proposal, measured = self._measured(proposal)
+        if isinstance(measured, Verdicted):
+            return self._refuse(measured)
+        if measured is not None:  # the rules again, over the tables the batch really changes
+            verdict = strictest_of([verdict, evaluate_rules(self.config, proposal)]) or verdict
+        if verdict.verdict != "refuse":
+            verdict = strictest_of([verdict, *self._confinement(proposal, measured)]) or verdict
         if verdict.verdict == "refuse":
             return self._refuse(verdict)
         compensation: Compensation | None = None
@@ -128,7 +137,26 @@ class Policy:
 
     # the parts of a decision
 
-    def _confinement(self, proposal: Proposal) -> list[Verdicted]:
+    def _measured(self, proposal: Proposal) -> tuple[Proposal, Measured | Verdicted | None]:
+        """For an SQL batch that may write, under table rules or a row limit: what a dry run
+        finds it changes, with the tables it changed added to what the rules see."""
+        sql = self.config.sql
+        statements = proposal.predicted.get("statements") or []
+        writes = any(s.get("kind") != "read" for s in statements) or not statements
+        wanted = sql.max_rows_changed is not None or any(r.tables is not None for r in sql.rules)
+        unknown = bool(proposal.predicted.get("unknown_functions"))
+        if proposal.domain != "sql" or not wanted or not (writes or unknown):
+            return proposal, None
+        try:
+            measured = self._dry_run(proposal)
+        except Exception as exc:
+            return proposal, Verdicted(
+                "refuse", "sql.dry_run", f"the dry run failed: {exc}", ("sql",)
+            )
+        predicted = {**proposal.predicted, "changed_tables": measured.tables}
+        return proposal.model_copy(update={"predicted": predicted}), measured
+
+    def _confinement(self, proposal: Proposal, measured: Measured | None = None) -> list[Verdicted]:
         found: list[Verdicted] = []
         p = proposal.predicted
         if proposal.domain == "fs":
@@ -143,8 +171,9 @@ class Policy:
                     )
             if "command" in p or proposal.tool == "run_shell":
                 found.extend(self._shell_confinement(p))
-        if proposal.domain == "sql" and self.config.sql.max_rows_changed is not None:
-            found.extend(self._row_limit(proposal, self.config.sql.max_rows_changed))
+        limit = self.config.sql.max_rows_changed
+        if proposal.domain == "sql" and limit is not None and measured is not None:
+            found.extend(self._row_limit(measured, limit))
         return found
 
     def _shell_confinement(self, predicted: dict[str, Any]) -> list[Verdicted]:
@@ -180,29 +209,17 @@ class Policy:
                 )
         return found
 
-    def _row_limit(self, proposal: Proposal, limit: int) -> list[Verdicted]:
-        statements = proposal.predicted.get("statements") or []
-        if all(s.get("kind") == "read" for s in statements) and statements:
-            return []
+    def _row_limit(self, measured: Measured, limit: int) -> list[Verdicted]:
         where = ("sql", "max_rows_changed")
-        try:
-            rows = self._count_rows(proposal)
-        except Exception as exc:
-            return [
-                Verdicted("refuse", "sql.max_rows_changed", f"the dry run failed: {exc}", where)
-            ]
-        if rows is None:
-            return [
-                Verdicted(
-                    "refuse", "sql.max_rows_changed", "rows changed cannot be measured here", where
-                )
-            ]
-        if rows > limit:
+        if measured.rows is None:
+            why = measured.why or "they cannot be measured here"
+            return [Verdicted("refuse", "sql.max_rows_changed", f"rows changed: {why}", where)]
+        if measured.rows > limit:
             return [
                 Verdicted(
                     "refuse",
                     "sql.max_rows_changed",
-                    f"would change {rows} rows (limit {limit})",
+                    f"would change {measured.rows} rows (limit {limit})",
                     where,
                 )
             ]
@@ -295,10 +312,10 @@ def _default_sandbox_check(backend: str) -> bool:
     return sandbox_works(backend)
 
 
-def _default_row_counter(proposal: Proposal) -> int | None:
-    from goex_tools.policy.testbed import count_rows_changed
+def _default_dry_run(proposal: Proposal) -> Measured:
+    from goex_tools.policy.testbed import measure
 
-    return count_rows_changed(proposal)
+    return measure(proposal)
 
 
 __all__ = ["Policy", "Verdict"]

@@ -15,7 +15,7 @@ import os
 import posixpath
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -96,7 +96,8 @@ def evaluate_rules(config: PolicyConfig, proposal: Proposal) -> Verdicted:
             for i, rule in enumerate(rules)
             if _tools_match(rule, subject) and _matches(rule, subject)
         ]
-        verdicts.append(strictest_of(matched) or fallback)
+        unmatched = replace(fallback, reason=f"no rule matched {_describe(subject)}")
+        verdicts.append(strictest_of(matched) or unmatched)
     return strictest_of(verdicts) or fallback
 
 
@@ -123,14 +124,35 @@ def fs_subjects(proposal: Proposal) -> list[dict[str, Any]]:
 
 
 def sql_subjects(tool: str, predicted: dict[str, Any]) -> list[dict[str, Any]]:
-    subjects = []
+    """One subject per statement and table it names; one per table a dry run found the
+    batch changing (`predicted["changed_tables"]`, trigger writes and cascades included; None:
+    it could not be told); and, for a batch calling functions of unknown effects, one that
+    stands for anything at all."""
     database = str(predicted.get("database") or "")
+    subjects = []
     for statement in predicted.get("statements") or []:
         tables = statement.get("tables") or [None]
         for table in tables:
             subjects.append(
                 {"tool": tool, "database": database, "kind": statement.get("kind"), "table": table}
             )
+    if "changed_tables" in predicted:
+        changed = predicted["changed_tables"]
+        subjects.extend(
+            {"tool": tool, "database": database, "kind": "write", "table": table}
+            for table in (changed if changed is not None else [None])
+        )
+    if predicted.get("unknown_functions"):
+        shown = ", ".join(f"{name}()" for name in predicted["unknown_functions"])
+        subjects.append(
+            {
+                "tool": tool,
+                "database": database,
+                "kind": None,
+                "table": None,
+                "unknown": f"{shown}, of unknown effects",
+            }
+        )
     return subjects or [{"tool": tool, "database": database, "kind": "other", "table": None}]
 
 
@@ -218,6 +240,10 @@ def _match_fs(rule: FsRule, subject: dict[str, Any]) -> bool:
 
 
 def _match_sql(rule: SqlRule, subject: dict[str, Any]) -> bool:
+    databases = rule.databases is None or _any_glob(rule.databases, subject["database"])
+    if subject.get("unknown"):  # may read, write or alter anything: every rule but an allow
+        narrow = rule.kinds is not None or rule.tables is not None  # naming what it allows
+        return databases and not (rule.decision == "allow" and narrow)
     if rule.kinds is not None and subject["kind"] not in rule.kinds:
         return False
     if rule.tables is not None:
@@ -227,7 +253,7 @@ def _match_sql(rule: SqlRule, subject: dict[str, Any]) -> bool:
                 return False  # may touch any table: never allowed by, always held to, a rule
         elif not any(table_glob(g, table) for g in rule.tables):
             return False
-    return rule.databases is None or _any_glob(rule.databases, subject["database"])
+    return databases
 
 
 def _match_http(rule: HttpRule, subject: dict[str, Any]) -> bool:
@@ -298,6 +324,6 @@ def _describe(subject: dict[str, Any]) -> str:
     shown = {
         k: v
         for k, v in subject.items()
-        if k in ("path", "command", "kind", "table", "method", "url")
+        if k in ("path", "command", "kind", "table", "method", "url", "unknown")
     }
     return ", ".join(f"{k} {v!r}" for k, v in shown.items() if v is not None) or "the action"

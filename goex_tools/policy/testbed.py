@@ -16,6 +16,7 @@ import sqlite3
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -199,15 +200,84 @@ def rows_changed(url: str, statements: Sequence[str]) -> int:
         return sum(max(conn.exec_driver_sql(s).rowcount, 0) for s in statements)
 
 
-def count_rows_changed(proposal: Proposal) -> int | None:
-    """Rows an `sql` proposal would change, or None when its database cannot be reached."""
+@dataclass(frozen=True)
+class Measured:
+    """What a dry run found an `sql` batch would change.
+
+    - `rows`: rows changed in every table (None: cannot be measured, `why` says why);
+    - `tables`: the tables changed (None: cannot be told).
+    """
+
+    rows: int | None
+    tables: list[str] | None
+    why: str = ""
+
+
+def measure(proposal: Proposal) -> Measured:
+    """Run an `sql` batch on a throw-away state and see what it changes: with row capture
+    on SQLite and PostgreSQL (every table, trigger writes and cascades included); by row
+    counts on MySQL, whose tables are known only when no trigger, view or cascade can
+    reach past the tables named. Raises what the batch raises."""
+    predicted = proposal.predicted
+    unknown = predicted.get("unknown_functions") or []
+    if unknown:
+        shown = ", ".join(f"{name}()" for name in unknown)
+        return Measured(None, None, f"the batch calls {shown}, of unknown effects")
     url = real_url(proposal)
     if url is None:
-        return None
-    writes = [s["sql"] for s in proposal.predicted.get("statements") or []]
-    if untrialable(url, writes) is not None:
-        return None
-    return rows_changed(url, writes)
+        return Measured(None, None, "its database cannot be reached")
+    from goex_tools.domains.sql.trial import trial
+
+    summary = trial(_batch(proposal), url)
+    if summary is not None:
+        return Measured(summary.rows_changed, sorted(summary.tables))
+    writes = [s["sql"] for s in predicted.get("statements") or []]
+    named = sorted({t for s in predicted.get("statements") or [] for t in s.get("tables") or []})
+    refusal = untrialable(url, writes)
+    if refusal is not None:
+        return Measured(None, None, refusal)
+    rows = rows_changed(url, writes)
+    if sa.engine.make_url(url).get_backend_name() == "mysql":
+        reach = _mysql_reach(url, named)
+        if reach:
+            return Measured(rows, None, reach)
+    return Measured(rows, named)
+
+
+def _batch(proposal: Proposal) -> str:
+    """The batch as run_sql was given it (else its statements, one after the other)."""
+    given = proposal.inputs.get("sql")
+    if isinstance(given, str) and given.strip():
+        return given
+    return ";\n".join(s["sql"] for s in proposal.predicted.get("statements") or [])
+
+
+def _mysql_reach(url: str, tables: Sequence[str]) -> str:
+    """Why writing `tables` on MySQL may change others (a trigger, a view, a cascade)."""
+    if not tables:
+        return ""
+    names = [t.rpartition(".")[2] for t in tables]
+    checks = {
+        "has triggers": "SELECT EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS "
+        "WHERE EVENT_OBJECT_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE IN :names",
+        "is a view": "SELECT TABLE_NAME FROM information_schema.VIEWS "
+        "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN :names",
+        "has cascading foreign keys": "SELECT REFERENCED_TABLE_NAME FROM "
+        "information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE() "
+        "AND REFERENCED_TABLE_NAME IN :names AND (DELETE_RULE NOT IN ('RESTRICT', 'NO ACTION') "
+        "OR UPDATE_RULE NOT IN ('RESTRICT', 'NO ACTION'))",
+    }
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            for what, query in checks.items():
+                statement = sa.text(query).bindparams(sa.bindparam("names", expanding=True))
+                found = conn.execute(statement, {"names": names}).scalars().first()
+                if found is not None:
+                    return f"{found} {what} on MySQL, where no capture sees what they change"
+    finally:
+        engine.dispose()
+    return ""
 
 
 def untrialable(url: str, statements: Sequence[str]) -> str | None:

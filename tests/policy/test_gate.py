@@ -195,7 +195,7 @@ def test_the_console_prompt_shows_the_request_and_reads_the_answer(
             write(workspace, "b.txt", "y")
     assert files(workspace).get("a.txt") == "x" and "b.txt" not in files(workspace)
     assert shown[0].splitlines() == [
-        "fs.write_file asks for approval (default: no rule matched (%s:1))"
+        "fs.write_file asks for approval (default: no rule matched path 'a.txt' (%s:1))"
         % (Path(workspace.parent) / "goex-policy.yaml"),
         '  inputs:    {"path": "a.txt", "text": "x"}',
         f'  predicted: {{"paths": ["a.txt"], "workspace": "{workspace}"}}',

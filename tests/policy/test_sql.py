@@ -222,7 +222,138 @@ def test_mysql_tables_without_transactions_are_never_dry_run(
     before = state(mysql_url)
     with (
         goex.run("agent", journal=sqlite_journal, gate=policy_file(RULES)),
-        pytest.raises(ActionRefused, match="rows changed cannot be measured here"),
+        pytest.raises(ActionRefused, match=r"rows changed: .*no transactions, so a trial would"),
     ):
         run_sql("UPDATE items SET qty = 0 WHERE id = 1", mysql_url)
     assert state(mysql_url) == before  # the old dry run wrote qty = 0 for good
+
+
+HIDDEN_WRITES = {
+    "sqlite": [
+        "CREATE TABLE secrets (id INTEGER PRIMARY KEY, value TEXT NOT NULL)",
+        "INSERT INTO secrets (id, value) VALUES (1, 'k1')",
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, note TEXT)",
+        "CREATE TABLE log (id INTEGER PRIMARY KEY, n INTEGER)",
+        "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 50) "
+        "INSERT INTO log (id, n) SELECT i, i FROM c",
+        "CREATE VIEW secret_view AS SELECT id, value FROM secrets",
+        "CREATE TRIGGER secret_view_update INSTEAD OF UPDATE ON secret_view BEGIN "
+        "UPDATE secrets SET value = NEW.value WHERE id = OLD.id; END",
+        "CREATE TRIGGER orders_leak AFTER INSERT ON orders WHEN NEW.note = 'leak' BEGIN "
+        "UPDATE secrets SET value = 'leaked'; END",
+        "CREATE TRIGGER orders_purge AFTER INSERT ON orders WHEN NEW.note = 'purge' BEGIN "
+        "DELETE FROM log; END",
+    ],
+    "postgres": [
+        "CREATE TABLE secrets (id integer PRIMARY KEY, value text NOT NULL)",
+        "INSERT INTO secrets (id, value) VALUES (1, 'k1')",
+        "CREATE TABLE orders (id integer PRIMARY KEY, note text)",
+        "CREATE TABLE log (id integer PRIMARY KEY, n integer)",
+        "INSERT INTO log (id, n) SELECT i, i FROM generate_series(1, 50) AS i",
+        "CREATE VIEW secret_view AS SELECT id, value FROM secrets",
+        "CREATE FUNCTION secret_view_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "UPDATE secrets SET value = NEW.value WHERE id = OLD.id; RETURN NEW; END $$",
+        "CREATE TRIGGER secret_view_update INSTEAD OF UPDATE ON secret_view "
+        "FOR EACH ROW EXECUTE FUNCTION secret_view_update()",
+        "CREATE FUNCTION orders_hidden() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.note = 'leak' THEN UPDATE secrets SET value = 'leaked'; END IF; "
+        "IF NEW.note = 'purge' THEN DELETE FROM log; END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER orders_hidden AFTER INSERT ON orders "
+        "FOR EACH ROW EXECUTE FUNCTION orders_hidden()",
+    ],
+}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def hidden_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    url = (
+        f"sqlite:///{tmp_path}/hidden.db"
+        if request.param == "sqlite"
+        else str(request.getfixturevalue("pg_url"))
+    )
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for statement in HIDDEN_WRITES[request.param]:
+            conn.exec_driver_sql(statement)
+    engine.dispose()
+    return url
+
+
+def test_sql_rules_see_the_tables_views_and_triggers_really_change(
+    hidden_db: str, sqlite_journal: Journal, policy_file: MakePolicy
+) -> None:
+    """Decided on the rows a dry run changed in every table, not on the tables named."""
+    gate = policy_file(
+        "default: allow\nirreversible: allow\nsql:\n  max_rows_changed: 5\n  rules:\n"
+        '    - {name: secrets, tables: ["secrets"], decision: refuse}\n'
+    )
+    before = state(hidden_db)
+    with goex.run("agent", journal=sqlite_journal, gate=gate) as run:
+        for sql, why in (
+            ("UPDATE secret_view SET value = 'x' WHERE id = 1", "rule 'secrets'"),
+            ("INSERT INTO orders (id, note) VALUES (1, 'leak')", "rule 'secrets'"),
+            ("INSERT INTO orders (id, note) VALUES (2, 'purge')", r"would change 51 rows"),
+            ("DELETE FROM log", r"would change 50 rows"),
+        ):
+            with pytest.raises(ActionRefused, match=why):
+                run_sql(sql, hidden_db)
+        assert state(hidden_db) == before
+        run_sql("INSERT INTO orders (id, note) VALUES (3, 'plain')", hidden_db)
+    assert state(hidden_db)["orders"]["rows"] == [[3, "plain"]]
+    assert [s.status.value for s in sqlite_journal.steps(run.id)] == ["refused"] * 4 + ["applied"]
+
+
+def test_sql_allow_list_covers_only_the_tables_really_changed(
+    hidden_db: str, sqlite_journal: Journal, policy_file: MakePolicy
+) -> None:
+    gate = policy_file(
+        "default: refuse\nsql:\n  rules:\n"
+        '    - {kinds: [write], tables: ["orders"], decision: allow}\n'
+    )
+    before = state(hidden_db)
+    with goex.run("agent", journal=sqlite_journal, gate=gate):
+        with pytest.raises(ActionRefused, match=r"rule 'default'.*secrets"):
+            run_sql("INSERT INTO orders (id, note) VALUES (1, 'leak')", hidden_db)
+        assert state(hidden_db) == before
+        run_sql("INSERT INTO orders (id, note) VALUES (3, 'plain')", hidden_db)
+    assert state(hidden_db)["orders"]["rows"] == [[3, "plain"]]
+
+
+def test_sql_a_function_whose_effects_cannot_be_seen_meets_the_strictest_rule(
+    pg_url: str, sqlite_journal: Journal, policy_file: MakePolicy
+) -> None:
+    """`SELECT f()` is a read naming no table; f writes `secrets` through dblink, a second
+    connection no transaction or capture of the batch sees."""
+    engine = sa.create_engine(pg_url)
+    database = sa.engine.make_url(pg_url).database
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE EXTENSION dblink")
+        conn.exec_driver_sql("CREATE TABLE secrets (id integer PRIMARY KEY, value text)")
+        conn.exec_driver_sql("INSERT INTO secrets VALUES (1, 'k1')")
+        conn.exec_driver_sql(
+            "CREATE FUNCTION leak() RETURNS int LANGUAGE plpgsql AS $$ BEGIN PERFORM "
+            f"dblink_exec('dbname={database} host=127.0.0.1 user=postgres', "
+            "'UPDATE secrets SET value = ''leaked'''); RETURN 1; END $$"
+        )
+    with engine.connect() as conn:  # the function really writes, whatever reads it
+        conn.exec_driver_sql("BEGIN READ ONLY; SELECT leak(); ROLLBACK")
+        assert conn.exec_driver_sql("SELECT value FROM secrets").scalar() == "leaked"
+        conn.exec_driver_sql("UPDATE secrets SET value = 'k1'")
+        conn.commit()
+    engine.dispose()
+    before = state(pg_url)
+    gate = policy_file(
+        "default: allow\nirreversible: allow\nsql:\n  rules:\n"
+        '    - {name: secrets, tables: ["secrets"], decision: refuse}\n'
+    )
+    with goex.run("agent", journal=sqlite_journal, gate=gate):
+        with pytest.raises(ActionRefused, match="rule 'secrets'"):
+            run_sql("SELECT leak()", pg_url)
+        run_sql("SELECT 1", pg_url)  # a read naming no table, calling nothing unknown
+    limited = policy_file("default: allow\nirreversible: allow\nsql:\n  max_rows_changed: 5\n")
+    with (
+        goex.run("agent", journal=sqlite_journal, gate=limited),
+        pytest.raises(ActionRefused, match="unknown effects"),
+    ):
+        run_sql("SELECT leak()", pg_url)
+    assert state(pg_url) == before

@@ -66,6 +66,7 @@ class Plan(BaseModel):
     reversible_by: str | None = None
     kind: str | None = None  # the compensation kind
     notes: list[str] = Field(default_factory=list)
+    unknown_functions: list[str] = Field(default_factory=list)  # effects nothing here sees
 
     @property
     def read_only(self) -> bool:
@@ -84,7 +85,8 @@ def plan(sql: str, database: str | URL | Engine, *, safe_functions: Iterable[str
         with postgres.engine_for(real_url).connect() as conn:
             unknown = functions.unknown(conn, sql, how.statements, safe_functions)
         if unknown:
-            return _irreversible(ref, how.statements, functions.note(unknown))
+            irreversible = _irreversible(ref, how.statements, functions.note(unknown))
+            return irreversible.model_copy(update={"unknown_functions": unknown})
     return how
 
 
@@ -243,6 +245,7 @@ def _proposal(how: Plan, sql: str) -> Proposal:
             "dialect": how.ref.dialect,
             "statements": [s.model_dump() for s in how.statements],
             "reversible_by": how.reversible_by,
+            "unknown_functions": how.unknown_functions,
         },
         notes=how.notes,
     )
