@@ -70,6 +70,7 @@ def doctor(
     working = [c.name.removeprefix("sandbox:") for c in checks if c.status == "ok"]
     confining = next((b for b in working if b != "none"), None)
     checks.append(network_isolation(confining))
+    checks.extend(confinement_checks(confining))
     checks.append(journal_check(journal_url))
     checks.extend(secret_checks())
     if policy is not None:
@@ -125,6 +126,19 @@ def network_isolation(backend: str | None) -> Check:
     )
 
 
+def confinement_checks(backend: str | None) -> list[Check]:
+    """What a command in the sandbox sees and may use: sockets, its user, its limits."""
+    from goex_tools.sandbox.confinement import probe
+
+    if backend is None:
+        return [Check(name="confinement", status="fail", detail="no confining sandbox works")]
+    try:
+        found = probe(backend)
+    except Exception as exc:
+        return [Check(name="confinement", status="fail", detail=f"{type(exc).__name__}: {exc}")]
+    return [Check(name=name, status=status, detail=detail) for name, status, detail in found]
+
+
 PROBE = "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 3)"
 
 
@@ -137,10 +151,11 @@ def _try_connect(backend: str, port: int, *, network: bool) -> int | None:
         lower.mkdir()
         layers = make_layers(lower, Path(tmp) / "scratch")
         try:
-            # The real interpreter, not a venv link: a venv under /tmp is hidden by the sandbox.
+            # The real interpreter (its installation shown), not a venv link.
             python = os.path.realpath(sys.executable)
             command = f'{python} -c "{PROBE}" {port}'
-            done = get_sandbox(backend).run(command, layers, Limits(timeout=20, network=network))
+            limits = Limits(timeout=20, network=network, show=[os.path.realpath(sys.base_prefix)])
+            done = get_sandbox(backend).run(command, layers, limits)
         finally:
             remove_layers(layers)
     return done.exit_code

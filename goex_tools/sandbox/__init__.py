@@ -9,6 +9,7 @@ from __future__ import annotations
 from goex_tools.sandbox.base import (
     Execution,
     Layers,
+    LimitExceeded,
     Limits,
     Sandbox,
     SandboxUnavailable,
@@ -44,6 +45,7 @@ __all__ = [
     "DockerSandbox",
     "Execution",
     "Layers",
+    "LimitExceeded",
     "Limits",
     "NoSandbox",
     "Sandbox",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from goex_tools.errors import GoexError
 
@@ -14,14 +14,47 @@ class SandboxUnavailable(GoexError):
     """The chosen sandbox backend cannot run on this machine (the message says why)."""
 
 
-class Limits(BaseModel):
-    """How long a command may run, how much output is kept, and whether it may use the network."""
+class LimitExceeded(GoexError):
+    """A command went past a resource limit: it was stopped, and nothing it did was applied."""
 
-    timeout: float = Field(
-        default=60.0, gt=0
-    )  # seconds; the whole process group is killed after it
-    output_limit: int = Field(default=64 * 1024, gt=0)  # bytes kept of stdout and of stderr, each
+
+MiB = 1024 * 1024
+
+
+class Limits(BaseModel):
+    """What a command may use: time, output, network, resources, and host paths it may see.
+
+    - `timeout`: seconds of wall-clock time; the whole command is killed after it.
+    - `output_limit`: bytes kept of stdout and of stderr, each.
+    - `network`: whether it may use the network (and the host's abstract sockets).
+    - `memory`: bytes of memory for the whole command where a cgroup can be made (root), a
+      process past it is killed; elsewhere each process's data segment (allocations fail).
+    - `processes`: processes (and threads) the command may have at once.
+    - `file_size`: bytes; a process writing a larger file is killed (SIGXFSZ).
+    - `cpu_time`: CPU seconds; a process past it is killed, and so is a command whose
+      processes together used more.
+    - `show`: host directories shown read-only, beside the system view (see sandbox.view).
+
+    A command past `memory`, `processes`, `file_size` or `cpu_time` fails its step and
+    nothing it did is applied (`LimitExceeded`).
+    """
+
+    timeout: float = Field(default=60.0, gt=0)
+    output_limit: int = Field(default=64 * 1024, gt=0)
     network: bool = False
+    memory: int = Field(default=512 * MiB, ge=16 * MiB)
+    processes: int = Field(default=256, ge=4)
+    file_size: int = Field(default=1024 * MiB, ge=512)
+    cpu_time: float = Field(default=60.0, gt=0)
+    show: list[str] = Field(default_factory=list)
+
+    @field_validator("show")
+    @classmethod
+    def _absolute(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            if not path.startswith("/") or any(c in path for c in "\x00\n"):
+                raise ValueError(f"{path!r} is not an absolute path")
+        return paths
 
 
 class Execution(BaseModel):
@@ -34,6 +67,8 @@ class Execution(BaseModel):
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # user + system time of the command's processes that ended
+    exceeded: list[str] = []  # the limits it went past (see Limits), as people read them
 
 
 class Layers(BaseModel):

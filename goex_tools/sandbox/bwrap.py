@@ -1,20 +1,27 @@
 """bubblewrap: the default sandbox on Linux.
 
-The command sees the system read-only, minus the hidden directories (goex's blob store of
-before-images); a private /tmp, with the directories on its PATH that live under /tmp (a
-virtualenv, say) shown read-only; the workspace (through the overlay) as the only writable
-place; no network unless allowed; its own PID namespace (nothing it starts outlives it);
-no capabilities.
+The command sees an explicit read-only view of the system (`sandbox.view`: /usr, /bin, /lib*,
+/etc, its PATH's tools), never `/`: no host socket, no home directory, no journal, store or
+secrets file. Its /tmp, /run and /var/tmp are private and empty; the workspace (through the
+overlay) is the only writable place. It has no network unless allowed, its own PID namespace
+(nothing it starts outlives it), no capabilities, and resource limits (`sandbox.resources`).
+
+It never runs as root: when goex runs as root, the command runs as `nobody` over idmapped
+overlay layers that give it root's workspace files (`sandbox.idmap`); an ordinary user's
+command runs as that user, as always.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
+from goex_tools.sandbox import view
 from goex_tools.sandbox.base import Execution, Layers, Limits, SandboxUnavailable
+from goex_tools.sandbox.idmap import SANDBOX_UID, idmapped
 from goex_tools.sandbox.overlay import (
     namespaced,
     overlay_problem,
@@ -22,6 +29,7 @@ from goex_tools.sandbox.overlay import (
     unprivileged,
 )
 from goex_tools.sandbox.process import clean_env, run_capped
+from goex_tools.sandbox.resources import Cgroup, exceeded, wrap
 
 
 class BwrapSandbox:
@@ -37,16 +45,18 @@ class BwrapSandbox:
         done = subprocess.run([*check, "true"], capture_output=True, text=True, timeout=30)
         if done.returncode != 0:
             return f"bwrap cannot create namespaces here: {done.stderr.strip()}"
-        return overlay_problem()
+        return overlay_problem() or _idmap_problem()
 
     def notes(self, limits: Limits) -> list[str]:
         leftovers = "processes it left running were killed when it ended"
+        who = "as nobody" if not unprivileged() else "as the calling user"
+        seen = f"ran {who}, saw only the system read-only and the workspace"
         if limits.network:
             return [
-                "sandbox bwrap with network allowed: effects outside the workspace (network "
-                f"calls) cannot be undone; {leftovers}"
+                f"sandbox bwrap with network allowed ({seen}): effects outside the workspace "
+                f"(network calls) cannot be undone; {leftovers}"
             ]
-        return [f"sandbox bwrap: no network; only the workspace was writable; {leftovers}"]
+        return [f"sandbox bwrap: no network; {seen}; only the workspace was writable; {leftovers}"]
 
     def argv(
         self,
@@ -55,37 +65,68 @@ class BwrapSandbox:
         limits: Limits,
         search_path: str = "",
         status_fd: int | None = None,
+        *,
+        cgroup: bool = False,
     ) -> list[str]:
+        """bwrap's arguments; `cgroup`: memory and processes are capped by a cgroup."""
         workspace = str(layers.lower)
-        argv = [self.executable, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        argv = [self.executable, *view.system_binds(), *view.fresh_dirs()]
+        argv += view.resolver(limits.network)
         if status_fd is not None:  # bwrap reports the command's exit code there, if it ran
             argv += ["--json-status-fd", str(status_fd)]
-        argv += ["--tmpfs", "/tmp"]
-        for tools in tools_under_tmp(search_path, layers.lower):
-            argv += ["--ro-bind", str(tools), str(tools)]
-        for hidden in layers.hidden:  # an empty tmpfs over it; bind sources still resolve
+        shown = view.shown_paths(search_path, layers.lower, limits.show)
+        for path in shown:
+            argv += [*view.parents(path), "--ro-bind-try", str(path), str(path)]
+        for hidden in view.hidden_under(shown, layers.hidden):  # goex's own files: empty
             argv += ["--tmpfs", str(hidden)]
-        argv += ["--bind", str(layers.merged), workspace]
+        argv += [*view.parents(layers.lower), "--bind", str(layers.merged), workspace]
         argv += ["--chdir", workspace, "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
         if not limits.network:
             argv.append("--unshare-net")
+        argv += ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+        limited = wrap(command, limits, data=not cgroup, processes=not cgroup)
         if unprivileged():  # run as the caller, not as the namespace's root (see overlay.py)
             argv += ["--unshare-user", "--uid", str(os.geteuid()), "--gid", str(os.getegid())]
-        argv += ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
-        return [*argv, "sh", "-c", command]
+            return [*argv, *limited]
+        # root: the first program inside drops to the sandbox user for good (a user
+        # namespace made by root would map the command back to root), with the only
+        # capabilities it needs for that, then none
+        argv += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP"]
+        return [*argv, *drop_to(SANDBOX_UID), *limited]
 
     def run(self, command: str, layers: Layers, limits: Limits) -> Execution:
         if shutil.which(self.executable) is None:
             raise SandboxUnavailable(f"{self.executable} is not installed")
         env = clean_env("/tmp")
+        fds: list[int] = []  # descriptors passed on
+        cgroup = None
         status, status_w = os.pipe()
+        fds.append(status_w)
         try:
-            argv = self.argv(command, layers, limits, env["PATH"], status_w)
+            layer_fds = _layer_fds(layers, fds)
+            cgroup = Cgroup.make(limits)
+            argv = self.argv(
+                command, layers, limits, env["PATH"], status_w, cgroup=cgroup is not None
+            )
             # bwrap has its own PID namespace; the mount reports on bwrap's status pipe
-            chain = namespaced(layers, argv, own_pids=False, report_to=status_w)
-            run = run_capped(chain, limits, env=env, pass_fds=(status_w,))
+            chain = namespaced(
+                layers,
+                argv,
+                own_pids=False,
+                report_to=status_w,
+                layer_fds=layer_fds,
+                join=cgroup.procs if cgroup else None,
+            )
+            run = run_capped(chain, limits, env=env, pass_fds=tuple(fds))
+            over = exceeded(run, limits, cgroup)
+        except BaseException:
+            os.close(status)
+            raise
         finally:
-            os.close(status_w)
+            for fd in fds:
+                os.close(fd)
+            if cgroup is not None:
+                cgroup.remove()
         try:
             reported = _available(status)
         finally:
@@ -96,7 +137,63 @@ class BwrapSandbox:
                 f"bwrap could not set up the sandbox, so the command did not run: "
                 f"{execution.stderr.strip()[-500:]}"
             )
-        return execution
+        return execution.model_copy(update={"exceeded": over})
+
+
+def drop_to(uid: int) -> list[str]:
+    """argv prefix that becomes `uid` (and its group) for good: no groups, no capabilities
+    (bounding set included), no new privileges (a set-uid program gains nothing)."""
+    return [
+        "setpriv",
+        f"--reuid={uid}",
+        f"--regid={uid}",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--no-new-privs",
+    ]
+
+
+def _layer_fds(layers: Layers, kept: list[int]) -> tuple[int, int] | None:
+    """As root: idmapped mounts of the workspace and of the scratch directory (see idmap)."""
+    if unprivileged():
+        return None
+    try:
+        lower = idmapped(layers.lower)
+        kept.append(lower)
+    except OSError as exc:
+        raise SandboxUnavailable(
+            f"the overlay over {layers.lower} could not be mounted, so the command did not run: "
+            f"its owners cannot be mapped for an unprivileged command ({exc.strerror})"
+        ) from None
+    try:
+        scratch = idmapped(layers.upper.parent)
+        kept.append(scratch)
+        return lower, scratch
+    except OSError as exc:
+        raise SandboxUnavailable(
+            f"the overlay's scratch directory {layers.upper.parent} could not be mounted, so the "
+            f"command did not run: {exc.strerror}"
+        ) from None
+
+
+def _idmap_problem() -> str | None:
+    """As root: None if the layers of an overlay can be idmapped here, else why not."""
+    if unprivileged():
+        return None
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="goex-idmap-check-") as tmp:
+        try:
+            fd = idmapped(Path(tmp))
+        except OSError as exc:
+            return (
+                f"idmapped mounts do not work here ({exc.strerror}): a root goex cannot run "
+                f"commands as an unprivileged user"
+            )
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    return None
 
 
 def _available(fd: int) -> bytes:
@@ -106,22 +203,3 @@ def _available(fd: int) -> bytes:
         return os.read(fd, 65536)
     except BlockingIOError:
         return b""
-
-
-def tools_under_tmp(search_path: str, workspace: Path) -> list[Path]:
-    """The directories on the command's PATH that the private /tmp would hide, to show them
-    read-only: a virtualenv as a whole (its interpreter needs more than `bin/`), others as
-    they are. Those inside the workspace are there already."""
-    found: list[Path] = []
-    for entry in search_path.split(os.pathsep):
-        normal = os.path.normpath(entry) if entry else ""
-        if not normal.startswith("/tmp/") or not os.path.isdir(normal):  # cheap test first
-            continue
-        path = Path(normal)
-        if (path.parent / "pyvenv.cfg").is_file():
-            path = path.parent
-        if path == workspace or workspace in path.parents:
-            continue
-        if path not in found:
-            found.append(path)
-    return found

@@ -27,11 +27,19 @@ from goex_tools.sandbox.base import Execution, Layers, SandboxUnavailable
 # Rejected in overlay mount options, which are comma-separated and use ':' between lowerdirs.
 _UNSAFE = (",", ":", "\\", "\n")
 
-# The sentinel ($3: a file beside the layers, or a pipe the caller reads) tells a failed
-# mount from a command's own exit code.
+# $4: goex's pid, or "-": a chain whose parent died before it could be told to die with it
+# (the pdeath signal is set by its first program, a moment after it starts) goes no further.
+# $5: cgroup.procs files to join before anything forks. The sentinel ($3: a file beside the
+# layers, or a pipe the caller reads) tells a failed mount from a command's own exit code.
 _MOUNT_THEN_EXEC = (
-    'mount -t overlay goex-overlay -o "$1" "$2" && echo mounted > "$3" && shift 3 && exec "$@"'
+    '[ "$4" = - ] || [ "$PPID" = "$4" ] || exit 125; '
+    'for f in $5; do echo $$ > "$f" || exit 125; done; '
+    'mount -t overlay goex-overlay -o "$1" "$2" && echo mounted > "$3" && shift 5 && exec "$@"'
 )
+# The same check for a chain that forks into a PID namespace first (its shell has no parent
+# to look at): made right after the pdeath signal is set.
+_PARENT_ALIVE = '[ "$PPID" = "$0" ] || exit 125; exec "$@"'
+
 MOUNTED = b"mounted\n"
 
 
@@ -185,7 +193,7 @@ def opaque_xattrs() -> tuple[str, ...]:
     return ("trusted.overlay.opaque", "user.overlay.opaque")
 
 
-def mount_options(layers: Layers) -> str:
+def mount_options(layers: Layers, layer_fds: tuple[int, int] | None = None) -> str:
     """Overlay options; metacopy and redirects stay off so the upper layer holds whole files.
 
     `userxattr` already turns redirects off (`nofollow`), and naming `redirect_dir` beside it
@@ -196,8 +204,13 @@ def mount_options(layers: Layers) -> str:
     through an fsync anyway, so the syncs bought no durability (they cost ~0.2 ms a file).
     Asked for right before every mount, it also clears the mark a volatile mount of the same
     layers left, which would refuse the next one.
+    `layer_fds`: descriptors of (idmapped) mounts of the lower directory and of the upper and
+    work directories' parent, named by /proc/self/fd paths (see sandbox.idmap).
     """
     options = f"lowerdir={layers.lower},upperdir={layers.upper},workdir={layers.work}"
+    if layer_fds is not None:
+        lower, scratch = (f"/proc/self/fd/{fd}" for fd in layer_fds)
+        options = f"lowerdir={lower},upperdir={scratch}/upper,workdir={scratch}/work"
     _clear_volatile_mark(layers)
     if unprivileged():
         options += ",userxattr,metacopy=off"
@@ -223,25 +236,38 @@ def has_volatile(release: str) -> bool:
 
 
 def namespaced(
-    layers: Layers, argv: list[str], *, own_pids: bool = True, report_to: int | None = None
+    layers: Layers,
+    argv: list[str],
+    *,
+    own_pids: bool = True,
+    report_to: int | None = None,
+    layer_fds: tuple[int, int] | None = None,
+    join: list[str] | None = None,
 ) -> list[str]:
     """argv that mounts the overlay in a fresh mount namespace, then execs `argv` inside it.
 
-    `own_pids=False` is for an `argv` that makes its own PID namespace and dies with its
-    parent (bwrap): the chain then stays one process, with no extra namespace and fork.
-    `report_to`: a pipe (passed to the process) that gets `MOUNTED` once the overlay is
-    mounted, instead of a sentinel file beside the layers (one file less to create).
+    - `own_pids=False` is for an `argv` that makes its own PID namespace and dies with its
+      parent (bwrap): the chain then stays one process, with no extra namespace and fork.
+    - `report_to`: a pipe (passed to the process) that gets `MOUNTED` once the overlay is
+      mounted, instead of a sentinel file beside the layers (one file less to create).
+    - `layer_fds`: idmapped layers to mount instead of the layers' paths (pass them along).
+    - `join`: cgroup.procs files the chain joins before it starts anything.
     """
     # Dies with the thread that started it (a crashed agent leaves no command running over
     # a workspace nobody records); its PID namespace takes every leftover process with it.
-    unshare = ["setpriv", "--pdeathsig", "KILL", "unshare", "-Urm" if unprivileged() else "-m"]
-    unshare += ["--propagation", "private"]
+    unshare = ["setpriv", "--pdeathsig", "KILL"]
+    parent = "-"
+    if own_pids:
+        unshare += ["sh", "-c", _PARENT_ALIVE, str(os.getpid())]
+    else:
+        parent = str(os.getpid())
+    unshare += ["unshare", "-Urm" if unprivileged() else "-m", "--propagation", "private"]
     if own_pids:
         unshare += ["--pid", "--fork", "--kill-child"]
-    options = mount_options(layers)
+    options = mount_options(layers, layer_fds)
     mount = ["sh", "-c", _MOUNT_THEN_EXEC, "goex-overlay", options, str(layers.merged)]
     sentinel = f"/dev/fd/{report_to}" if report_to is not None else str(_sentinel(layers))
-    return [*unshare, *mount, sentinel, *argv]
+    return [*unshare, *mount, sentinel, parent, " ".join(join or []), *argv]
 
 
 def _sentinel(layers: Layers) -> Path:

@@ -80,15 +80,17 @@ def run_capped(
     assert proc.stdout is not None and proc.stderr is not None
     out, err = _Capped(limits.output_limit), _Capped(limits.output_limit)
     pipes = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
+    cpu = 0.0
     try:
         timed_out = not _pump(proc, pipes, start + limits.timeout)
     finally:
         _kill_group(proc.pid)  # leftovers of a finished command die too
-        proc.wait()
+        cpu = _reap(proc)
         _pump(None, pipes, time.monotonic() + DRAIN_SECONDS)  # what they wrote before dying
         proc.stdout.close()
         proc.stderr.close()
     return Execution(
+        cpu_seconds=cpu,
         exit_code=None if timed_out else proc.returncode,
         stdout=out.text(),
         stderr=err.text(),
@@ -142,6 +144,19 @@ def _pidfd(proc: subprocess.Popen[bytes] | None) -> int | None:
         return os.pidfd_open(proc.pid)
     except (AttributeError, OSError):
         return None
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> float:
+    """Wait for `proc`; return the CPU seconds it and the descendants it waited for used."""
+    if proc.returncode is not None:
+        return 0.0
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except ChildProcessError:  # reaped elsewhere meanwhile
+        proc.wait()
+        return 0.0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return float(usage.ru_utime + usage.ru_stime)
 
 
 def _kill_group(pgid: int) -> None:

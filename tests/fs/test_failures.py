@@ -60,6 +60,21 @@ with goex.run("crash", journal=sys.argv[3]):
 """
 
 
+def _sleeping(seconds: str) -> list[int]:
+    """The `sleep` processes themselves (not the sandbox programs whose argv names them)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if (
+                proc.name.isdigit()
+                and (proc / "cmdline").read_bytes() == f"sleep\0{seconds}\0".encode()
+            ):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
 def test_a_crash_while_a_command_runs_is_recovered_as_not_happened(
     ws: Workspace, root: Path, journal: goex.Journal
 ) -> None:
@@ -69,21 +84,52 @@ def test_a_crash_while_a_command_runs_is_recovered_as_not_happened(
         [sys.executable, "-c", CRASHING, str(root), str(ws.store.root), journal.url, seconds]
     )
     deadline = time.monotonic() + 30
-    while not _processes_running(f"sleep {seconds}") and time.monotonic() < deadline:
+    while not _sleeping(seconds) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _processes_running(f"sleep {seconds}"), "the command never started"
+    assert _sleeping(seconds), "the command never started"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     deadline = time.monotonic() + 10
     while _processes_running(f"sleep {seconds}") and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _processes_running(f"sleep {seconds}") == []  # the sandbox died with its parent
+    assert _processes_running(f"sleep {seconds}") == _sleeping(seconds) == []  # died with it
 
     (pending,) = journal.steps_with_status(StepStatus.PENDING)
     (outcome,) = goex.recover(journal)
     assert outcome.step_id == pending.id and outcome.resolution == "failed"
     assert journal.get_step(pending.id).status is StepStatus.FAILED
     assert manifest(root) == before
+
+
+SPAWN_THEN_DIE = """
+import os, subprocess, sys
+import goex_tools as goex
+from goex_tools.domains.fs import Workspace
+from goex_tools.sandbox import process
+real = subprocess.Popen
+def spawn_then_die(*args, **kwargs):
+    real(*args, **kwargs)
+    os._exit(9)  # before the sandbox's first program could ask to die with its parent
+process.subprocess.Popen = spawn_then_die
+ws = Workspace(sys.argv[1], store=sys.argv[2], sandbox=sys.argv[5])
+with goex.run("spawn", journal=sys.argv[3]):
+    ws.run_shell("sleep " + sys.argv[4])
+"""
+
+
+@pytest.mark.parametrize("backend", ["bwrap", "none"])
+def test_a_goex_killed_right_after_spawning_a_sandbox_leaves_nothing_running(
+    ws: Workspace, journal: goex.Journal, backend: str
+) -> None:
+    """The pdeath signal is set by the sandbox's first program, a moment after it starts; a
+    parent gone by then must stop the chain (this was the flaky test's real cause)."""
+    for _ in range(3):
+        seconds = unique_seconds()
+        argv = [sys.executable, "-c", SPAWN_THEN_DIE, str(ws.root), str(ws.store.root)]
+        done = subprocess.run([*argv, journal.url, seconds, backend], capture_output=True)
+        assert done.returncode == 9, done.stderr
+        time.sleep(1.5)  # a chain that went on would be sleeping by now
+        assert _processes_running(f"sleep {seconds}") == _sleeping(seconds) == []
 
 
 # A crash (kill -9) at a precise point: the child process replaces one internal function with

@@ -242,3 +242,154 @@ def test_a_refused_undo_changes_nothing(ws: Workspace, root: Path, journal: goex
     report = caught.value.report
     assert not report.complete and manifest(root) == held
     assert (root / "newdir" / "sub" / "f.txt").read_text() == "x\n"
+
+
+# The sandbox: what a command can see and use of the host.
+
+SOCKETS = {"postgresql": "/var/run/postgresql/.s.PGSQL.5432", "mariadb": "/run/mysqld/mysqld.sock"}
+
+
+def _reachable_from_host(path: str) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("server", sorted(SOCKETS))
+def test_run_shell_cannot_reach_the_real_database_servers_sockets(
+    ws: Workspace, journal: goex.Journal, server: str
+) -> None:
+    path = SOCKETS[server]
+    if not _reachable_from_host(path):
+        pytest.skip(f"no {server} server listens on {path} here")
+    client = {
+        "postgresql": "psql -h /var/run/postgresql -U postgres -d test -Atc 'select 42'",
+        "mariadb": "mysql -uroot -e 'select 42'",
+    }[server]
+    probe = f"python3 -c \"import socket; socket.socket(socket.AF_UNIX).connect('{path}')\""
+    with goex.run("sockets", journal=journal):
+        result = ws.run_shell(f"ls -la {os.path.dirname(path)}; {client}; {probe}")
+    assert "42" not in result.stdout
+    assert "No such file or directory" in result.stderr
+    assert result.exit_code != 0
+
+
+def test_no_socket_is_anywhere_a_command_can_see(ws: Workspace, journal: goex.Journal) -> None:
+    with goex.run("find", journal=journal):
+        result = ws.run_shell("find / -path /proc -prune -o -type s -print 2>/dev/null; true")
+    assert result.stdout == ""
+
+
+def test_a_command_runs_unprivileged_and_cannot_read_root_only_files(
+    ws: Workspace, journal: goex.Journal
+) -> None:
+    with goex.run("uid", journal=journal):
+        result = ws.run_shell("id -u; cat /etc/shadow; grep Cap /proc/self/status")
+    lines = result.stdout.splitlines()
+    assert lines[0] != "0"
+    assert "/etc/shadow: Permission denied" in result.stderr or not Path("/etc/shadow").exists()
+    assert all(line.split()[1] == "0000000000000000" for line in lines[1:])
+
+
+def test_the_journal_store_and_secrets_stay_hidden_even_below_a_shown_directory(
+    root: Path, tmp_path: Path, journal: goex.Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from goex_tools.sandbox import Limits
+
+    secrets = tmp_path / "secrets" / "secrets.toml"
+    secrets.parent.mkdir()
+    secrets.write_text('[token]\nvalue = "s3"\n')
+    monkeypatch.setenv("GOEX_SECRETS_FILE", str(secrets))
+    ws = Workspace(root, store=tmp_path / "store", limits=Limits(show=[str(tmp_path)]))
+    probe = f"ls {tmp_path}; ls -A {tmp_path}/store {tmp_path}/secrets | wc -l; cat {secrets}"
+    with goex.run("hidden", journal=journal):
+        result = ws.run_shell(f"{probe}; od -c {tmp_path}/journal.db | head -1")
+    assert "ws" in result.stdout.split()  # the shown directory is there
+    assert "journal.db" not in result.stdout and "s3" not in result.stdout
+    assert "No such file" in result.stderr
+
+
+def test_a_journal_inside_the_workspace_is_refused_before_anything_runs(
+    ws: Workspace, root: Path
+) -> None:
+    before = manifest(root)
+    inside = goex.Journal(f"sqlite:///{root}/.journal.db")
+    try:
+        with goex.run("inside", journal=inside), pytest.raises(FsError, match="inside the work"):
+            ws.run_shell("echo x > x.txt")
+        with goex.run("inside", journal=inside), pytest.raises(FsError, match="inside the work"):
+            ws.write_file("x.txt", "x")
+    finally:
+        inside.close()
+    assert {k: v for k, v in manifest(root).items() if "journal" not in k} == before
+
+
+# Resource limits: a command past one is stopped, its step fails, nothing is applied.
+
+LIMITED = {
+    "memory": ("head -c 900M /dev/zero | tail > /dev/null", {}, "memory"),
+    "processes": ("for i in $(seq 400); do sleep 2 & done; wait", {}, "processes"),
+    "file_size": ("head -c 3000000 /dev/zero > big.bin", {"file_size": 1 << 20}, "file size"),
+    "cpu_time": ("while :; do :; done", {"cpu_time": 1, "timeout": 20}, "CPU time"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LIMITED))
+def test_a_command_past_a_resource_limit_fails_and_applies_nothing(
+    root: Path, tmp_path: Path, journal: goex.Journal, name: str
+) -> None:
+    from goex_tools.sandbox import LimitExceeded, Limits
+
+    command, limits, shown = LIMITED[name]
+    if name in ("memory", "processes") and os.geteuid() != 0:
+        pytest.skip("whole-command memory and process limits need a cgroup (root)")
+    ws = Workspace(root, store=tmp_path / "store", limits=Limits(**limits))
+    before = manifest(root)
+    with goex.run(name, journal=journal) as run, pytest.raises(LimitExceeded, match=shown):
+        ws.run_shell(f"echo partial > partial.txt && rm README.md; {command}")
+    (step,) = journal.steps(run.id)
+    assert step.status is StepStatus.FAILED
+    assert manifest(root) == before
+
+
+def test_the_default_limits_stop_a_gigabyte_and_a_thousand_processes(
+    ws: Workspace, root: Path, journal: goex.Journal
+) -> None:
+    from goex_tools.sandbox import LimitExceeded
+
+    if os.geteuid() != 0:
+        pytest.skip("whole-command memory and process limits need a cgroup (root)")
+    before = manifest(root)
+    for command in ("head -c 1G /dev/zero | tail", "for i in $(seq 1000); do sleep 2 & done"):
+        with goex.run("defaults", journal=journal), pytest.raises(LimitExceeded):
+            ws.run_shell(f"touch made.txt; {command}; wait")
+        assert manifest(root) == before
+
+
+def test_doctor_reports_hidden_sockets_an_unprivileged_user_and_limits() -> None:
+    from goex_tools.policy.doctor import doctor
+
+    report = doctor(backends=("bwrap",))
+    found = {c.name: c for c in report.checks}
+    assert found["sockets hidden"].status == "ok", found["sockets hidden"].detail
+    assert found["user unprivileged"].status == "ok", found["user unprivileged"].detail
+    assert found["limits in force"].status in ("ok", "warn")
+    assert "CPU 60 s" in found["limits in force"].detail
+    assert found["network isolation"].status == "ok", found["network isolation"].detail
+
+
+def test_the_confinement_probe_sees_what_an_unconfined_command_sees() -> None:
+    """The control: with no sandbox, the same probe finds the host's sockets and root."""
+    from goex_tools.sandbox.confinement import probe
+
+    if not any(os.path.exists(p) for p in SOCKETS.values()):
+        pytest.skip("no host socket to find here")
+    found = {name: (status, detail) for name, status, detail in probe("none")}
+    assert found["sockets hidden"][0] == "fail"
+    if os.geteuid() == 0:
+        assert found["user unprivileged"][0] == "fail"

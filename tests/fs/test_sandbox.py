@@ -76,14 +76,14 @@ def test_an_overlay_that_cannot_be_mounted_is_an_error_not_a_command_result(
 
 
 def test_a_bwrap_set_up_failure_is_an_error_not_a_command_result(tmp_path: Path) -> None:
-    """bwrap cannot hide a directory that does not exist on the read-only system: it fails
-    before the command starts, and its exit code must not pass for the command's."""
+    """bwrap cannot hide a directory that does not exist in the read-only system view: it
+    fails before the command starts, and its exit code must not pass for the command's."""
     from goex_tools.sandbox import Limits
     from goex_tools.sandbox.overlay import make_layers, remove_layers
 
     (tmp_path / "ws").mkdir()
     layers = make_layers(
-        tmp_path / "ws", tmp_path / "scratch", hidden=[Path("/goex-no-such-dir/inner")]
+        tmp_path / "ws", tmp_path / "scratch", hidden=[Path("/usr/goex-no-such-dir/inner")]
     )
     try:
         with pytest.raises(SandboxUnavailable, match=r"bwrap could not set up the sandbox.*mkdir"):

@@ -21,11 +21,12 @@ from goex_tools.domains.fs.apply import MAX_NAMED, hard_link_note, materialize
 from goex_tools.domains.fs.changes import PathChange, effect_summary
 from goex_tools.domains.fs.compensation import restore_compensation
 from goex_tools.domains.fs.errors import CommandTimedOut, FsError, WorkspaceChanged
+from goex_tools.domains.fs.own import own_paths, refuse_inside
 from goex_tools.domains.fs.plan import plan_upper
 from goex_tools.domains.fs.results import ShellResult, changed
 from goex_tools.model import Proposal, Reversibility
 from goex_tools.runtime import StepHandle, execute
-from goex_tools.sandbox import Limits
+from goex_tools.sandbox import Execution, LimitExceeded, Limits
 from goex_tools.sandbox.overlay import (
     make_layers,
     remove_layers,
@@ -89,10 +90,12 @@ def run_shell(
 def _effect(
     ws: Workspace, handle: StepHandle, command: str, limits: Limits, tentative: bool
 ) -> ShellResult:
+    refuse_inside(ws.root, handle.run.journal)
     scratch = ws.store.scratch / f"shell-{handle.id}"
     if scratch.exists():
         shutil.rmtree(scratch)
-    layers = make_layers(ws.root, scratch, hidden=[ws.store.root])  # no peeking at old files
+    hidden = list(own_paths(handle.run.journal, ws.store.root).values())
+    layers = make_layers(ws.root, scratch, hidden=hidden)  # no journal, no old files
     started = time.time_ns()
     remove_waiting_layers()  # earlier commands' layers go while this one's sandbox starts
     try:
@@ -103,8 +106,14 @@ def _effect(
                 f"changes were discarded. Output so far: {execution.stdout[-500:]!r} "
                 f"{execution.stderr[-500:]!r}"
             )
+        if execution.exceeded:
+            raise _past_limits(execution.exceeded, execution)
         with ws.store.lock(ws.root):
             changes = plan_upper(ws.root, layers.upper, ws.store)
+            big = [c.shown for c in changes if (c.after.size or 0) >= limits.file_size]
+            if big:
+                size = f"file size ({limits.file_size} bytes: {', '.join(big[:MAX_NAMED])})"
+                raise _past_limits([size], execution)
             _refuse_lost_updates(ws.root, changes, started)
             if note := hard_link_note(ws.root, changes):
                 handle.notes.append(note)
@@ -134,6 +143,13 @@ def _effect(
         changes=changed(changes),
         held=tentative,
         notes=handle.notes,
+    )
+
+
+def _past_limits(which: list[str], execution: Execution) -> LimitExceeded:
+    return LimitExceeded(
+        f"the command went past its {' and '.join(which)} limit and was stopped; nothing it "
+        f"did was applied. Output so far: {execution.stdout[-500:]!r} {execution.stderr[-500:]!r}"
     )
 
 

@@ -21,6 +21,7 @@ from goex_tools.domains.fs.changes import PathChange, effect_summary
 from goex_tools.domains.fs.compensation import restore_compensation
 from goex_tools.domains.fs.entries import ABSENT, Entry, manifest
 from goex_tools.domains.fs.errors import FsError, WorkspaceChanged
+from goex_tools.domains.fs.own import refuse_inside
 from goex_tools.domains.fs.paths import missing_parents, relative, subtree
 from goex_tools.domains.fs.plan import NEW_FILE_MODE, Plan
 from goex_tools.domains.fs.results import FileResult, changed
@@ -188,6 +189,7 @@ class Workspace:
         )
 
         def effect(handle: StepHandle) -> FileResult:
+            refuse_inside(self.root, handle.run.journal)
             handle.effect.update(effect_summary(changes))
             handle.charge()  # the run's budgets take the bytes before they are written
             if note := hard_link_note(self.root, changes):
