@@ -126,7 +126,7 @@ class BwrapSandbox:
             for fd in fds:
                 os.close(fd)
             if cgroup is not None:
-                cgroup.remove()
+                cgroup.release()
         try:
             reported = _available(status)
         finally:

@@ -80,7 +80,11 @@ def remove_layers(layers: Layers) -> None:
     """Delete the scratch directories, including those we may not write: overlayfs leaves
     its work dir with mode 000, and a command may have run `chmod 555` on a directory
     (which stops only an ordinary user: root skips the walk that opens them up)."""
-    scratch = layers.upper.parent
+    remove_tree(layers.upper.parent)
+
+
+def remove_tree(scratch: Path) -> None:
+    """`remove_layers` for a scratch directory known only by its path."""
     if unprivileged():
         with contextlib.suppress(OSError):
             _make_writable(scratch)

@@ -11,9 +11,11 @@ counters tell afterwards whether a limit was hit (an out-of-memory kill, a refus
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import secrets
+import threading
 from pathlib import Path
 
 from goex_tools.sandbox.base import Execution, Limits
@@ -41,12 +43,16 @@ def wrap(command: str, limits: Limits, *, data: bool = True, processes: bool = T
 
 
 class Cgroup:
-    """A cgroup (v1 memory + pids hierarchies, or v2) for one command; `procs` are the files
-    a process writes its pid to, to join."""
+    """A cgroup (v1 memory + pids + cpuacct hierarchies, or v2) a command runs in; `procs`
+    are the files a process writes its pid to, to join. Made once and reused by this
+    process's later commands (making and removing one costs more than a command's start):
+    its counters are read before and after each command."""
 
     def __init__(self, dirs: list[Path], version: int) -> None:
         self.dirs = dirs
         self.version = version
+        self.limits: tuple[int, int] | None = None
+        self.start: tuple[int, int, float] = (0, 0, 0.0)
 
     @property
     def procs(self) -> list[str]:
@@ -54,85 +60,121 @@ class Cgroup:
 
     @classmethod
     def make(cls, limits: Limits) -> Cgroup | None:
-        """A fresh cgroup with `limits`, or None where this process may not make one."""
+        """A cgroup set to `limits` for one command (give it back with `release`), or None
+        where this process may not make one."""
         if os.geteuid() != 0:
             return None
-        name = f"{PREFIX}{secrets.token_hex(6)}"
+        with _pool_lock:
+            group = _pool.pop() if _pool else None
+        if group is None:
+            name = f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+            try:
+                if (CGROUPS / "cgroup.controllers").exists():
+                    group = cls._make_v2(name)
+                else:
+                    group = cls._make_v1(name)
+            except OSError:
+                return None
+            if group is None:
+                return None
         try:
-            if (CGROUPS / "cgroup.controllers").exists():
-                return cls._make_v2(name, limits)
-            return cls._make_v1(name, limits)
+            group._set(limits)
         except OSError:
+            group.remove()
             return None
+        group.start = group._counters()
+        return group
 
     @classmethod
-    def _make_v1(cls, name: str, limits: Limits) -> Cgroup | None:
+    def _make_v1(cls, name: str) -> Cgroup | None:
         memory, pids = CGROUPS / "memory" / name, CGROUPS / "pids" / name
-        if not (memory.parent / "memory.limit_in_bytes").exists():
-            return None
-        if not (pids.parent / "pids.max").exists() and not pids.parent.is_dir():
+        if not (memory.parent / "memory.limit_in_bytes").exists() or not pids.parent.is_dir():
             return None
         cpu = CGROUPS / "cpuacct" / name
         made = cls([memory, pids, cpu] if cpu.parent.is_dir() else [memory, pids], 1)
         try:
             for directory in made.dirs:
                 directory.mkdir()
-            (memory / "memory.limit_in_bytes").write_text(str(limits.memory))
-            swap = memory / "memory.memsw.limit_in_bytes"
-            if swap.exists():
-                swap.write_text(str(limits.memory))
-            (pids / "pids.max").write_text(str(limits.processes))
         except OSError:
             made.remove()
             return None
         return made
 
     @classmethod
-    def _make_v2(cls, name: str, limits: Limits) -> Cgroup | None:
+    def _make_v2(cls, name: str) -> Cgroup | None:
         controllers = (CGROUPS / "cgroup.subtree_control").read_text().split()
         if "memory" not in controllers or "pids" not in controllers:
             return None
-        group = CGROUPS / name
-        made = cls([group], 2)
+        made = cls([CGROUPS / name], 2)
         try:
-            group.mkdir()
-            (group / "memory.max").write_text(str(limits.memory))
+            made.dirs[0].mkdir()
             with contextlib.suppress(OSError):
-                (group / "memory.swap.max").write_text("0")
-            (group / "memory.oom.group").write_text("1")
-            (group / "pids.max").write_text(str(limits.processes))
+                (made.dirs[0] / "memory.swap.max").write_text("0")
+            (made.dirs[0] / "memory.oom.group").write_text("1")
         except OSError:
             made.remove()
             return None
         return made
 
-    def exceeded(self) -> list[str]:
-        """The limits the command's processes ran into."""
-        hit = []
+    def _set(self, limits: Limits) -> None:
+        wanted = (limits.memory, limits.processes)
+        if wanted == self.limits:
+            return
         if self.version == 1:
             memory, pids = self.dirs[:2]
-            if _counter(memory / "memory.oom_control", "oom_kill") > 0:
-                hit.append("memory")
-            if _counter(pids / "pids.events", "max") > 0:
-                hit.append("processes")
+            swap = memory / "memory.memsw.limit_in_bytes"
+            files = [memory / "memory.limit_in_bytes"] + ([swap] if swap.exists() else [])
+            if self.limits is not None and limits.memory > self.limits[0]:
+                files.reverse()  # memory + swap may never be below memory
+            for name in files:
+                name.write_text(str(limits.memory))
+            (pids / "pids.max").write_text(str(limits.processes))
         else:
-            (group,) = self.dirs
-            if _counter(group / "memory.events", "oom_kill") > 0:
-                hit.append("memory")
-            if _counter(group / "pids.events", "max") > 0:
-                hit.append("processes")
+            (self.dirs[0] / "memory.max").write_text(str(limits.memory))
+            (self.dirs[0] / "pids.max").write_text(str(limits.processes))
+        self.limits = wanted
+
+    def _counters(self) -> tuple[int, int, float]:
+        """(out-of-memory kills, refused forks, CPU seconds) so far."""
+        if self.version == 1:
+            memory, pids = self.dirs[:2]
+            ooms = _counter(memory / "memory.oom_control", "oom_kill")
+            forks = _counter(pids / "pids.events", "max")
+            cpu = 0.0
+            if len(self.dirs) > 2:
+                with contextlib.suppress(OSError, ValueError):
+                    cpu = int((self.dirs[2] / "cpuacct.usage").read_text()) / 1e9
+            return ooms, forks, cpu
+        group = self.dirs[0]
+        usage = _counter(group / "cpu.stat", "usage_usec") / 1e6
+        ooms = _counter(group / "memory.events", "oom_kill")
+        return ooms, _counter(group / "pids.events", "max"), usage
+
+    def exceeded(self) -> list[str]:
+        """The limits the command's processes ran into since `make`."""
+        ooms, forks, _ = self._counters()
+        hit = []
+        if ooms > self.start[0]:
+            hit.append("memory")
+        if forks > self.start[1]:
+            hit.append("processes")
         return hit
 
     def cpu_seconds(self) -> float:
-        """CPU time every process of the command used (0 where not counted)."""
+        """CPU time the command's processes used since `make` (0 where not counted)."""
+        return max(0.0, self._counters()[2] - self.start[2])
+
+    def release(self) -> None:
+        """Back to the pool once every process has left it; removed otherwise."""
         try:
-            if self.version == 1 and len(self.dirs) > 2:
-                return int((self.dirs[2] / "cpuacct.usage").read_text()) / 1e9
-            if self.version == 2:
-                return _counter(self.dirs[0] / "cpu.stat", "usage_usec") / 1e6
-        except (OSError, ValueError):
-            pass
-        return 0.0
+            empty = all(not Path(p).read_text().strip() for p in self.procs)
+        except OSError:
+            empty = False
+        if empty:
+            with _pool_lock:
+                _pool.append(self)
+        else:
+            self.remove()
 
     def remove(self) -> None:
         for directory in self.dirs:
@@ -140,16 +182,43 @@ class Cgroup:
                 directory.rmdir()
 
 
+_pool: list[Cgroup] = []
+_pool_lock = threading.Lock()
+
+
+def _empty_pool() -> None:
+    with _pool_lock:
+        while _pool:
+            _pool.pop().remove()
+
+
+atexit.register(_empty_pool)
+os.register_at_fork(after_in_child=_pool.clear)  # the parent's, not the child's to reuse
+
+
 def sweep_cgroups() -> None:
-    """Remove the empty cgroups of commands whose goex was killed (best effort)."""
+    """Remove the cgroups that goex processes which are gone left behind (best effort)."""
     if os.geteuid() != 0:
         return
-    for parent in (CGROUPS, CGROUPS / "memory", CGROUPS / "pids"):
+    for parent in (CGROUPS, CGROUPS / "memory", CGROUPS / "pids", CGROUPS / "cpuacct"):
         with contextlib.suppress(OSError):
             for item in parent.iterdir():
-                if item.name.startswith(PREFIX) and item.is_dir():
+                if item.name.startswith(PREFIX) and item.is_dir() and not _owner_alive(item.name):
                     with contextlib.suppress(OSError):
                         item.rmdir()  # refused while processes are in it
+
+
+def _owner_alive(name: str) -> bool:
+    pid = name[len(PREFIX) :].split("-")[0]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def exceeded(execution: Execution, limits: Limits, cgroup: Cgroup | None) -> list[str]:

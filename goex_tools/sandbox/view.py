@@ -16,6 +16,7 @@ tmpfs wherever they fall inside something shown.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -25,8 +26,9 @@ FRESH = ("/tmp", "/run", "/var/tmp")  # empty and private to the command
 NEVER_SHOWN = ("/", "/proc", "/sys", "/dev", "/run", "/var/run", "/tmp", "/var", "/home", "/root")
 
 
-def system_binds() -> list[str]:
-    """bwrap arguments for the system part of the view."""
+@functools.cache
+def system_binds() -> tuple[str, ...]:
+    """bwrap arguments for the system part of the view (looked at once per process)."""
     argv: list[str] = []
     for top in SYSTEM:
         argv += ["--ro-bind", top, top]
@@ -35,7 +37,7 @@ def system_binds() -> list[str]:
             argv += ["--symlink", os.readlink(top), top]
         elif os.path.isdir(top):
             argv += ["--ro-bind", top, top]
-    return argv
+    return tuple(argv)
 
 
 def fresh_dirs() -> list[str]:
@@ -59,11 +61,18 @@ def resolver(network: bool) -> list[str]:
 def shown_paths(search_path: str, workspace: Path, extra: list[str]) -> list[Path]:
     """The host directories shown read-only beside the system: PATH entries outside the
     system view (a virtualenv as a whole, with its base interpreter), then `extra`."""
+    return [
+        path
+        for path in _shown(search_path, tuple(extra))
+        if path != workspace and workspace not in path.parents  # there through the overlay
+    ]
+
+
+@functools.lru_cache(maxsize=16)
+def _shown(search_path: str, extra: tuple[str, ...]) -> tuple[Path, ...]:
     found: list[Path] = []
 
     def add(path: Path) -> None:
-        if path == workspace or workspace in path.parents:
-            return  # there already, through the overlay
         if in_system(path) or str(path) in NEVER_SHOWN or path in found:
             return
         if any(parent in found for parent in path.parents):
@@ -84,7 +93,7 @@ def shown_paths(search_path: str, workspace: Path, extra: list[str]) -> list[Pat
         add(path)
     for entry in extra:
         add(Path(os.path.normpath(entry)))
-    return found
+    return tuple(found)
 
 
 def parents(path: Path) -> list[str]:

@@ -208,3 +208,97 @@ def test_a_crash_while_keeping_held_changes_is_finished_by_keeping_again_or_disc
     keep(second.step_id, journal=journal)  # finishes the crashed keep
     assert not (root / "src").exists() and (root / "a/b/one").read_text() == "1\n"
     assert (root / "two").read_text() == "2\n"
+
+
+def test_scratch_layers_a_killed_goex_left_are_swept_on_the_next_start(
+    ws: Workspace, root: Path, journal: goex.Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from goex_tools.domains.fs import store as store_module
+    from goex_tools.domains.fs import workspace as workspace_module
+
+    monkeypatch.setattr(store_module, "SWEEP_AGE", 0.0)  # instead of waiting 10 s
+    seconds = unique_seconds()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CRASHING, str(root), str(ws.store.root), journal.url, seconds]
+    )
+    deadline = time.monotonic() + 30
+    while not _sleeping(seconds) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (live,) = [p for p in ws.store.scratch.iterdir() if p.name.startswith("shell-")]
+    workspace_module._swept.clear()
+    Workspace(root, store=ws.store.root)  # another agent starts while the command runs
+    assert live.is_dir()  # in use: left alone
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while _sleeping(seconds) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (ws.store.scratch / "blob-half-written").write_bytes(b"x")  # a copy killed midway
+    workspace_module._swept.clear()
+    Workspace(root, store=ws.store.root)  # the next start
+    assert list(ws.store.scratch.iterdir()) == []
+
+
+# A kill between making a temporary (a file, symlink or directory named .goex-<step>-...)
+# and renaming it into place: recovery and rollback remove it and restore the tree exactly.
+CRASH_AT_RENAME = """
+import os, sys
+import goex_tools as goex
+from goex_tools.domains.fs import Workspace
+root, store, journal, nth, action = sys.argv[1:6]
+real_replace, calls = os.replace, []
+def crashing_replace(src, dst, **kwargs):
+    if str(src).startswith(".goex-"):
+        calls.append(src)
+        if len(calls) == int(nth):
+            os._exit(9)
+    real_replace(src, dst, **kwargs)
+os.replace = crashing_replace
+ws = Workspace(root, store=store)
+if action == "undo":
+    goex.rollback(sys.argv[6], journal=journal)
+    os._exit(0)
+with goex.run("crash", journal=journal):
+    if action == "shell":
+        ws.run_shell("rm -rf src && mkdir -p a/b && echo 1 > a/b/one && echo 2 > two")
+    else:
+        ws.write_file("a/b/new.txt", "new")
+os._exit(0)
+"""
+
+
+def _temporaries(root: Path) -> list[str]:
+    return [p for p in manifest(root) if ".goex-" in p]
+
+
+@pytest.mark.parametrize(("action", "nth"), [("file", 1), ("file", 3), ("shell", 1), ("shell", 4)])
+def test_a_kill_before_a_temporary_is_renamed_leaves_nothing_after_recovery(
+    ws: Workspace, root: Path, journal: goex.Journal, action: str, nth: int
+) -> None:
+    before = manifest(root)
+    argv = [sys.executable, "-c", CRASH_AT_RENAME, str(root), str(ws.store.root), journal.url]
+    done = subprocess.run([*argv, str(nth), action], capture_output=True, text=True)
+    assert done.returncode == 9, done.stderr
+    assert _temporaries(root)  # goex's own file, in the workspace
+    (pending,) = journal.steps_with_status(StepStatus.PENDING)
+    (outcome,) = goex.recover(journal)
+    assert outcome.step_id == pending.id
+    assert _temporaries(root) == []
+    if outcome.resolution == "applied":
+        assert goex.rollback(pending.run_id, journal=journal).complete
+    assert manifest(root) == before
+
+
+def test_a_kill_while_undoing_leaves_no_temporary_and_the_next_rollback_completes(
+    ws: Workspace, root: Path, journal: goex.Journal
+) -> None:
+    before = manifest(root)
+    with goex.run("undo", journal=journal) as run:
+        ws.run_shell("rm -rf src empty && echo 2 > two")
+    argv = [sys.executable, "-c", CRASH_AT_RENAME, str(root), str(ws.store.root), journal.url]
+    done = subprocess.run([*argv, "3", "undo", run.id], capture_output=True, text=True)
+    assert done.returncode == 9, done.stderr
+    assert _temporaries(root)
+    goex.recover(journal)
+    report = goex.rollback(run.id, journal=journal)
+    assert report.complete and manifest(root) == before

@@ -8,6 +8,7 @@ workspace, or held for a person to keep or discard.
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 import time
@@ -31,6 +32,7 @@ from goex_tools.sandbox.overlay import (
     make_layers,
     remove_layers,
     remove_layers_later,
+    remove_tree,
     remove_waiting_layers,
 )
 
@@ -94,6 +96,25 @@ def _effect(
     scratch = ws.store.scratch / f"shell-{handle.id}"
     if scratch.exists():
         shutil.rmtree(scratch)
+    scratch.mkdir()
+    held = ws.store.hold(scratch)  # not swept by another process while in use
+    try:
+        return _run_held(ws, handle, command, limits, tentative, scratch)
+    except BaseException:
+        remove_tree(scratch)  # a failure is reported with nothing of the command left
+        raise
+    finally:
+        os.close(held)
+
+
+def _run_held(
+    ws: Workspace,
+    handle: StepHandle,
+    command: str,
+    limits: Limits,
+    tentative: bool,
+    scratch: Path,
+) -> ShellResult:
     hidden = list(own_paths(handle.run.journal, ws.store.root).values())
     layers = make_layers(ws.root, scratch, hidden=hidden)  # no journal, no old files
     started = time.time_ns()

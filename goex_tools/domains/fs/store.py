@@ -10,12 +10,14 @@ import fcntl
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 CHUNK = 1 << 20
+SWEEP_AGE = 10.0  # seconds a scratch entry must be untouched before it may be swept
 
 
 class BlobStore:
@@ -65,6 +67,7 @@ class BlobStore:
         digest = hashlib.sha256(head)
         size = len(head)
         fd, tmp = tempfile.mkstemp(dir=self.scratch, prefix="blob-")
+        fcntl.flock(fd, fcntl.LOCK_EX)  # in use: not swept (see sweep_scratch)
         try:
             with os.fdopen(fd, "wb") as dst:
                 dst.write(head)
@@ -98,6 +101,7 @@ class BlobStore:
 
     def _write(self, data: bytes, sha256: str) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.scratch, prefix="blob-")
+        fcntl.flock(fd, fcntl.LOCK_EX)  # in use: not swept (see sweep_scratch)
         try:
             with os.fdopen(fd, "wb") as dst:
                 dst.write(data)
@@ -106,6 +110,48 @@ class BlobStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def hold(self, path: Path) -> int:
+        """Mark the scratch entry `path` as in use by this process until the returned
+        descriptor is closed (`sweep_scratch` leaves it alone meanwhile)."""
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+
+    def sweep_scratch(self, min_age: float | None = None) -> list[str]:
+        """Remove what processes killed while working left in `scratch` (a command's overlay
+        layers, a half-copied blob): entries nobody holds (`hold`) and untouched for
+        `min_age` seconds. Returns the names removed."""
+        from goex_tools.sandbox.overlay import remove_tree
+
+        removed = []
+        min_age = SWEEP_AGE if min_age is None else min_age
+        now = time.time()
+        with os.scandir(self.scratch) as found:
+            entries = list(found)
+        for entry in entries:
+            try:
+                if now - entry.stat(follow_symlinks=False).st_ctime < min_age:
+                    continue
+                fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # held by a live process
+                os.close(fd)
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    remove_tree(Path(entry.path))
+                else:
+                    os.unlink(entry.path)
+                removed.append(entry.name)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+        return removed
 
     @contextmanager
     def lock(self, workspace: Path) -> Iterator[None]:

@@ -30,6 +30,7 @@ from goex_tools.domains.fs.store import BlobStore
 from goex_tools.model import Proposal, Reversibility
 from goex_tools.runtime import OUTPUT_LIMIT, StepHandle, execute
 from goex_tools.sandbox import DEFAULT, Limits, get_sandbox
+from goex_tools.sandbox.resources import sweep_cgroups
 
 STORE_ENV = "GOEX_FS_STORE"
 DEFAULT_STORE = Path(".goex") / "store"
@@ -54,6 +55,7 @@ class Workspace:
         if store_root == self.root or self.root in store_root.parents:
             raise FsError(f"the store {store_root} must be outside the workspace {self.root}")
         self.store = BlobStore(store_root)
+        _sweep_once(self.store)
         self.sandbox = get_sandbox(sandbox)
         self.limits = limits or Limits()
 
@@ -200,6 +202,19 @@ class Workspace:
 
         result: FileResult = execute(proposal, effect)
         return result
+
+
+_swept: set[Path] = set()
+
+
+def _sweep_once(store: BlobStore) -> None:
+    """On this process's first use of a store: remove what killed processes left in its
+    scratch directory, and their empty cgroups."""
+    if store.root in _swept:
+        return
+    _swept.add(store.root)
+    store.sweep_scratch()
+    sweep_cgroups()
 
 
 def _short(text: str, limit: int = OUTPUT_LIMIT) -> str:
