@@ -147,6 +147,14 @@ def make_app(state: ServiceState) -> FastAPI:
             raise HTTPException(404, "no such item")
         return state.items[item_id]
 
+    @app.get("/items/{item_id}/tags", dependencies=[Depends(authorized)])
+    def list_tags(item_id: int) -> list[dict[str, Any]]:
+        """An item's tags as a sub-collection: they go with the item, and none can be
+        added or re-created on its own."""
+        if item_id not in state.items:
+            raise HTTPException(404, "no such item")
+        return [{"id": n, "tag": t} for n, t in enumerate(state.items[item_id].tags)]
+
     @app.put("/items/{item_id}", response_model=Item, dependencies=[Depends(authorized)])
     def put_item(item_id: int, body: ItemIn) -> Item:
         with state.lock:

@@ -62,7 +62,8 @@ def test_openapi_inferred_undo_restores_the_service(
     service: Service, sqlite_journal: Journal
 ) -> None:
     api = HttpTool(UndoRules().add_openapi(f"{service.url}/openapi.json"))
-    seed(service, {"name": "one", "price": 1.0}, {"name": "two", "tags": ["a"]})
+    # no tags on the item deleted: per the document they could not be re-created
+    seed(service, {"name": "one", "price": 1.0, "tags": ["a"]}, {"name": "two"})
     before = state(service)
     proposal = api.classify("DELETE", f"{service.url}/items/2", AUTH)
     assert proposal.predicted == {
@@ -185,3 +186,24 @@ def test_an_error_answer_to_a_call_that_took_effect_is_journaled_applied(
     assert step.notes[-1].endswith("but its effect happened; it can be undone")
     goex.rollback(run.id, journal=sqlite_journal)
     assert state(service) == before
+
+
+def test_deleting_an_item_whose_sub_items_cannot_be_recreated_says_so_first(
+    service: Service, sqlite_journal: Journal
+) -> None:
+    """Per the document, /items/{id}/tags can be listed but not re-created: deleting an item
+    that has tags is marked not undoable before it is sent; one without tags is undone."""
+    seed(service, {"name": "tagged", "tags": ["a", "b"]}, {"name": "bare"})
+    api = HttpTool(UndoRules().add_openapi(f"{service.url}/openapi.json"))
+    with goex.run(journal=sqlite_journal) as run:
+        api.request("DELETE", f"{service.url}/items/1", AUTH)
+        api.request("DELETE", f"{service.url}/items/2", AUTH)
+    tagged, bare = sqlite_journal.steps(run.id)
+    assert tagged.notes == [
+        f"this step cannot be undone: {service.url}/items/1/tags holds 2 items, which "
+        f"deleting {service.url}/items/1 may delete too, and the API gives no way to "
+        f"re-create them"
+    ]
+    report = goex.rollback(run.id, journal=sqlite_journal, on_irreversible="skip")
+    assert [o.outcome for o in report.outcomes] == ["compensated", "irreversible"]
+    assert [i["name"] for i in state(service)["items"]] == ["bare"]

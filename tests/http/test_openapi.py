@@ -6,7 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from goex_tools.domains.http import OpenAPIError, UndoRule, UndoRules, rules_from_openapi
+from goex_tools import Reversibility
+from goex_tools.domains.http import (
+    ChildRule,
+    HttpTool,
+    OpenAPIError,
+    UndoRule,
+    UndoRules,
+    rules_from_openapi,
+)
+from goex_tools.domains.http.fields import matches
 from tests.http.service import Service
 
 GITHUB_LIKE = """
@@ -73,7 +82,11 @@ def test_rules_from_the_live_fastapi_document(service: Service) -> None:
             source="openapi",
         ),
         UndoRule(
-            action="delete", method="DELETE", url=f"{base}/items/{{item_id}}", source="openapi"
+            action="delete",
+            method="DELETE",
+            url=f"{base}/items/{{item_id}}",
+            children=[ChildRule(suffix="/tags", recreate_method=None)],
+            source="openapi",
         ),
     ]
 
@@ -142,3 +155,89 @@ def test_documents_that_cannot_be_used_are_refused(tmp_path: Path) -> None:
     }
     with pytest.raises(OpenAPIError, match="only local \\$ref"):
         rules_from_openapi(remote)
+
+
+SWAGGER = {
+    "swagger": "2.0",
+    "host": "api.example.com",
+    "basePath": "/v2",
+    "schemes": ["https"],
+    "paths": {
+        "/users": {"post": {"responses": {"201": {"schema": {"$ref": "#/definitions/Created"}}}}},
+        "/users/{user_id}": {
+            "get": {"responses": {"200": {"schema": {"$ref": "#/definitions/User"}}}},
+            "put": {"parameters": [{"in": "body", "name": "u", "schema": {"type": "object"}}]},
+            "delete": {},
+        },
+        "/users/{uid}/keys": {
+            "get": {"responses": {"200": {"schema": {"type": "array", "items": {}}}}},
+        },
+        "/users/{uid}/keys/{key_id}": {"get": {}, "delete": {}},
+    },
+    "definitions": {
+        "Created": {
+            "type": "object",
+            "properties": {"data": {"type": "object", "properties": {"id": {"type": "string"}}}},
+        },
+        "User": {
+            "type": "object",
+            "properties": {
+                "data": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "updated": {"type": "string", "readOnly": True},
+                        "secret": {"type": "string", "writeOnly": True},
+                    },
+                }
+            },
+        },
+    },
+}
+
+
+def test_a_swagger_2_document_gives_nested_ids_fields_and_children() -> None:
+    rules = {(r.action, r.method): r for r in rules_from_openapi(SWAGGER)}
+    base = "https://api.example.com/v2"
+    create = rules["create", "POST"]
+    assert (create.url, create.item_url, create.id_field) == (
+        f"{base}/users",
+        f"{base}/users/{{user_id}}",
+        "data.id",  # nested in the 201 schema
+    )
+    update = rules["update", "PUT"]
+    assert update.ignore_fields == ["data.updated"] and update.write_only == ["data.secret"]
+    delete = rules["delete", "DELETE"]
+    # keys under a user can be listed but not re-created: deleting a user who has keys
+    # cannot be undone, one who has none can
+    assert [(c.suffix, c.items_field, c.recreate_method) for c in delete.children] == [
+        ("/keys", None, None)
+    ]
+
+
+def test_a_call_setting_a_write_only_field_is_irreversible_before_sending() -> None:
+    api = HttpTool(UndoRules().add_openapi(SWAGGER))
+    url = "https://api.example.com/v2/users/7"
+    setting = api.classify("PUT", url, {}, {"data": {"name": "x", "secret": "s3cret"}})
+    assert setting.reversibility is Reversibility.IRREVERSIBLE
+    assert "sets data.secret" in setting.notes[0]
+    assert api.classify("PUT", url, {}, {"data": {"name": "x"}}).reversibility is (
+        Reversibility.REVERSIBLE
+    )
+    deleting = api.classify("DELETE", url, {})
+    assert deleting.reversibility is Reversibility.IRREVERSIBLE  # re-creating needs the secret
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "hit"),
+    [
+        ("data.last_modified", ("data", "last_modified"), True),
+        ("data.last_modified", ("last_modified",), False),
+        ("**.updated_at", ("updated_at",), True),
+        ("**.updated_at", ("a", "0", "updated_at"), True),
+        ("items.*.etag", ("items", "3", "etag"), True),
+        ("items.*.etag", ("items", "etag"), False),
+    ],
+)
+def test_field_patterns_name_nested_paths(pattern: str, path: tuple[str, ...], hit: bool) -> None:
+    assert matches(pattern, path) is hit

@@ -131,6 +131,7 @@ def jupyter(directory: Path) -> Iterator[Server]:
         "-m",
         "jupyter_server",
         "--no-browser",
+        "--allow-root",  # CI runs as root
         f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",
         "--ServerApp.ip=127.0.0.1",
