@@ -13,6 +13,7 @@ if [ "$dev" = "--dev" ]; then
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
   command -v mariadbd >/dev/null || missing+=(mariadb-server)
   [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx-light)  # path tests
+  command -v npm >/dev/null || missing+=(nodejs npm)  # json-server (npm), an HTTP test
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then

@@ -199,6 +199,7 @@ def test_deleting_an_item_whose_sub_items_cannot_be_recreated_says_so_first(
         api.request("DELETE", f"{service.url}/items/1", AUTH)
         api.request("DELETE", f"{service.url}/items/2", AUTH)
     tagged, bare = sqlite_journal.steps(run.id)
+    assert bare.notes == [] and bare.compensation is not None
     assert tagged.notes == [
         f"this step cannot be undone: {service.url}/items/1/tags holds 2 items, which "
         f"deleting {service.url}/items/1 may delete too, and the API gives no way to "
