@@ -110,7 +110,7 @@ class Policy:
         proposal, measured = self._measured(proposal)
         if isinstance(measured, Verdicted):
             return self._refuse(measured)
-        if measured is not None:  # the rules again, over the tables the batch really changes
+        if proposal.domain == "sql":  # the rules again, over the tables really reached
             verdict = strictest_of([verdict, evaluate_rules(self.config, proposal)]) or verdict
         if verdict.verdict != "refuse":
             verdict = strictest_of([verdict, *self._confinement(proposal, measured)]) or verdict
@@ -143,17 +143,25 @@ class Policy:
         sql = self.config.sql
         statements = proposal.predicted.get("statements") or []
         writes = any(s.get("kind") != "read" for s in statements) or not statements
-        wanted = sql.max_rows_changed is not None or any(r.tables is not None for r in sql.rules)
+        tables = any(r.tables is not None for r in sql.rules)
+        wanted = sql.max_rows_changed is not None or tables
         unknown = bool(proposal.predicted.get("unknown_functions"))
-        if proposal.domain != "sql" or not wanted or not (writes or unknown):
+        if proposal.domain != "sql" or not wanted:
             return proposal, None
+        predicted = dict(proposal.predicted)
+        measured: Measured | None = None
         try:
-            measured = self._dry_run(proposal)
+            if tables:
+                from goex_tools.policy.testbed import views_read
+
+                predicted["view_tables"] = views_read(proposal)
+            if writes or unknown:
+                measured = self._dry_run(proposal)
+                predicted["changed_tables"] = measured.tables
         except Exception as exc:
             return proposal, Verdicted(
                 "refuse", "sql.dry_run", f"the dry run failed: {exc}", ("sql",)
             )
-        predicted = {**proposal.predicted, "changed_tables": measured.tables}
         return proposal.model_copy(update={"predicted": predicted}), measured
 
     def _confinement(self, proposal: Proposal, measured: Measured | None = None) -> list[Verdicted]:

@@ -124,18 +124,27 @@ def fs_subjects(proposal: Proposal) -> list[dict[str, Any]]:
 
 
 def sql_subjects(tool: str, predicted: dict[str, Any]) -> list[dict[str, Any]]:
-    """One subject per statement and table it names; one per table a dry run found the
+    """One subject per statement and table it names (and, for a view, each table under it,
+    `predicted["view_tables"]`); one per table a dry run found the
     batch changing (`predicted["changed_tables"]`, trigger writes and cascades included; None:
     it could not be told); and, for a batch calling functions of unknown effects, one that
     stands for anything at all."""
     database = str(predicted.get("database") or "")
+    under = predicted.get("view_tables") or {}
     subjects = []
     for statement in predicted.get("statements") or []:
         tables = statement.get("tables") or [None]
         for table in tables:
-            subjects.append(
-                {"tool": tool, "database": database, "kind": statement.get("kind"), "table": table}
-            )
+            bare = (table or "").rpartition(".")[2].strip('"').lower()
+            for reached in [table, *under.get(bare, [])]:
+                subjects.append(
+                    {
+                        "tool": tool,
+                        "database": database,
+                        "kind": statement.get("kind"),
+                        "table": reached,
+                    }
+                )
     if "changed_tables" in predicted:
         changed = predicted["changed_tables"]
         subjects.extend(

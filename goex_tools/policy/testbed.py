@@ -244,6 +244,22 @@ def measure(proposal: Proposal) -> Measured:
     return Measured(rows, named)
 
 
+def views_read(proposal: Proposal) -> dict[str, list[str]]:
+    """For each table an `sql` proposal names that is a view: the tables under it."""
+    from goex_tools.domains.sql.views import tables_under
+
+    url = real_url(proposal)
+    named = [t for s in proposal.predicted.get("statements") or [] for t in s.get("tables") or []]
+    if url is None or not named:
+        return {}
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return tables_under(conn, named)
+    finally:
+        engine.dispose()
+
+
 def _batch(proposal: Proposal) -> str:
     """The batch as run_sql was given it (else its statements, one after the other)."""
     given = proposal.inputs.get("sql")

@@ -239,6 +239,7 @@ HIDDEN_WRITES = {
         "CREATE VIEW secret_view AS SELECT id, value FROM secrets",
         "CREATE TRIGGER secret_view_update INSTEAD OF UPDATE ON secret_view BEGIN "
         "UPDATE secrets SET value = NEW.value WHERE id = OLD.id; END",
+        "CREATE VIEW outer_view AS SELECT s.value FROM secret_view AS s",
         "CREATE TRIGGER orders_leak AFTER INSERT ON orders WHEN NEW.note = 'leak' BEGIN "
         "UPDATE secrets SET value = 'leaked'; END",
         "CREATE TRIGGER orders_purge AFTER INSERT ON orders WHEN NEW.note = 'purge' BEGIN "
@@ -255,6 +256,7 @@ HIDDEN_WRITES = {
         "UPDATE secrets SET value = NEW.value WHERE id = OLD.id; RETURN NEW; END $$",
         "CREATE TRIGGER secret_view_update INSTEAD OF UPDATE ON secret_view "
         "FOR EACH ROW EXECUTE FUNCTION secret_view_update()",
+        "CREATE VIEW outer_view AS SELECT s.value FROM secret_view AS s",
         "CREATE FUNCTION orders_hidden() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
         "IF NEW.note = 'leak' THEN UPDATE secrets SET value = 'leaked'; END IF; "
         "IF NEW.note = 'purge' THEN DELETE FROM log; END IF; RETURN NEW; END $$",
@@ -317,6 +319,21 @@ def test_sql_allow_list_covers_only_the_tables_really_changed(
         assert state(hidden_db) == before
         run_sql("INSERT INTO orders (id, note) VALUES (3, 'plain')", hidden_db)
     assert state(hidden_db)["orders"]["rows"] == [[3, "plain"]]
+
+
+def test_sql_a_read_through_views_is_held_to_the_rules_of_their_tables(
+    hidden_db: str, sqlite_journal: Journal, policy_file: MakePolicy
+) -> None:
+    gate = policy_file(
+        "default: allow\nsql:\n  rules:\n"
+        '    - {name: no-peeking, kinds: [read], tables: ["secrets"], decision: refuse}\n'
+    )
+    with goex.run("agent", journal=sqlite_journal, gate=gate) as run:
+        for sql in ("SELECT value FROM secret_view", "SELECT * FROM outer_view"):
+            with pytest.raises(ActionRefused, match="rule 'no-peeking'.*secrets"):
+                run_sql(sql, hidden_db)
+        assert run_sql("SELECT count(*) FROM log", hidden_db).results[0].rows == [[50]]
+    assert [s.status.value for s in sqlite_journal.steps(run.id)] == ["refused"] * 2 + ["applied"]
 
 
 def test_sql_a_function_whose_effects_cannot_be_seen_meets_the_strictest_rule(
