@@ -330,7 +330,7 @@ def test_sql_a_read_through_views_is_held_to_the_rules_of_their_tables(
     )
     with goex.run("agent", journal=sqlite_journal, gate=gate) as run:
         for sql in ("SELECT value FROM secret_view", "SELECT * FROM outer_view"):
-            with pytest.raises(ActionRefused, match="rule 'no-peeking'.*secrets"):
+            with pytest.raises(ActionRefused, match=r"rule 'no-peeking'.*secrets"):
                 run_sql(sql, hidden_db)
         assert run_sql("SELECT count(*) FROM log", hidden_db).results[0].rows == [[50]]
     assert [s.status.value for s in sqlite_journal.steps(run.id)] == ["refused"] * 2 + ["applied"]
