@@ -12,9 +12,17 @@ import pytest
 import sqlalchemy as sa
 
 import goex_tools as goex
-from goex_tools import Journal, RetryPolicy, Reversibility, RollbackFailed, StepStatus
+from goex_tools import (
+    GoexError,
+    Journal,
+    RetryPolicy,
+    Reversibility,
+    RollbackFailed,
+    StepStatus,
+)
 from goex_tools.domains.sql import InvalidSql, register_database, run_sql
 from goex_tools.domains.sql.changes import ChangeSummary
+from goex_tools.domains.sql.databases import DatabaseRef, resolve
 from tests.sql.conftest import RefuseIrreversible, dump_all
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,6 +138,9 @@ def goex_sql_propose(sql: str, url: str) -> goex.Proposal:
 
 
 def test_passwords_stay_out_of_the_journal(pg_url: str, journal: Journal, tmp_path: Path) -> None:
+    """A write through a URL whose password is registered nowhere is refused before it runs
+    (its undo could never connect: the journal keeps no password); a named one is undone in
+    another process, the name resolving through the environment."""
     from tests.sql.conftest import POSTGRES_SCHEMA, SEED, execute_script
 
     execute_script(pg_url, POSTGRES_SCHEMA + SEED)
@@ -137,7 +148,21 @@ def test_passwords_stay_out_of_the_journal(pg_url: str, journal: Journal, tmp_pa
     real = secret_url.render_as_string(hide_password=False)
     before = dump_all(pg_url)
     with goex.run("secret", journal=journal) as run:
-        run_sql("DELETE FROM customers WHERE id = 3", real)
+        with pytest.raises(GoexError, match="refused before it ran") as refused:
+            run_sql("DELETE FROM customers WHERE id = 3", real)
+        assert run_sql("SELECT count(*) FROM customers", real).results[0].rows == [[3]]
+    assert "register_database" in str(refused.value) and "s3cr3t-pw" not in str(refused.value)
+    assert [s.tool for s in journal.steps(run.id)] == ["run_sql"]  # the read only
+    assert dump_all(pg_url) == before
+
+    register_database("crm", real)
+    with goex.run("named", journal=journal) as named:
+        run_sql("DELETE FROM customers WHERE id = 2", "crm")
+        run_sql("DELETE FROM customers WHERE id = 3", real)  # the URL is registered now
+    steps = journal.steps(named.id)
+    assert [s.compensation.args["database"] for s in steps if s.compensation] == [
+        {"name": "crm", "url": secret_url.render_as_string(hide_password=True)}
+    ] * 2
     with journal.engine.connect() as conn:
         stored = [
             str(tuple(r))
@@ -145,34 +170,22 @@ def test_passwords_stay_out_of_the_journal(pg_url: str, journal: Journal, tmp_pa
             for r in conn.execute(sa.text(f"SELECT * FROM {t}"))
         ]
     assert stored and not any("s3cr3t-pw" in row for row in stored)
-    with pytest.raises(RollbackFailed, match="no credentials for database"):
-        goex.rollback(run.id, journal=journal)
-
-    register_database("crm", real)
-    with goex.run("named", journal=journal) as named:
-        run_sql("DELETE FROM customers WHERE id = 2", "crm")
-    step = journal.steps(named.id)[0]
-    assert step.compensation is not None
-    assert step.compensation.args["database"] == {
-        "name": "crm",
-        "url": secret_url.render_as_string(hide_password=True),
-    }
+    # an unnamed step journaled before such writes were refused finds a registered URL
+    hidden = DatabaseRef(url=secret_url.render_as_string(hide_password=True))
+    assert resolve(hidden) == real
     # another process: the name resolves through the environment
     script = (
         "import sys, goex_tools as goex\n"
         "goex.rollback(sys.argv[1], journal=sys.argv[2], on_irreversible='skip')\n"
     )
-    for run_id in (named.id, run.id):
-        subprocess.run(
-            [sys.executable, "-c", script, run_id, journal.url],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "GOEX_SQL_URL_CRM": real},
-            check=run_id == named.id,
-            capture_output=True,
-        )
-    expected = dump_all(pg_url)
-    assert len(expected["customers"]) == len(before["customers"]) - 1  # id 3 needs its URL
-    assert [r[0] for r in expected["customers"]] == [1, 2]
+    subprocess.run(
+        [sys.executable, "-c", script, named.id, journal.url],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "GOEX_SQL_URL_CRM": real},
+        check=True,
+        capture_output=True,
+    )
+    assert dump_all(pg_url) == before
 
 
 def test_a_secret_placeholder_password_is_journaled_as_the_placeholder(

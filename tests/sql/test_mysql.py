@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 import goex_tools as goex
 from goex_tools import Journal, Reversibility, StepStatus
-from goex_tools.domains.sql import InvalidSql, propose, run_sql
+from goex_tools.domains.sql import ChangeSummary, InvalidSql, propose, run_sql
 from goex_tools.errors import GoexError
 from tests.sql.conftest import dump_all, execute_script
 
@@ -90,3 +90,79 @@ def test_a_failed_innodb_batch_changes_nothing(mysql_url: str, journal: Journal)
     assert dump_all(mysql_url) == before
     [step] = journal.steps(run.id)
     assert step.status is StepStatus.FAILED and not step.notes[1:]
+
+
+def test_confirm_sees_the_affected_row_counts_of_each_table(
+    mysql_url: str, journal: Journal
+) -> None:
+    """No row capture here, but the server's affected-row counts: a guard on the number of
+    rows changed sees the real number (it saw 0 and approved anything)."""
+    execute_script(mysql_url, "CREATE TABLE notes (id int PRIMARY KEY, body text) ENGINE=InnoDB;")
+    before = dump_all(mysql_url)
+    batch = (
+        "DELETE FROM customers WHERE id = 2; UPDATE customers SET tier = 'x'; "
+        "INSERT INTO notes VALUES (1, 'a'), (2, 'b')"
+    )
+    seen: list[ChangeSummary] = []
+
+    def guard(summary: ChangeSummary) -> bool:
+        seen.append(summary)
+        return summary.rows_changed < 4
+
+    with goex.run("guarded", journal=journal) as run:
+        result = run_sql(batch, mysql_url, confirm=guard)
+    assert not result.committed and dump_all(mysql_url) == before
+    [summary] = seen
+    assert summary.rows_changed == 4
+    assert {n: (t.inserted, t.updated, t.deleted) for n, t in summary.tables.items()} == {
+        "customers": (0, 1, 1),
+        "notes": (2, 0, 0),
+    }
+
+    with goex.run("applied", journal=journal) as run:
+        assert run_sql(batch, mysql_url).committed
+    [step] = journal.steps(run.id)
+    assert step.effect["rows_changed"] == 4
+    assert step.effect["tables"]["notes"] == {"inserted": 2, "updated": 0, "deleted": 0}
+
+
+@pytest.mark.parametrize(
+    ("schema", "batch", "named"),
+    [
+        (
+            "CREATE TABLE orders (id int PRIMARY KEY, customer_id int, FOREIGN KEY "
+            "(customer_id) REFERENCES customers(id) ON DELETE CASCADE) ENGINE=InnoDB;"
+            "INSERT INTO orders VALUES (1, 2), (2, 2);",
+            "DELETE FROM customers WHERE id = 2",
+            "orders",
+        ),
+        (
+            "CREATE TABLE log (n int) ENGINE=InnoDB;"
+            "CREATE TRIGGER logged AFTER UPDATE ON customers FOR EACH ROW "
+            "INSERT INTO log VALUES (NEW.id);",
+            "UPDATE customers SET tier = 'y'",
+            "trigger",
+        ),
+        (
+            "CREATE TABLE log (n int) ENGINE=InnoDB;"
+            "CREATE FUNCTION bump() RETURNS int MODIFIES SQL DATA "
+            "BEGIN INSERT INTO log VALUES (1); RETURN 1; END;",
+            "UPDATE customers SET tier = 'z' WHERE id = bump()",
+            "bump",
+        ),
+        ("", "UPDATE customers a JOIN customers b ON a.id = b.id SET a.tier = 'w'", "tables"),
+    ],
+    ids=["cascade", "trigger", "stored-function", "multi-table"],
+)
+def test_confirm_is_refused_where_affected_rows_miss_some(
+    mysql_url: str, journal: Journal, schema: str, batch: str, named: str
+) -> None:
+    """Cascades, trigger writes and stored functions' writes are not in the affected-row
+    counts: a confirm callback would see too few rows, so it is refused and nothing runs."""
+    if schema:
+        execute_script(mysql_url, schema)
+    before = dump_all(mysql_url)
+    with goex.run("refused", journal=journal), pytest.raises(GoexError) as refused:
+        run_sql(batch, mysql_url, confirm=lambda s: True)
+    assert named in str(refused.value) and "nothing was run" in str(refused.value)
+    assert dump_all(mysql_url) == before

@@ -64,6 +64,9 @@ def resolve(ref: DatabaseRef) -> str:
             return with_secrets(from_env)
     if placeholders(ref.url) or sa.engine.make_url(ref.url).password is None:
         return with_secrets(ref.url)
+    registered = _registered_as(ref.url)
+    if registered is not None:  # journaled without a name, registered since
+        return with_secrets(registered)
     where = (
         f"register_database({ref.name!r}, url) or set {env_var(ref.name)}"
         if ref.name
@@ -127,6 +130,25 @@ def sqlite_path(url: str) -> str:
     if not database or database == ":memory:":
         raise GoexError("run_sql needs an SQLite file: an in-memory database dies with its process")
     return database
+
+
+def require_credentials(ref: DatabaseRef) -> None:
+    """Raises GoexError, before a write runs, when its undo could never reach the database:
+    a URL with a password, named nowhere (the journal keeps no password)."""
+    try:
+        resolve(ref)
+    except GoexError as exc:
+        raise GoexError(
+            f"refused before it ran (its undo would need the password): {exc}"
+        ) from None
+
+
+def _registered_as(hidden: str) -> str | None:
+    """The registered URL that the journal shows as `hidden` (password masked)."""
+    for url in _registered.values():
+        if sa.engine.make_url(url).render_as_string(hide_password=True) == hidden:
+            return url
+    return None
 
 
 def _name_of(real: str) -> str | None:

@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL, Engine
 
 from goex_tools.domains.sql import functions, mysql, postgres, sqlite
 from goex_tools.domains.sql.changes import Captured, ChangeSummary, Decision, summarize
-from goex_tools.domains.sql.databases import DatabaseRef, lookup
+from goex_tools.domains.sql.databases import DatabaseRef, lookup, require_credentials
 from goex_tools.domains.sql.results import StatementResult
 from goex_tools.domains.sql.statements import Statement, classify
 from goex_tools.errors import GoexError
@@ -81,6 +81,8 @@ def plan(sql: str, database: str | URL | Engine, *, safe_functions: Iterable[str
     """
     real_url, ref = lookup(database)
     how = _classified(sql, ref)
+    if how.kind is not None:
+        require_credentials(ref)
     if how.reversibility is not Reversibility.IRREVERSIBLE and ref.dialect == "postgresql":
         with postgres.engine_for(real_url).connect() as conn:
             unknown = functions.unknown(conn, sql, how.statements, safe_functions)
@@ -160,15 +162,20 @@ def run_sql(
 def _run(handle: StepHandle, how: Plan, url: str, confirm: Confirm | None, limit: int) -> SqlResult:
     tx = _open(how, url)
     try:
-        if isinstance(tx, postgres.SqlAlchemyTransaction) and how.ref.dialect == "mysql":
-            _check_mysql_engines(handle, tx, how, confirming=confirm is not None)
+        counted = how.ref.dialect == "mysql"  # affected-row counts, not captured rows
+        if isinstance(tx, postgres.SqlAlchemyTransaction) and counted:
+            _check_mysql(handle, tx, how, confirming=confirm is not None)
         results = [tx.execute(s.sql, limit) for s in how.statements]
-        summary = summarize(how.ref.url, how.statements, how.reversible_by, tx.changes())
+        if counted:
+            summary = mysql.summarize(how.ref.url, how.statements, results)
+        else:
+            summary = summarize(how.ref.url, how.statements, how.reversible_by, tx.changes())
         if how.read_only:
             tx.rollback()
             return SqlResult(committed=False, reversible_by=None, results=results)
-        if how.kind is not None:
+        if how.kind is not None or counted:
             handle.effect.update(summary.effect())
+        if how.kind is not None:
             handle.notes.extend(_keyless_note(how, tx.keyless_tables()))
         if confirm is not None and not _confirmed(confirm(summary)):
             tx.rollback()
@@ -188,21 +195,26 @@ def _run(handle: StepHandle, how: Plan, url: str, confirm: Confirm | None, limit
         committed=True,
         reversible_by=how.reversible_by,
         results=results,
-        changes=summary if how.kind is not None else None,
+        changes=summary if how.kind is not None or counted else None,
     )
 
 
-def _check_mysql_engines(
+def _check_mysql(
     handle: StepHandle, tx: postgres.SqlAlchemyTransaction, how: Plan, *, confirming: bool
 ) -> None:
-    """Tables without transactions: no confirm (its rollback would lie), and a step note."""
+    """Tables without transactions, and rows the affected-row counts leave out: no confirm
+    (its rollback, or the counts it decides on, would lie), and a step note."""
     if how.read_only:
         return
     tables = mysql.non_transactional(tx.conn, how.statements)
+    reasons = mysql.uncounted(tx.conn, how.statements)
     if confirming:
         mysql.refuse_confirm_without_rollback(tables)
+        mysql.refuse_confirm_uncounted(reasons)
     if tables:
         handle.notes.append(mysql.partial_failure_note(tables))
+    if reasons:
+        handle.notes.append(mysql.uncounted_note(reasons))
 
 
 def _keyless_note(how: Plan, tables: list[str]) -> list[str]:
