@@ -14,9 +14,13 @@ undo its integration was given.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import BaseModel, Field, JsonValue, WithJsonSchema
+from typing_extensions import TypeAliasType
 
 from goex_tools.model import JSONDict, Proposal, Reversibility
 from goex_tools.reversible import action, call_compensation
@@ -26,7 +30,51 @@ if TYPE_CHECKING:
     from goex_tools.domains.fs import Workspace
     from goex_tools.domains.http import HttpTool
 
+__all__ = [
+    "Header",
+    "Tool",
+    "check_undo",
+    "domain_tools",
+    "file_tools",
+    "http_tools",
+    "sql_tools",
+    "undoable_call",
+]
+
 Tool = Callable[..., Any]
+
+# Every argument the model fills is described in the schema it sees.
+Path_ = Annotated[str, Field(description="A path relative to the workspace root.")]
+Text = Annotated[str, Field(description="The full text the file will hold.")]
+
+
+class Header(BaseModel):
+    """One HTTP request header."""
+
+    # a list of these works in OpenAI's strict mode; a free-form object of names does not
+    name: str = Field(description="The header's name, e.g. Content-Type.")
+    value: str = Field(description="Its value; write a credential as {{secret:NAME}}.")
+
+
+JsonBody = TypeAliasType(
+    "JsonBody",
+    Annotated[
+        JsonValue,
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "object"},
+                    {"type": "array", "items": {}},
+                    {"type": "string"},
+                    {"type": "number"},
+                    {"type": "boolean"},
+                    {"type": "null"},
+                ]
+            }
+        ),
+    ],
+)
+"""Any JSON value, with a schema that says so (pydantic's JsonValue has none)."""
 
 
 def domain_tools(
@@ -35,8 +83,14 @@ def domain_tools(
     database: str | None = None,
     http: HttpTool | None = None,
     shell: bool = True,
+    prefix: str = "",
 ) -> list[Tool]:
-    """The tools for whichever of a workspace, a database and an HTTP client are given."""
+    """The tools for whichever of a workspace, a database and an HTTP client are given.
+
+    - `prefix`: put before every tool name, so that two sets (two databases, two
+      workspaces) given to one agent do not both offer `run_sql`: `prefix="billing_"`
+      gives `billing_run_sql`.
+    """
     tools: list[Tool] = []
     if workspace is not None:
         tools += file_tools(workspace, shell=shell)
@@ -44,14 +98,14 @@ def domain_tools(
         tools += sql_tools(database)
     if http is not None:
         tools += http_tools(http)
-    return tools
+    return [_named(tool, prefix) for tool in tools]
 
 
 def file_tools(ws: Workspace, *, shell: bool = True) -> list[Tool]:
     """read_file, write_file, edit_file, delete_path, move_path, make_dir (and run_shell)."""
 
-    def read_file(path: str) -> str:
-        """Read a text file of the workspace (path relative to the workspace)."""
+    def read_file(path: Path_) -> str:
+        """Read a text file of the workspace."""
         rel = ws.relative(path)
         proposal = Proposal(
             tool="read_file",
@@ -63,30 +117,44 @@ def file_tools(ws: Workspace, *, shell: bool = True) -> list[Tool]:
         text: str = execute(proposal, lambda _: (ws.root / rel).read_text()[:OUTPUT_LIMIT])
         return text
 
-    def write_file(path: str, content: str) -> JSONDict:
+    def write_file(path: Path_, content: Text) -> JSONDict:
         """Create or overwrite a text file in the workspace; missing directories are created."""
         return ws.write_file(path, content).model_dump()
 
-    def edit_file(path: str, old: str, new: str, replace_all: bool = False) -> JSONDict:
-        """Replace the text `old` by `new` in a file; `old` must occur exactly once unless
-        replace_all is true."""
+    def edit_file(
+        path: Path_,
+        old: Annotated[str, Field(description="The exact text to replace.")],
+        new: Annotated[str, Field(description="The text to put in its place.")],
+        replace_all: Annotated[
+            bool, Field(description="Replace every occurrence of `old`, not exactly one.")
+        ] = False,
+    ) -> JSONDict:
+        """Replace the text `old` by `new` in a file of the workspace; `old` must occur
+        exactly once unless replace_all is true."""
         return ws.edit_file(path, old, new, replace_all=replace_all).model_dump()
 
-    def delete_path(path: str) -> JSONDict:
-        """Delete a file or a directory with everything in it."""
+    def delete_path(
+        path: Annotated[str, Field(description="The file or directory, relative to the root.")],
+    ) -> JSONDict:
+        """Delete a file, or a directory with everything in it, from the workspace."""
         return ws.delete_path(path).model_dump()
 
-    def move_path(source: str, destination: str) -> JSONDict:
-        """Move or rename a file or directory to a path that does not exist yet."""
+    def move_path(
+        source: Annotated[str, Field(description="The file or directory to move.")],
+        destination: Annotated[str, Field(description="Its new path; must not exist yet.")],
+    ) -> JSONDict:
+        """Move or rename a file or directory of the workspace."""
         return ws.move_path(source, destination).model_dump()
 
-    def make_dir(path: str) -> JSONDict:
-        """Create a directory (and its missing parents)."""
+    def make_dir(path: Path_) -> JSONDict:
+        """Create a directory in the workspace (and its missing parents)."""
         return ws.make_dir(path).model_dump()
 
-    def run_shell(command: str) -> JSONDict:
-        """Run a shell command in the workspace, in a sandbox without network access; returns
-        its exit code, output and the files it changed."""
+    def run_shell(
+        command: Annotated[str, Field(description="A shell command line, run by /bin/sh.")],
+    ) -> JSONDict:
+        """Run a shell command in the workspace, in a sandbox without network access;
+        returns its exit code, output and the files it changed."""
         return ws.run_shell(command).model_dump()
 
     tools: list[Tool] = [read_file, write_file, edit_file, delete_path, move_path, make_dir]
@@ -98,14 +166,17 @@ def sql_tools(database: str) -> list[Tool]:
     from goex_tools.domains.sql import run_sql as run
     from goex_tools.domains.sql.databases import lookup
 
-    dialect = lookup(database)[1].dialect
+    ref = lookup(database)[1]
+    called = f"the {ref.dialect} database" + (f" {ref.name!r}" if ref.name else "")
 
-    def run_sql(sql: str) -> JSONDict:
+    def run_sql(
+        sql: Annotated[str, Field(description="One or more SQL statements, separated by ;.")],
+    ) -> JSONDict:
         return run(sql, database).model_dump(mode="json")
 
     run_sql.__doc__ = (
-        f"Run SQL statements on the {dialect} database in one transaction; returns the rows "
-        f"of the last statement and the rows changed."
+        f"Run SQL statements on {called} in one transaction; returns the rows of the last "
+        f"statement and the rows changed."
     )
     return [run_sql]
 
@@ -114,16 +185,32 @@ def http_tools(api: HttpTool) -> list[Tool]:
     """http_request through one HttpTool (its undo rules and secrets)."""
 
     def http_request(
-        method: str,
-        url: str,
-        headers: dict[str, str] | None = None,
-        body: Any = None,
+        method: Annotated[str, Field(description="GET, POST, PUT, PATCH or DELETE.")],
+        url: Annotated[str, Field(description="The full URL, with its query string.")],
+        headers: Annotated[
+            list[Header] | None, Field(description="Request headers, if any.")
+        ] = None,
+        body: Annotated[
+            JsonBody,
+            Field(description="The JSON body (object, array, string, number, boolean), if any."),
+        ] = None,
     ) -> JSONDict:
-        """Send an HTTP request (GET, POST, PUT, PATCH, DELETE) with an optional JSON body;
-        write credentials as {{secret:NAME}}. Returns the status code, headers and body."""
-        return api.request(method, url, headers=headers, json=body).model_dump(mode="json")
+        """Send an HTTP request with an optional JSON body; write credentials as
+        {{secret:NAME}}. Returns the status code, headers and body."""
+        pairs = [Header.model_validate(h) for h in headers or []]
+        given = {h.name: h.value for h in pairs} if headers is not None else None
+        return api.request(method, url, headers=given, json=body).model_dump(mode="json")
 
     return [http_request]
+
+
+def _named(tool: Tool, prefix: str) -> Tool:
+    """The tool with its name prefixed, its signature's annotations evaluated (frameworks
+    read them) and its docstring on one line (the description the model sees)."""
+    tool.__signature__ = inspect.signature(tool, eval_str=True)  # type: ignore[attr-defined]
+    tool.__doc__ = " ".join((tool.__doc__ or "").split())  # one line, as the model sees it
+    tool.__name__ = tool.__qualname__ = prefix + tool.__name__
+    return tool
 
 
 Done = Callable[[Any], None]

@@ -230,7 +230,7 @@ def chat_model(world: DemoWorld, *, scripted: bool = False) -> Any:
             api_key=key or LOCAL_SERVER_KEY,  # a local server may want no key at all
             temperature=0,
         )
-    from langchain_goex import ScriptedChatModel
+    from langchain_goex.chat_models import ScriptedChatModel
 
     return ScriptedChatModel(script=world.script())
 

@@ -105,7 +105,8 @@ def test_without_langchain_the_demo_runs_langgraphs_agent(
 ) -> None:
     """`bash scripts/demo.sh` installs langgraph but maybe not `langchain`: the demo then
     uses LangGraph's prebuilt loop, without a deprecation warning in the user's face."""
-    from langchain_goex import GoexCallbackHandler, GoexToolkit, ScriptedChatModel
+    from langchain_goex import GoexCallbackHandler, GoexToolkit
+    from langchain_goex.chat_models import ScriptedChatModel
 
     demo = load_demo()
     monkeypatch.setitem(sys.modules, "langchain.agents", None)  # import fails

@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 from langchain.agents import create_agent
-from langchain_goex import GoexCallbackHandler, GoexToolkit, ScriptedChatModel
+from langchain_goex import GoexCallbackHandler, GoexToolkit
+from langchain_goex.chat_models import ScriptedChatModel
 from llama_index.core.agent.workflow import FunctionAgent
-from llama_index.tools.goex import GoexSpanHandler, GoexToolSpec, scripted_llm
+from llama_index.tools.goex import GoexSpanHandler, GoexToolSpec
+from llama_index.tools.goex.scripted import scripted_llm
 
 import goex_tools as goex
 from goex_tools import StepStatus

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 import pytest
 from langchain.agents import create_agent
 from langchain_core.tools import ToolException, tool
-from langchain_goex import GoexCallbackHandler, ScriptedChatModel, goex_tool, reversible_tool
+from langchain_goex import GoexCallbackHandler, goex_tool, reversible_tool
+from langchain_goex.chat_models import ScriptedChatModel
 
 import goex_tools as goex
 from goex_tools import Journal, Reversibility, RunStatus, StepStatus

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from langchain.agents import create_agent
 from langchain_core.tools import BaseTool, tool
-from langchain_goex import GoexCallbackHandler, ScriptedChatModel, goex_tool, reversible_tool
+from langchain_goex import GoexCallbackHandler, goex_tool, reversible_tool
+from langchain_goex.chat_models import ScriptedChatModel
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command, interrupt
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 from langchain_core.tools import BaseTool
-from langchain_goex import GoexCallbackHandler, ScriptedChatModel, goex_tool, reversible_tool
+from langchain_goex import GoexCallbackHandler, goex_tool, reversible_tool
+from langchain_goex.chat_models import ScriptedChatModel
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, create_react_agent, tools_condition
 

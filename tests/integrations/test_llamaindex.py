@@ -15,8 +15,8 @@ from llama_index.tools.goex import (
     GoexSpanHandler,
     goex_function_tool,
     reversible_function_tool,
-    scripted_llm,
 )
+from llama_index.tools.goex.scripted import scripted_llm
 
 import goex_tools as goex
 from goex_tools import Journal, Reversibility, RunStatus, StepStatus

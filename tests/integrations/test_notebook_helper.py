@@ -7,7 +7,8 @@ import uuid
 from typing import Any
 
 from langchain.agents import create_agent
-from langchain_goex import GoexCallbackHandler, GoexToolkit, ScriptedChatModel
+from langchain_goex import GoexCallbackHandler, GoexToolkit
+from langchain_goex.chat_models import ScriptedChatModel
 
 from goex_tools import StepStatus, notebook
 

@@ -41,8 +41,6 @@ def is_control_flow(exc: BaseException) -> bool:
     return isinstance(exc, _CONTROL_FLOW)
 
 
-
-
 class GoexCallbackHandler(TrackedRuns, BaseCallbackHandler):
     """Journals LangChain invocations; pass it in `config={"callbacks": [handler]}`.
 

@@ -104,6 +104,10 @@ def reversible_tool(
       (`ToolRuntime`, `InjectedToolArg`, state) reach the tool but are not journaled.
     - `after(result, undo_kwargs)`: refines the undo's arguments from the result (an id).
     - `probe(**undo_kwargs)`: after a crash, says whether the call happened (True/False/None).
+
+    The wrapper keeps the tool's name, description, `args_schema`, `return_direct`,
+    `response_format` (a `content_and_artifact` tool keeps its artifact) and error handling
+    (`handle_tool_error`, or goex's: errors reach the model as a tool message).
     """
     inner = tool.model_copy(
         update={
@@ -121,15 +125,27 @@ def reversible_tool(
             tool.name, given(tool_args), undo=undo, before=before, after=after, probe=probe
         )
 
+    with_artifact = tool.response_format == "content_and_artifact"
+
+    def request(tool_args: JSONDict) -> Any:
+        if not with_artifact:
+            return tool_args
+        # called as a tool call, a tool answers with a ToolMessage that carries its artifact
+        return {"name": tool.name, "args": tool_args, "id": "goex-inner", "type": "tool_call"}
+
+    def answer(result: Any) -> Any:
+        return (result.content, result.artifact) if with_artifact else result
+
     def call(*, callbacks: Callbacks = None, **tool_args: Any) -> Any:
         with journaled(tool_args) as done:
-            result = inner.invoke(tool_args, config={"callbacks": callbacks})
+            result = answer(inner.invoke(request(tool_args), config={"callbacks": callbacks}))
             done(result)
         return result
 
     async def acall(*, callbacks: Callbacks = None, **tool_args: Any) -> Any:
         with journaled(tool_args) as done:
-            result = await inner.ainvoke(tool_args, config={"callbacks": callbacks})
+            reply = await inner.ainvoke(request(tool_args), config={"callbacks": callbacks})
+            result = answer(reply)
             done(result)
         return result
 
@@ -143,8 +159,13 @@ def reversible_tool(
         # a cancelled `ainvoke` cannot leave its step pending while the thread goes on
         coroutine=acall if _native_async(tool) else None,
         return_direct=tool.return_direct,
+        response_format=tool.response_format,
+        # the tool's own error handling; goex's default (errors reach the model) otherwise
+        handle_tool_error=tool.handle_tool_error or True,
+        handle_validation_error=tool.handle_validation_error,
         metadata={**(tool.metadata or {}), GOEX_METADATA_KEY: "journaled"},
         tags=tool.tags,
+        verbose=tool.verbose,
     )
     return wrapper
 

@@ -12,7 +12,7 @@ import functools
 import inspect
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, get_origin
+from typing import Annotated, Any, get_args, get_origin
 
 from llama_index.core.instrumentation.span import active_span_id
 from llama_index.core.tools import BaseTool, FunctionTool
@@ -33,40 +33,56 @@ def is_goex_tool(tool: BaseTool) -> bool:
 
 
 def goex_function_tool(
-    fn: Callable[..., Any],
+    fn: Callable[..., Any] | None = None,
     *,
+    async_fn: Callable[..., Any] | None = None,
     name: str | None = None,
     description: str | None = None,
     **kwargs: Any,
 ) -> GoexFunctionTool:
-    """A tool from a function (or coroutine function) that journals its own effects; schema
-    from its signature."""
-    if inspect.iscoroutinefunction(fn):
+    """A tool from a function, a coroutine function or both (as `FunctionTool.from_defaults`
+    takes them) that journal their own effects; schema from the signature. Other keyword
+    arguments (`fn_schema`, `return_direct`, `tool_metadata`, ...) go to `from_defaults`.
 
-        @functools.wraps(fn)
-        async def in_scope_async(*args: Any, **kw: Any) -> Any:
-            with _scope():
-                return await fn(*args, **kw)
+    A sync function alone is awaited in a worker thread whose call is journaled when the
+    thread ends, even if the awaiting agent was cancelled meanwhile.
+    """
+    if fn is not None and inspect.iscoroutinefunction(fn):
+        fn, async_fn = None, fn
+    base = fn or async_fn
+    if base is None:
+        raise TypeError("goex_function_tool needs fn, async_fn or both")
+    name = name or base.__name__
+    if fn is not None:
+        sync_fn = fn
 
-        kwargs["async_fn"] = in_scope_async
-    else:
-
-        @functools.wraps(fn)
+        @functools.wraps(sync_fn)
         def in_scope(*args: Any, **kw: Any) -> Any:
             with _scope():
-                return fn(*args, **kw)
-
-        @functools.wraps(fn)
-        async def in_thread(*args: Any, **kw: Any) -> Any:
-            span = active_span_id.get()
-            tracker = _tracker(span)
-            return await call_in_thread(tracker, span or "", in_scope, *args, **kw)
+                return sync_fn(*args, **kw)
 
         kwargs["fn"] = in_scope
-        kwargs["async_fn"] = in_thread
-    tool = GoexFunctionTool.from_defaults(
-        name=name or fn.__name__, description=description, **kwargs
-    )
+        if async_fn is None:
+
+            @functools.wraps(sync_fn)
+            async def in_thread(*args: Any, **kw: Any) -> Any:
+                span = active_span_id.get()
+                tracker = _tracker(span)
+                return await call_in_thread(tracker, span or "", in_scope, *args, **kw)
+
+            kwargs["async_fn"] = in_thread
+    if async_fn is not None:
+        coroutine_fn = async_fn
+
+        @functools.wraps(coroutine_fn)
+        async def in_scope_async(*args: Any, **kw: Any) -> Any:
+            with _scope():
+                return await coroutine_fn(*args, **kw)
+
+        kwargs["async_fn"] = in_scope_async
+    if description is None and kwargs.get("tool_metadata") is None:
+        description = _description(name, base)
+    tool = GoexFunctionTool.from_defaults(name=name, description=description, **kwargs)
     assert isinstance(tool, GoexFunctionTool)
     return tool
 
@@ -86,14 +102,30 @@ def reversible_function_tool(
 
     Arguments as in `goex_tools.reversible`: `undo` (an importable function or a registered
     kind; None for a one-way action, journaled as irreversible so policy can refuse it),
-    `before(**arguments)`, `after(result, undo_kwargs)` and `probe`.
+    `before(**arguments)`, `after(result, undo_kwargs)` and `probe`. A FunctionTool keeps
+    its name, description, `fn_schema`, `return_direct`, partial parameters and its own
+    `async_fn`. Arguments LlamaIndex injects (the workflow `Context`) reach the function
+    but are not journaled.
     """
+    check_undo(undo, probe)
+    options: dict[str, Any] = {}
     if isinstance(fn, FunctionTool):
+        real = fn.real_fn
+        sync_fn = None if inspect.iscoroutinefunction(real) else real
+        async_fn = _native_async(fn)
+        options = {
+            "fn_schema": fn.metadata.fn_schema,
+            "return_direct": fn.metadata.return_direct,
+            "partial_params": fn.partial_params or None,
+        }
         name = name or fn.metadata.name
         description = description or fn.metadata.description
-        fn = fn.real_fn
-    check_undo(undo, probe)
-    target = fn
+    elif inspect.iscoroutinefunction(fn):
+        sync_fn, async_fn = None, fn
+    else:
+        sync_fn, async_fn = fn, None
+    target = sync_fn or async_fn
+    assert target is not None
     tool = name or target.__name__
     signature = inspect.signature(target)
     injected = _injected(signature)
@@ -104,25 +136,52 @@ def reversible_function_tool(
         given = {k: v for k, v in bound.arguments.items() if k not in injected}
         return undoable_call(tool, given, undo=undo, before=before, after=after, probe=probe)
 
-    if inspect.iscoroutinefunction(target):
+    call = acall = None
+    if sync_fn is not None:
+        sync_target = sync_fn
 
-        @functools.wraps(target)
-        async def acall(*args: Any, **kwargs: Any) -> Any:
+        @functools.wraps(sync_target)
+        def call(*args: Any, **kwargs: Any) -> Any:
             with journaled(args, kwargs) as done:
-                result = await target(*args, **kwargs)
+                result = sync_target(*args, **kwargs)
                 done(result)
             return result
 
-        return goex_function_tool(acall, name=tool, description=description)
+    if async_fn is not None:
+        async_target = async_fn
 
-    @functools.wraps(target)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        with journaled(args, kwargs) as done:
-            result = target(*args, **kwargs)
-            done(result)
-        return result
+        @functools.wraps(async_target)
+        async def acall(*args: Any, **kwargs: Any) -> Any:
+            with journaled(args, kwargs) as done:
+                result = await async_target(*args, **kwargs)
+                done(result)
+            return result
 
-    return goex_function_tool(call, name=tool, description=description)
+    return goex_function_tool(call, async_fn=acall, name=tool, description=description, **options)
+
+
+def _native_async(tool: FunctionTool) -> Callable[..., Any] | None:
+    """The tool's own coroutine function (not the thread LlamaIndex puts around a sync one)."""
+    async_fn = tool.async_fn
+    wrapped_sync = getattr(async_fn, "__qualname__", "").startswith("sync_to_async.")
+    return None if wrapped_sync else async_fn
+
+
+def _description(name: str, fn: Callable[..., Any]) -> str:
+    """LlamaIndex's convention, `name(signature)` then the docstring, with the signature as
+    a model reads it: no `Context`, no `Annotated` metadata."""
+    signature = inspect.signature(fn)
+    params = [
+        p.replace(annotation=get_args(p.annotation)[0])
+        if get_origin(p.annotation) is Annotated
+        else p
+        for p in signature.parameters.values()
+        if p.name not in _injected(signature)
+    ]
+    plain = signature.replace(parameters=params, return_annotation=inspect.Signature.empty)
+    text = f"{name}{plain}".replace("goex_tools.toolset.", "")
+    doc = inspect.cleandoc(fn.__doc__ or "")
+    return f"{text}\n{doc}" if doc else text
 
 
 def _injected(signature: inspect.Signature) -> frozenset[str]:
