@@ -22,9 +22,9 @@ from rich.table import Table
 from rich.text import Text
 
 from goex_tools.errors import GoexError, RollbackFailed
-from goex_tools.journal import Journal
+from goex_tools.journal import Journal, default_url
 from goex_tools.model import Reversibility, Run, Step, StepStatus
-from goex_tools.rollback import RollbackReport
+from goex_tools.rollback import RollbackReport, top_level
 from goex_tools.rollback import rollback as rollback_run
 from goex_tools.runtime import get_journal
 
@@ -58,18 +58,24 @@ class RunView:
         self.changes = {step.id: change_of(step, self.journal) for step in self.steps}
         self.report = report
         self.error = error
-
-    def rows(self) -> list[tuple[str, ...]]:
-        """One row per step (COLUMNS), children indented under their parent.
-
-        A framework's tool-call container is left out when it has child steps: its children
-        say what the call did. One without children (the call failed before any effect) shows.
-        """
         parents = {s.parent_id for s in self.steps if s.parent_id}
-        shown = [
+        # a tool-call container with child steps is left out: its children say what it did
+        self.shown = [
             s for s in self.steps
             if s.reversibility is not Reversibility.CONTAINER or s.id not in parents
         ]  # fmt: skip
+        order = _call_order(self.steps)
+        self.shown.sort(key=lambda s: (order[s.id], s.seq or 0))  # each call's steps together
+        self.numbers = _numbers(self.steps, self.shown)
+
+    def rows(self) -> list[tuple[str, ...]]:
+        """One row per step shown (COLUMNS), children indented under their parent.
+
+        `#` numbers the tool calls 1..N as `rollback(steps=N)` counts them; the effects of a
+        call that made several are N.1, N.2, ... A framework's tool-call container is left
+        out when it has child steps; one without children (it failed before any effect) shows.
+        """
+        shown = self.shown
         visible = {s.id for s in shown}
         by_id = {s.id: s for s in self.steps}
         rows: list[tuple[str, ...]] = []
@@ -84,7 +90,7 @@ class RunView:
                 undo = step.compensation.description or step.compensation.kind
             tool = "  " * depth + step.tool
             summary = self.changes[step.id].summary
-            rows.append((str(step.seq), tool, step.domain, status, summary, undo))
+            rows.append((self.numbers[step.id], tool, step.domain, status, summary, undo))
         return rows
 
     def title(self) -> str:
@@ -108,8 +114,12 @@ class RunView:
         return f"{verb} {done} step(s) in this rollback; {tally}"
 
     def details(self) -> list[tuple[Step, str]]:
-        """The steps that have more to show than a line (file diffs), with that text."""
-        return [(s, self.changes[s.id].detail) for s in self.steps if self.changes[s.id].detail]
+        """The steps that have more to show than a line (file diffs, changed rows), with that
+        text."""
+        return [(s, self.changes[s.id].detail) for s in self.shown if self.changes[s.id].detail]
+
+    def _heading(self, step: Step) -> str:
+        return f"#{self.numbers[step.id]} {step.tool} ({step.status.value})"
 
     def __rich__(self) -> RenderableType:
         table = Table(*COLUMNS, title=self.title(), title_justify="left")
@@ -117,7 +127,7 @@ class RunView:
             table.add_row(*row[:-1], Text(row[-1], overflow="ellipsis", no_wrap=True))
         parts: list[RenderableType] = [table]
         for step, detail in self.details():
-            parts.append(Text(f"#{step.seq} {step.tool} ({step.status.value})", style="bold"))
+            parts.append(Text(self._heading(step), style="bold"))
             parts.append(Syntax(detail, "diff", theme="ansi_dark", background_color="default"))
         if self.outcome():
             parts.append(Text(self.outcome(), style="bold"))
@@ -131,15 +141,19 @@ class RunView:
             for row in self.rows()
         )  # fmt: skip
         diffs = "".join(
-            f"<details><summary>#{step.seq} {html.escape(step.tool)}: changes</summary>"
+            f"<details><summary>{html.escape(self._heading(step))}: changes</summary>"
             f"<pre>{html.escape(detail)}</pre></details>"
             for step, detail in self.details()
         )
         outcome = f"<p><b>{html.escape(self.outcome())}</b></p>" if self.outcome() else ""
+        where = "" if self.journal.url == default_url() else f", journal={self.journal.url!r}"
+        whole, last = (
+            html.escape(f"notebook.rollback({self.run.id!r}{more}{where})", quote=False)
+            for more in ("", ", steps=N")
+        )
         hint = (
-            f"<p style='color:#666'>undo: <code>notebook.rollback({self.run.id!r})</code> "
-            f"(whole run) or <code>notebook.rollback({self.run.id!r}, steps=N)</code> "
-            f"(last N tool calls)</p>"
+            f"<p style='color:#666'>undo: <code>{whole}</code> (whole run) or "
+            f"<code>{last}</code> (last N tool calls)</p>"
         )
         return (
             f"<p><b>{html.escape(self.title())}</b></p><table><thead><tr>{head}</tr></thead>"
@@ -149,7 +163,7 @@ class RunView:
     def __repr__(self) -> str:
         lines = [self.title(), *("  ".join(row) for row in self.rows())]
         for step, detail in self.details():
-            lines += [f"#{step.seq} {step.tool} ({step.status.value})", detail]
+            lines += [self._heading(step), detail]
         if self.outcome():
             lines.append(self.outcome())
         return "\n".join(lines)
@@ -195,11 +209,12 @@ def change_of(step: Step, journal: Journal) -> Change:
     if step.domain == "fs" and step.compensation is not None:
         return _fs_change(step, journal)
     if step.domain == "sql" and "tables" in effect:
-        counts = [
-            f"{table}: " + ", ".join(f"{n} {what}" for what, n in kinds.items() if n)
+        counts = {
+            table: ", ".join(f"{n} {what}" for what, n in kinds.items() if n)
             for table, kinds in effect["tables"].items()
-        ]
-        return Change("; ".join(counts) or "no rows changed")
+        }
+        summary = "; ".join(f"{table}: {n}" for table, n in counts.items())
+        return Change(summary or "no rows changed", _sql_rows(step, counts))
     if step.domain == "http" and predicted:
         status = effect.get("status_code")
         answer = f" -> {status}" if status is not None else ""
@@ -217,3 +232,47 @@ def _fs_change(step: Step, journal: Journal) -> Change:
     summary = ", ".join(f"{f.change} {f.path}" for f in files) or "no changes"
     detail = "\n".join(f.diff.rstrip("\n") for f in files if f.diff)
     return Change(summary, detail)
+
+
+def _sql_rows(step: Step, counts: dict[str, str]) -> str:
+    """The rows a SQL step changed, each before (-) and after (+), as its confirm callback
+    saw them (the sample its result kept; a result too large to keep shows none)."""
+    output = step.output if isinstance(step.output, dict) else {}
+    tables = (output.get("changes") or {}).get("tables") or {}
+    lines: list[str] = []
+    for table, changes in tables.items():
+        lines.append(f"{table}: {counts.get(table, '')}")
+        for row in changes.get("rows", []):
+            if row.get("before") is not None:
+                lines.append(f"- {row['before']!r}")
+            if row.get("after") is not None:
+                lines.append(f"+ {row['after']!r}")
+        if changes.get("truncated"):
+            lines.append("  (more rows changed than are shown)")
+    return "\n".join(lines)
+
+
+def _call_order(steps: list[Step]) -> dict[str, int]:
+    """Each step's tool call's number (1..N, in the order the calls began)."""
+    top = top_level(steps)
+    calls = {call: i for i, call in enumerate(dict.fromkeys(top[s.id] for s in steps), 1)}
+    return {s.id: calls[top[s.id]] for s in steps}
+
+
+def _numbers(steps: list[Step], shown: list[Step]) -> dict[str, str]:
+    """Each shown step's number: its tool call's (1..N, as `rollback(steps=N)` counts), and
+    N.1, N.2, ... for the effects under a call, unless the call shows as one row."""
+    top, calls = top_level(steps), _call_order(steps)
+    under: dict[str, list[str]] = {}
+    for step in shown:
+        if step.id != top[step.id]:
+            under.setdefault(top[step.id], []).append(step.id)
+    numbers: dict[str, str] = {}
+    for step in shown:
+        call = top[step.id]
+        members = under.get(call, [])
+        if step.id == call or (len(members) == 1 and call not in {s.id for s in shown}):
+            numbers[step.id] = str(calls[call])
+        else:
+            numbers[step.id] = f"{calls[call]}.{members.index(step.id) + 1}"
+    return numbers

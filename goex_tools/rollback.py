@@ -96,15 +96,16 @@ def plan(
     candidates.reverse()
     if steps is None:
         return candidates
-    top = _top_level(all_steps)
+    top = top_level(all_steps)
     seq = {s.id: s.seq or 0 for s in all_steps}
     calls = sorted({top[s.id] for s in candidates}, key=lambda c: -seq[c])  # newest first
     kept = set(calls[:steps])
     return [s for s in candidates if top[s.id] in kept]
 
 
-def _top_level(steps: list[Step]) -> dict[str, str]:
-    """Each step's top-level ancestor in its run (itself when it has no parent there)."""
+def top_level(steps: list[Step]) -> dict[str, str]:
+    """Each step's top-level ancestor in its run (itself when it has no parent there): the
+    tool call it belongs to, as `steps=N` counts them."""
     parent = {s.id: s.parent_id for s in steps}
     top: dict[str, str] = {}
     for step in steps:

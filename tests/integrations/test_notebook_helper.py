@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from langchain.agents import create_agent
-from langchain_goex import GoexCallbackHandler, GoexToolkit
+from langchain_goex import GoexCallbackHandler, GoexToolkit, goex_tool
 from langchain_goex.chat_models import ScriptedChatModel
 
 from goex_tools import StepStatus, notebook
@@ -47,13 +47,51 @@ def test_show_lists_each_effect_with_what_it_changed(world: Any) -> None:
         "customers: 1 updated",
         "POST /items -> 201",
     ]
+    assert [r[0] for r in rows] == ["1", "2", "3", "4"]  # the tool calls, as steps=N counts
     assert all(r[5] != "-" for r in rows)  # every effect says how it is undone
     text = repr(view)
     assert "-debug = true\n+debug = false" in text and "+++ b/notes/<plan>.md" in text
+    # the rows a SQL step changed, before and after, as a confirm callback sees them
+    assert "#3 run_sql (applied)\ncustomers: 1 updated\n" in text
+    assert "- {'id': 2, 'name': 'Grace', 'tier': 'silver'}" in text
+    assert "+ {'id': 2, 'name': 'Grace', 'tier': 'gold'}" in text
     page = view._repr_html_()
     assert "notes/&lt;plan&gt;.md" in page and "<plan>" not in page
-    assert f"notebook.rollback({str(run_id)!r}, steps=N)" in page
+    journal = repr(world.journal.url)
+    assert f"notebook.rollback({str(run_id)!r}, steps=N, journal={journal})" in page
     assert view.outcome() == ""
+
+
+def test_show_numbers_a_call_with_several_effects_as_one(world: Any) -> None:
+    """A goex tool whose sub-agent made two effects is one call: its effects are 2.1, 2.2."""
+    writes = [
+        [("write_file", {"path": "a.md", "content": "a\n"})],
+        [("write_file", {"path": "b.md", "content": "b\n"})],
+        "ok",
+    ]
+    files = GoexToolkit(workspace=world.workspace).get_tools()
+    writer = create_agent(ScriptedChatModel(script=writes), files)
+
+    def ask_writer(task: str) -> str:
+        """Hand a writing task to the writer agent."""
+        answer: str = writer.invoke({"messages": [("user", task)]})["messages"][-1].content
+        return answer
+
+    script = [
+        [("edit_file", {"path": "config.toml", "old": "debug = true", "new": "debug = false"})],
+        [("ask_writer", {"task": "write a.md and b.md"})],
+        "done",
+    ]
+    agent = create_agent(ScriptedChatModel(script=script), [*files, goex_tool(ask_writer)])
+    handler = GoexCallbackHandler(journal=world.journal)
+    agent.invoke({"messages": [("user", "go")]}, {"callbacks": [handler]})
+    (run_id,) = handler.run_ids
+    rows = notebook.show(run_id, journal=world.journal).rows()
+    assert [(r[0], r[1].strip()) for r in rows] == [
+        ("1", "edit_file"),
+        ("2.1", "write_file"),
+        ("2.2", "write_file"),
+    ]
 
 
 def test_rollback_last_steps_then_the_rest(world: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 import nbformat
@@ -39,3 +40,9 @@ def test_notebook_runs_and_restores_everything(path: Path, tmp_path: Path) -> No
     assert "undid 1 step(s) in this rollback; 1 of the run's 7 effect(s)" in text  # the last
     assert "undid 6 step(s) in this rollback; 7 of the run's 7 effect(s)" in text  # the rest
     assert "compensated" in text and "--- a/config.toml" in text  # the review shows diffs
+    # the review numbers the tool calls 1..7 and shows the rows run_sql changed
+    numbers = re.findall(r"<tr><td style='text-align:left'>([0-9.]+)</td>", text)
+    assert numbers[:7] == [str(n) for n in range(1, 8)]
+    assert "- {'id': 2, 'name': 'Grace', 'tier': 'silver'}" in text
+    assert "+ {'id': 2, 'name': 'Grace', 'tier': 'gold'}" in text
+    assert ", journal='sqlite:///" in text  # the hint names the notebook's journal
