@@ -33,7 +33,7 @@ from goex_tools.model import (
     StepStatus,
     utcnow,
 )
-from goex_tools.redaction import redact
+from goex_tools.redaction import UNDO_HELD_A_SECRET, redact
 
 DEFAULT_PATH = Path(".goex") / "journal.db"
 URL_ENV = "GOEX_JOURNAL_URL"
@@ -155,7 +155,7 @@ class Journal:
         if effect is not None:
             values["effect"] = redact(_jsonable(effect))
         if compensation is not None:
-            values["compensation"] = redact(compensation.model_dump(mode="json"))
+            values["compensation"] = _stored_compensation(compensation.model_dump(mode="json"))
         if error is not None:
             values["error"] = redact(error)
         if notes is not None:
@@ -304,11 +304,26 @@ def _run_from_row(row: Any) -> Run:
 
 def _step_row(step: Step) -> dict[str, Any]:
     data = step.model_dump(mode="json")
-    for key in ("inputs", "output", "effect", "compensation", "decision", "error", "notes"):
+    for key in ("inputs", "output", "effect", "decision", "error", "notes"):
         data[key] = redact(data[key])
+    if data["compensation"] is not None:
+        data["compensation"] = _stored_compensation(data["compensation"])
     data["created_at"] = step.created_at
     data["updated_at"] = step.updated_at
     return data
+
+
+def _stored_compensation(compensation: dict[str, Any]) -> dict[str, Any]:
+    """A compensation as the journal stores it: without any secret value.
+
+    Arguments with a secret in them cannot be stored masked (a rollback would write the
+    mask back as if it were the data and report the step compensated), so they are replaced
+    by an `unavailable` reason: rollback then treats the step as one without an undo.
+    """
+    masked: dict[str, Any] = redact(compensation)
+    if masked["args"] != compensation["args"]:
+        masked["args"] = {"unavailable": UNDO_HELD_A_SECRET}
+    return masked
 
 
 def _step_from_row(row: Any) -> Step:

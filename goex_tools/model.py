@@ -70,6 +70,17 @@ class Compensation(BaseModel):
     args: JSONDict = Field(default_factory=dict)
     description: str = ""
 
+    @property
+    def unavailable(self) -> str | None:
+        """Why this undo turned out impossible while its step ran, or None."""
+        reason = self.args.get("unavailable")
+        return str(reason) if reason else None
+
+    def made_unavailable(self, reason: str) -> Compensation:
+        """This compensation with its arguments replaced by the reason it cannot run: a
+        rollback treats the step as one without an undo, and says why."""
+        return self.model_copy(update={"args": {"unavailable": reason}})
+
 
 class Decision(BaseModel):
     """The verdict on a proposed action, and the rule that gave it."""

@@ -58,3 +58,13 @@ redactor = Redactor()
 
 def redact(data: Any) -> Any:
     return redactor.redact(data)
+
+
+UNDO_HELD_A_SECRET = "its undo data held a secret value, which goex never journals"
+
+
+def holds_secret(data: str | bytes) -> bool:
+    """Whether masking would change `data` (bytes are read as UTF-8, undecodable bytes
+    replaced): for data a domain encodes (compresses) before the journal could mask it."""
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    return redactor.redact_text(text) != text

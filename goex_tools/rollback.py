@@ -204,8 +204,8 @@ def _execute(
             )
             if on_irreversible == "stop" and not dry_run:
                 raise RollbackFailed(
-                    f"rollback stopped at irreversible step {step.id} ({step.tool}); the steps "
-                    f"after it are undone. Pass on_irreversible='skip' to go past it.",
+                    f"rollback stopped at irreversible step {step.id} ({step.tool}): {missing}; "
+                    f"the steps after it are undone. Pass on_irreversible='skip' to go past it.",
                     report,
                 )
             continue
@@ -243,7 +243,7 @@ def _no_undo(step: Step) -> str | None:
     (a compensation journaled as pending is never removed)."""
     if step.compensation is None:
         return "no compensation exists for this step"
-    reason = step.compensation.args.get("unavailable")
+    reason = step.compensation.unavailable
     return f"this step cannot be undone: {reason}" if reason else None
 
 

@@ -91,7 +91,7 @@ class StepHandle:
         return self.step.id
 
     def set_compensation(self, compensation: Compensation | None) -> None:
-        if compensation is not None:
+        if compensation is not None and compensation.unavailable is None:
             registry.validate(compensation)
         self.compensation = compensation
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import uuid
 from collections.abc import Iterator
@@ -10,10 +11,21 @@ import pytest
 import sqlalchemy as sa
 
 from goex_tools import Journal
+from goex_tools.redaction import redactor
 
 POSTGRES_URL = os.environ.get(
     "GOEX_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+
+
+@pytest.fixture(autouse=True)
+def _isolated_redactor() -> Iterator[None]:
+    """Secrets a test registers are masked for that test only: the redactor is process-wide,
+    and one test's secret (say `...0123456789...`) would mask another test's data."""
+    saved = redactor._masker
+    redactor._masker = copy.copy(saved)
+    yield
+    redactor._masker = saved
 
 
 @pytest.fixture

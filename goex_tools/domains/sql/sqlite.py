@@ -39,6 +39,7 @@ from goex_tools.domains.sql.databases import DatabaseRef, resolve, sqlite_path
 from goex_tools.domains.sql.results import StatementResult, collect
 from goex_tools.errors import CompensationConflict, GoexError
 from goex_tools.model import JSONDict
+from goex_tools.redaction import UNDO_HELD_A_SECRET, holds_secret
 from goex_tools.registry import EffectState
 
 MECHANISM = "sqlite-session"
@@ -250,6 +251,8 @@ class SqliteTransaction:
             if self.sequences_before.get(name) != after.get(name)
         }
         changeset, _, updated = self._capture()
+        if holds_secret(changeset) or any(holds_secret(u.images) for u in updated):
+            return {"unavailable": UNDO_HELD_A_SECRET}  # packed, the journal could not mask it
         return ChangesetArgs(
             database=ref,
             changeset=_pack(changeset),
