@@ -27,12 +27,16 @@ from goex_tools.sandbox.base import Execution, Layers, SandboxUnavailable
 # Rejected in overlay mount options, which are comma-separated and use ':' between lowerdirs.
 _UNSAFE = (",", ":", "\\", "\n")
 
-# $4: goex's pid, or "-": a chain whose parent died before it could be told to die with it
-# (the pdeath signal is set by its first program, a moment after it starts) goes no further.
+# $4: goex's pid (its parent's), "p" and goex's pid (behind a fork into a PID namespace:
+# goex must still be alive), or "-": a chain whose goex died before the chain could be told
+# to die with it (the pdeath signal is set by its first program, or by unshare in the child
+# it forks, a moment after they start) goes no further.
 # $5: cgroup.procs files to join before anything forks. The sentinel ($3: a file beside the
 # layers, or a pipe the caller reads) tells a failed mount from a command's own exit code.
 _MOUNT_THEN_EXEC = (
-    '[ "$4" = - ] || [ "$PPID" = "$4" ] || exit 125; '
+    'case "$4" in -) ;; p*) a=; { while read -r k v _; do [ "$k" = State: ] && '
+    '[ "$v" != Z ] && a=1; done < "/proc/${4#p}/status"; } 2>/dev/null; [ -n "$a" ] || exit 125 ;; '
+    '*) [ "$PPID" = "$4" ] || exit 125 ;; esac; '
     'for f in $5; do echo $$ > "$f" || exit 125; done; '
     'mount -t overlay goex-overlay -o "$1" "$2" && echo mounted > "$3" && shift 5 && exec "$@"'
 )
@@ -260,11 +264,10 @@ def namespaced(
     # Dies with the thread that started it (a crashed agent leaves no command running over
     # a workspace nobody records); its PID namespace takes every leftover process with it.
     unshare = ["setpriv", "--pdeathsig", "KILL"]
-    parent = "-"
+    parent = str(os.getpid())
     if own_pids:
-        unshare += ["sh", "-c", _PARENT_ALIVE, str(os.getpid())]
-    else:
-        parent = str(os.getpid())
+        unshare += ["sh", "-c", _PARENT_ALIVE, parent]
+        parent = f"p{parent}"
     unshare += ["unshare", "-Urm" if unprivileged() else "-m", "--propagation", "private"]
     if own_pids:
         unshare += ["--pid", "--fork", "--kill-child"]

@@ -393,3 +393,20 @@ def test_the_confinement_probe_sees_what_an_unconfined_command_sees() -> None:
     assert found["sockets hidden"][0] == "fail"
     if os.geteuid() == 0:
         assert found["user unprivileged"][0] == "fail"
+
+
+def test_a_commands_limits_are_in_its_proposal_for_a_gate_to_judge(
+    root: Path, tmp_path: Path, journal: goex.Journal
+) -> None:
+    from goex_tools.sandbox import Limits
+
+    ws = Workspace(root, store=tmp_path / "store", limits=Limits(memory=64 << 20, processes=8))
+    with goex.run("limits", journal=journal):
+        result = ws.run_shell("true")
+    predicted = journal.get_step(result.step_id).effect["predicted"]
+    assert predicted["limits"] == {
+        "memory": 64 << 20,
+        "processes": 8,
+        "file_size": 1 << 30,
+        "cpu_time": 60.0,
+    }

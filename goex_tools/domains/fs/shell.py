@@ -71,6 +71,7 @@ def run_shell(
         "command": command,
         "sandbox": ws.sandbox.name,
         "network": limits.network,
+        "limits": limits.model_dump(include={"memory", "processes", "file_size", "cpu_time"}),
     }
     proposal = Proposal(
         tool="run_shell",
