@@ -1,7 +1,9 @@
 """`goex`: look at what agents did and undo it, over the same functions as the Python API.
 
 Exit status: 0 done; 1 the operation stopped (a rollback conflict or failure, unresolved
-recovery); 2 bad input (unknown run or step, invalid arguments).
+recovery); 2 bad input (unknown run or step, invalid arguments) or a journal that cannot be
+used (none at that URL, unreachable, full, locked). With --json every outcome, errors
+included, is one JSON document on stdout.
 """
 
 from __future__ import annotations
@@ -10,33 +12,39 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.table import Table
 
-from goex_tools.errors import GoexError, NotFound, RollbackFailed
-from goex_tools.journal import Journal, get_journal
+from goex_tools.errors import GoexError, JournalError, NotFound, RollbackFailed
+from goex_tools.journal import Journal
 from goex_tools.model import Step
 from goex_tools.recovery import recover
 from goex_tools.rollback import RollbackReport, rollback, undo_step
 
 EXIT_OK, EXIT_STOPPED, EXIT_BAD_INPUT = 0, 1, 2
+SHOW_LIMIT = 100  # steps `show` prints unless told otherwise (newest first)
+MAX_PAGE = 100_000
+MAX_OFFSET = 2**62  # fits every database's integer
 
 console = Console()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in argv
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        _usage_error(as_json, str(exc), exc.usage)
+        return EXIT_BAD_INPUT
     if not hasattr(args, "handler"):
-        parser.print_help()
+        _usage_error(as_json, "no command given", parser.format_usage())
         return EXIT_BAD_INPUT
     try:
-        if not getattr(args, "needs_journal", True):  # `doctor` checks the journal itself
-            return int(args.handler(args, None))
-        handler: Callable[[argparse.Namespace, Journal], int] = args.handler
-        return handler(args, get_journal(args.journal))
+        return _run(args)
     except RollbackFailed as exc:
         failure = exc
 
@@ -46,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         _emit(args, {"error": str(exc), "report": exc.report.model_dump(mode="json")}, show)
         return EXIT_STOPPED
-    except (NotFound, ValueError) as exc:
+    except (NotFound, JournalError, ValueError) as exc:  # InvalidArgument is a ValueError
         _error(args, str(exc))
         return EXIT_BAD_INPUT
     except GoexError as exc:
@@ -54,23 +62,76 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_STOPPED
 
 
+def _run(args: argparse.Namespace) -> int:
+    """Open the journal the way the command needs it (reading commands create nothing and
+    take no lock; no command creates a journal), then run the command."""
+    access = getattr(args, "access", "write")
+    if access == "none":  # `doctor` checks the journal itself
+        return int(args.handler(args, None))
+    journal = Journal(args.journal, read_only=access == "read", create=False)
+    try:
+        handler: Callable[[argparse.Namespace, Journal], int] = args.handler
+        return handler(args, journal)
+    finally:
+        journal.close()
+
+
+class UsageError(Exception):
+    """Bad command-line arguments (argparse's complaint), reported as exit status 2."""
+
+    def __init__(self, message: str, usage: str) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that raises instead of printing and exiting, so that `--json`
+    still gets JSON."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, self.format_usage())
+
+
+def _count(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is not between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _assumption(text: str) -> tuple[str, str]:
+    step_id, _, answer = text.partition("=")
+    if not step_id or answer not in ("applied", "failed"):
+        raise argparse.ArgumentTypeError(f"takes STEP=applied or STEP=failed, not {text!r}")
+    return step_id, answer
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="goex", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     _global_options(parser, None)
     # The same options after the command; SUPPRESS keeps a value given before the command.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     _global_options(common, argparse.SUPPRESS)
     sub = parser.add_subparsers(metavar="COMMAND")
 
-    p = sub.add_parser("runs", parents=[common], help="list recent runs")
-    p.add_argument("--limit", type=int, default=50)
-    p.set_defaults(handler=cmd_runs)
+    p = sub.add_parser("runs", parents=[common], help="list recent runs, newest first")
+    p.add_argument("--limit", type=_count(1, MAX_PAGE), default=50, help="runs to list")
+    p.add_argument("--offset", type=_count(0, MAX_OFFSET), default=0, help="newest to skip")
+    p.set_defaults(handler=cmd_runs, access="read")
 
-    p = sub.add_parser("show", parents=[common], help="show a run's steps")
+    p = sub.add_parser("show", parents=[common], help="show a run's steps, newest first")
     p.add_argument("run_id")
-    p.set_defaults(handler=cmd_show)
+    p.add_argument("--limit", type=_count(1, MAX_PAGE), default=SHOW_LIMIT, help="steps to show")
+    p.add_argument("--offset", type=_count(0, MAX_OFFSET), default=0, help="newest to skip")
+    p.set_defaults(handler=cmd_show, access="read")
 
     p = sub.add_parser(
         "rollback",
@@ -98,6 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--assume",
         action="append",
+        type=_assumption,
         default=[],
         metavar="STEP=applied|failed",
         help="a person's answer for a step the domain cannot probe",
@@ -105,7 +167,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--all",
         action="store_true",
-        help="also take steps whose process looks alive or is on another host",
+        help="also take steps whose process runs or cannot be proven gone (another machine "
+        "or container): only when you know it is gone",
     )
     p.set_defaults(handler=cmd_recover)
 
@@ -117,7 +180,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--policy", metavar="FILE", help="also validate a policy file against this machine"
     )
-    p.set_defaults(handler=cmd_doctor, needs_journal=False)
+    p.set_defaults(handler=cmd_doctor, access="none")
     _fs_commands(sub, common)
     return parser
 
@@ -128,7 +191,7 @@ def _parser() -> argparse.ArgumentParser:
 def _fs_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("diff", parents=[common], help="show what a filesystem step changed")
     p.add_argument("step_id")
-    p.set_defaults(handler=cmd_diff)
+    p.set_defaults(handler=cmd_diff, access="read")
     p = sub.add_parser("keep", parents=[common], help="apply a held (tentative) command's changes")
     p.add_argument("step_id")
     p.add_argument(
@@ -185,10 +248,16 @@ def _rollback_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="undo even where someone changed the same thing since (conflicts)",
     )
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="also roll back a run that is still active (its agent may be running); the run "
+        "is closed first: its next tool call is refused",
+    )
 
 
 def cmd_runs(args: argparse.Namespace, journal: Journal) -> int:
-    runs = journal.list_runs(limit=args.limit)
+    runs = journal.list_runs(limit=args.limit, offset=args.offset)
 
     def table() -> None:
         t = Table("run", "name", "status", "started", "ended")
@@ -202,29 +271,41 @@ def cmd_runs(args: argparse.Namespace, journal: Journal) -> int:
 
 def cmd_show(args: argparse.Namespace, journal: Journal) -> int:
     run = journal.get_run(args.run_id)
-    steps = journal.steps(run.id)
+    total = journal.count_steps(run.id)
+    steps = journal.steps(run.id, limit=args.limit, offset=args.offset, newest_first=True)
 
     def table() -> None:
         console.print(f"[bold]{run.name or run.id}[/bold]  {run.id}  {run.status.value}")
-        console.print(steps_table(steps))
+        console.print(_steps_table(steps))
+        if len(steps) < total:
+            first, last = args.offset + 1, args.offset + len(steps)
+            console.print(
+                f"steps {first}-{last} of {total}, newest first (--limit N --offset M for more)"
+            )
 
-    _emit(
-        args,
-        {"run": run.model_dump(mode="json"), "steps": [s.model_dump(mode="json") for s in steps]},
-        table,
-    )
+    page = {"total": total, "limit": args.limit, "offset": args.offset}
+    steps_json = [s.model_dump(mode="json") for s in steps]
+    _emit(args, {"run": run.model_dump(mode="json"), "steps": steps_json, **page}, table)
     return EXIT_OK
 
 
-def steps_table(steps: list[Step]) -> Table:
-    """A run's steps as a table (used by the CLI and the notebook helpers)."""
-    depth: dict[str, int] = {}
+def _steps_table(steps: list[Step]) -> Table:
+    """Steps as a table, each indented under its parent when the parent is on the page."""
+    parents = {s.id: s.parent_id for s in steps}
+
+    def depth(step: Step) -> int:
+        level, up, seen = 0, step.parent_id, {step.id}
+        while up is not None and up not in seen:
+            level += 1
+            seen.add(up)
+            up = parents.get(up)
+        return level
+
     t = Table("#", "step", "tool", "domain", "status", "undo")
     for s in steps:
-        depth[s.id] = depth.get(s.parent_id or "", -1) + 1
         undo = s.compensation.description or s.compensation.kind if s.compensation else "-"
         status = s.status.value + (f" ({s.error})" if s.error else "")
-        t.add_row(str(s.seq), s.id, "  " * depth[s.id] + s.tool, s.domain, status, undo)
+        t.add_row(str(s.seq), s.id, "  " * depth(s) + s.tool, s.domain, status, undo)
     return t
 
 
@@ -237,24 +318,22 @@ def cmd_rollback(args: argparse.Namespace, journal: Journal) -> int:
         dry_run=args.dry_run,
         force=args.force,
         on_irreversible="skip" if args.skip_irreversible else "stop",
+        live=args.live,
     )
     _emit(args, report.model_dump(mode="json"), lambda: _print_report(report))
     return EXIT_OK
 
 
 def cmd_undo(args: argparse.Namespace, journal: Journal) -> int:
-    report = undo_step(args.step_id, journal=journal, dry_run=args.dry_run, force=args.force)
+    report = undo_step(
+        args.step_id, journal=journal, dry_run=args.dry_run, force=args.force, live=args.live
+    )
     _emit(args, report.model_dump(mode="json"), lambda: _print_report(report))
     return EXIT_OK
 
 
 def cmd_recover(args: argparse.Namespace, journal: Journal) -> int:
-    assume: dict[str, Any] = {}
-    for item in args.assume:
-        step_id, _, answer = item.partition("=")
-        if answer not in ("applied", "failed"):
-            raise ValueError(f"--assume takes STEP=applied or STEP=failed, not {item!r}")
-        assume[step_id] = answer
+    assume: dict[str, Any] = dict(args.assume)
     outcomes = recover(journal, assume=assume, include_live=args.all)
 
     def table() -> None:
@@ -304,7 +383,14 @@ def _error(args: argparse.Namespace, message: str) -> None:
     if getattr(args, "json", False):
         print(json.dumps({"error": message}))
     else:
-        Console(stderr=True).print(f"[red]error:[/red] {message}")
+        Console(stderr=True).print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+
+
+def _usage_error(as_json: bool, message: str, usage: str) -> None:
+    if as_json:
+        print(json.dumps({"error": message, "usage": usage.strip()}))
+    else:
+        sys.stderr.write(f"{usage}goex: error: {message}\n")
 
 
 def _when(value: Any) -> str:

@@ -12,21 +12,40 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
-from goex_tools.errors import NotFound, StaleTransition
+from goex_tools.errors import (
+    InvalidArgument,
+    JournalDetached,
+    JournalNotFound,
+    NotFound,
+    RunClosed,
+    StaleTransition,
+)
+from goex_tools.journal_engine import (
+    READ_OPTION,
+    Mode,
+    create_schema,
+    default_timeout,
+    make_engine,
+    missing_tables,
+    target,
+)
+from goex_tools.journal_faults import translated
 from goex_tools.journal_schema import events_table, metadata, runs_table, steps_table
 from goex_tools.journal_writes import StepWrites, core_transaction, driver_transaction
 from goex_tools.model import (
+    CLOSED_RUN_STATUSES,
     Compensation,
     Decision,
     Event,
+    Reversibility,
     Run,
     RunStatus,
     Step,
@@ -55,71 +74,227 @@ def get_journal(journal: Journal | str | None = None) -> Journal:
         return journal
     key = journal or default_url()
     with _journals_lock:
-        if key not in _journals:
-            _journals[key] = Journal(key)
-        return _journals[key]
+        cached = _journals.get(key)
+        if cached is None or cached.detached:  # a deleted journal: new runs go to a new one
+            cached = _journals[key] = Journal(key)
+        return cached
 
 
 class Journal:
-    """A handle on one journal database. Cheap to share; safe across threads and processes."""
+    """A handle on one journal database. Cheap to share; safe across threads and processes.
 
-    def __init__(self, url: str | None = None, *, durable: bool = False) -> None:
+    - `url`: a SQLAlchemy URL (default: `GOEX_JOURNAL_URL`, else `.goex/journal.db`).
+    - `durable`: SQLite fsyncs every commit (survives power loss, not only crashes).
+    - `create`: create the journal (file, directory, tables) if missing; with False, a
+      missing journal raises JournalNotFound and nothing is created.
+    - `read_only`: open an existing journal for reading only (creates nothing, takes no lock).
+    - `timeout`: seconds to wait for a lock, a connection or an answer before failing with
+      JournalUnavailable (default: `GOEX_JOURNAL_TIMEOUT`, else 30).
+
+    Raises: JournalError (JournalNotFound, JournalUnavailable) when the journal cannot be
+    opened; its methods raise JournalUnavailable on faults, and JournalDetached when the
+    SQLite file was deleted or replaced under the process.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        durable: bool = False,
+        create: bool = True,
+        read_only: bool = False,
+        timeout: float | None = None,
+    ) -> None:
         self.url = url or default_url()
-        self.engine = _make_engine(self.url, durable=durable)
-        on_driver = self.engine.dialect.name == "sqlite"
+        self.read_only = read_only
+        self.timeout = timeout if timeout is not None else default_timeout()
+        if not self.timeout > 0:
+            raise InvalidArgument(f"timeout must be a positive number of seconds, not {timeout}")
+        self._target = target(self.url)
+        self._name = self._target.url.render_as_string(hide_password=True)
+        mode: Mode = "read" if read_only else "create" if create else "open"
+        self.engine = make_engine(self._target, mode=mode, durable=durable, timeout=self.timeout)
+        on_driver = self.engine.dialect.name == "sqlite" and not read_only
         self._writes = driver_transaction if on_driver else core_transaction
-        metadata.create_all(self.engine)
+        with self._faults("open the journal"):
+            if mode == "create":
+                create_schema(self.engine, metadata)
+            elif missing_tables(self.engine, metadata):
+                raise JournalNotFound(
+                    f"no goex journal at {self._name}: the database has no goex tables"
+                )
+        self._identity = self._file_identity()
 
     def __repr__(self) -> str:
-        return f"Journal({self.engine.url.render_as_string(hide_password=True)!r})"
+        return f"Journal({self._name!r})"
 
     def close(self) -> None:
         self.engine.dispose()
 
+    @property
+    def detached(self) -> bool:
+        """True if the SQLite file this handle writes is no longer the one at its path
+        (deleted, or replaced): what it writes now, nobody will read."""
+        return self._identity is not None and self._file_identity() != self._identity
+
+    def check_attached(self) -> None:
+        """Raise JournalDetached if the journal file was deleted or replaced."""
+        if self.detached:
+            raise JournalDetached(
+                f"goex journal {self._name}: the file was deleted or replaced while this "
+                f"process had it open; what was journaled since cannot be read. Nothing more "
+                f"runs through this handle: open the journal again (a new run)"
+            )
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        path = self._target.path
+        if path is None:
+            return None
+        try:
+            found = os.stat(path)
+        except OSError:
+            return (-1, -1)
+        return (found.st_dev, found.st_ino)
+
+    def _faults(self, doing: str) -> AbstractContextManager[None]:
+        return translated(self._name, doing, self.timeout, self._target.path)
+
     @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
+    def _tx(self, doing: str) -> Iterator[Connection]:
+        """A write transaction (on SQLite, holding the write lock from its start)."""
+        with self._faults(doing), self.engine.begin() as conn:
+            yield conn
+        self.check_attached()
+
+    @contextmanager
+    def _step_writes(self, doing: str) -> Iterator[StepWrites]:
+        with self._faults(doing), self._writes(self.engine) as writes:
+            yield writes
+        self.check_attached()
+
+    @contextmanager
+    def _read(self, doing: str) -> Iterator[Connection]:
+        """A read transaction: a snapshot, never the write lock."""
+        with (
+            self._faults(doing),
+            self.engine.connect().execution_options(**{READ_OPTION: True}) as conn,
+        ):
             yield conn
 
     # runs
 
     def create_run(self, run: Run) -> Run:
-        with self._tx() as conn:
+        with self._tx(f"record run {run.id}") as conn:
             conn.execute(runs_table.insert().values(**_run_row(run)))
         return run
 
     def ensure_run(self, run: Run) -> Run:
-        """Create the run unless a run with its id exists; return the stored run."""
-        try:
-            return self.get_run(run.id)
-        except NotFound:
-            try:
-                return self.create_run(run)
-            except sa.exc.IntegrityError:  # another process created it meanwhile
-                return self.get_run(run.id)
+        """Create the run unless a run with its id exists; return the stored run.
+
+        An existing run is reopened (`active`) to take more steps, unless a rollback of it has
+        started: then RunClosed, because a rolled-back run accepts no new steps.
+        """
+        with self._tx(f"record run {run.id}") as conn:
+            row = conn.execute(runs_table.select().where(runs_table.c.id == run.id)).first()
+            if row is None:
+                conn.execute(runs_table.insert().values(**_run_row(run)))
+                return run
+            stored = _run_from_row(row._mapping)
+            _refuse_closed(stored.id, stored.status.value)
+            if stored.status is not RunStatus.ACTIVE:
+                conn.execute(
+                    runs_table.update()
+                    .where(runs_table.c.id == run.id)
+                    .values(status=RunStatus.ACTIVE.value)
+                )
+                stored = stored.model_copy(update={"status": RunStatus.ACTIVE})
+        return stored
 
     def get_run(self, run_id: str) -> Run:
-        with self.engine.connect() as conn:
+        with self._read(f"read run {run_id}") as conn:
             row = conn.execute(runs_table.select().where(runs_table.c.id == run_id)).first()
         if row is None:
             raise NotFound(f"no run with id {run_id!r} in {self!r}")
         return _run_from_row(row._mapping)
 
-    def list_runs(self, limit: int = 50) -> list[Run]:
-        query = runs_table.select().order_by(runs_table.c.started_at.desc()).limit(limit)
-        with self.engine.connect() as conn:
+    def list_runs(self, limit: int = 50, *, offset: int = 0) -> list[Run]:
+        """The newest runs first."""
+        query = (
+            runs_table.select().order_by(runs_table.c.started_at.desc()).limit(limit).offset(offset)
+        )
+        with self._read("list runs") as conn:
             return [_run_from_row(r._mapping) for r in conn.execute(query)]
 
     def set_run_status(self, run_id: str, status: RunStatus, *, ended: bool = False) -> None:
+        """Set a run's status, whatever it was (`end_run` and `close_run` compare first)."""
         values: dict[str, Any] = {"status": status.value}
         if ended:
             values["ended_at"] = utcnow()
-        with self._tx() as conn:
+        with self._tx(f"update run {run_id}") as conn:
             result = conn.execute(
                 runs_table.update().where(runs_table.c.id == run_id).values(**values)
             )
             if result.rowcount == 0:
                 raise NotFound(f"no run with id {run_id!r} in {self!r}")
+
+    def end_run(self, run_id: str, status: RunStatus) -> bool:
+        """Mark an open run ended (`completed` or `failed`); False, changing nothing, if a
+        rollback of it started meanwhile (a closed run stays closed)."""
+        closed = [s.value for s in CLOSED_RUN_STATUSES]
+        with self._tx(f"end run {run_id}") as conn:
+            result = conn.execute(
+                runs_table.update()
+                .where(runs_table.c.id == run_id, runs_table.c.status.not_in(closed))
+                .values(status=status.value, ended_at=utcnow())
+            )
+        return bool(result.rowcount)
+
+    def close_run(self, run_id: str) -> Run:
+        """Close a run before rolling it back: from now on it accepts no new steps (a step
+        journaled before this is seen by the rollback; one after it is refused). Returns the
+        run as it was."""
+        with self._tx(f"close run {run_id}") as conn:
+            row = conn.execute(runs_table.select().where(runs_table.c.id == run_id)).first()
+            if row is None:
+                raise NotFound(f"no run with id {run_id!r} in {self!r}")
+            before = _run_from_row(row._mapping)
+            if before.status not in CLOSED_RUN_STATUSES:
+                conn.execute(
+                    runs_table.update()
+                    .where(runs_table.c.id == run_id)
+                    .values(status=RunStatus.ROLLING_BACK.value)
+                )
+        return before
+
+    def end_rollback(
+        self,
+        run_id: str,
+        remaining: Iterable[StepStatus],
+        effectless: Iterable[Reversibility],
+    ) -> RunStatus:
+        """Set a closed run's status after a rollback: `rolled_back` when no step with an
+        effect (reversibility not in `effectless`) is in a `remaining` status, else
+        `partially_rolled_back`. Counted and written under the run's lock, so concurrent
+        rollbacks cannot leave a stale status behind."""
+        count = (
+            sa.select(sa.func.count())
+            .where(
+                steps_table.c.run_id == run_id,
+                steps_table.c.status.in_([s.value for s in remaining]),
+                steps_table.c.reversibility.not_in([r.value for r in effectless]),
+            )
+            .scalar_subquery()
+        )
+        lock = sa.select(runs_table.c.id).where(runs_table.c.id == run_id).with_for_update()
+        with self._tx(f"end the rollback of run {run_id}") as conn:
+            if conn.execute(lock).first() is None:
+                raise NotFound(f"no run with id {run_id!r} in {self!r}")
+            left = int(conn.execute(sa.select(count)).scalar() or 0)
+            status = RunStatus.PARTIALLY_ROLLED_BACK if left else RunStatus.ROLLED_BACK
+            conn.execute(
+                runs_table.update().where(runs_table.c.id == run_id).values(status=status.value)
+            )
+        return status
 
     # steps
 
@@ -127,7 +302,11 @@ class Journal:
         """Write a new step (normally `pending`, before its effect) and return it with `seq`."""
         row = _step_row(step)
         row.pop("seq")
-        with self._writes(self.engine) as writes:
+        with self._step_writes(f"journal step {step.tool}") as writes:
+            stored = writes.run_status(step.run_id)
+            if stored is None:
+                raise NotFound(f"no run with id {step.run_id!r} in {self!r}")
+            _refuse_closed(step.run_id, stored)
             seq = writes.insert_step(row)
             _add_event(writes, step.id, step.status, detail)
         return step.model_copy(update={"seq": seq})
@@ -164,7 +343,7 @@ class Journal:
             values["decision"] = redact(decision.model_dump(mode="json"))
         if owner is not None:
             values["owner"] = owner
-        with self._writes(self.engine) as writes:
+        with self._step_writes(f"record step {step_id} as {to.value}") as writes:
             row = writes.update_step(step_id, values, expected)
             if row is None:
                 current = writes.status(step_id)
@@ -203,34 +382,56 @@ class Journal:
     def note(self, step_id: str, detail: str) -> None:
         """Record an event (e.g. a failed compensation attempt) without changing the status."""
         step = self.get_step(step_id)
-        with self._writes(self.engine) as writes:
+        with self._step_writes(f"note an event of step {step_id}") as writes:
             _add_event(writes, step_id, step.status, redact(detail))
 
     def get_step(self, step_id: str) -> Step:
-        with self.engine.connect() as conn:
+        with self._read(f"read step {step_id}") as conn:
             row = conn.execute(steps_table.select().where(steps_table.c.id == step_id)).first()
         if row is None:
             raise NotFound(f"no step with id {step_id!r} in {self!r}")
         return _step_from_row(row._mapping)
 
-    def steps(self, run_id: str, *, after_seq: int | None = None) -> list[Step]:
-        """All steps of a run (or those journaled after `after_seq`), in journal order."""
+    def steps(
+        self,
+        run_id: str,
+        *,
+        after_seq: int | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        newest_first: bool = False,
+    ) -> list[Step]:
+        """A run's steps in journal order (or newest first), those journaled after
+        `after_seq`, `limit` of them from `offset`: one query."""
         query = steps_table.select().where(steps_table.c.run_id == run_id)
         if after_seq is not None:
             query = query.where(steps_table.c.seq > after_seq)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query.order_by(steps_table.c.seq)).all()
+        order = steps_table.c.seq.desc() if newest_first else steps_table.c.seq
+        query = query.order_by(order).limit(limit).offset(offset or None)
+        with self._read(f"read the steps of run {run_id}") as conn:
+            rows = conn.execute(query).all()
         return [_step_from_row(r._mapping) for r in rows]
+
+    def count_steps(self, run_id: str) -> int:
+        query = sa.select(sa.func.count()).where(steps_table.c.run_id == run_id)
+        with self._read(f"count the steps of run {run_id}") as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def step_owners(self, run_id: str) -> list[str]:
+        """The distinct processes that journaled a run's steps (owner tags)."""
+        query = sa.select(steps_table.c.owner).where(steps_table.c.run_id == run_id).distinct()
+        with self._read(f"read the owners of run {run_id}") as conn:
+            return [owner for (owner,) in conn.execute(query) if owner]
 
     def steps_with_status(self, *statuses: StepStatus) -> list[Step]:
         query = steps_table.select().where(steps_table.c.status.in_([s.value for s in statuses]))
-        with self.engine.connect() as conn:
+        with self._read("read steps by status") as conn:
             rows = conn.execute(query.order_by(steps_table.c.seq)).all()
         return [_step_from_row(r._mapping) for r in rows]
 
     def events(self, step_id: str) -> list[Event]:
         query = events_table.select().where(events_table.c.step_id == step_id)
-        with self.engine.connect() as conn:
+        with self._read(f"read the events of step {step_id}") as conn:
             rows = conn.execute(query.order_by(events_table.c.seq)).all()
         return [
             Event(
@@ -243,31 +444,12 @@ class Journal:
         ]
 
 
-def _make_engine(url: str, *, durable: bool) -> Engine:
-    parsed = sa.engine.make_url(url)
-    if not parsed.drivername.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 60})
-    synchronous = "FULL" if durable else "NORMAL"
-
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Take over transaction control from pysqlite so that BEGIN IMMEDIATE below is used.
-        dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={synchronous}")
-        cursor.execute("PRAGMA busy_timeout=60000")
-        cursor.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        # Writers queue on the lock up front instead of failing on a read->write upgrade.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
+def _refuse_closed(run_id: str, status: str) -> None:
+    if status in CLOSED_RUN_STATUSES:
+        raise RunClosed(
+            f"run {run_id} is {status}: a rollback of it started, so it accepts no new "
+            f"steps (start a new run)"
+        )
 
 
 def _add_event(writes: StepWrites, step_id: str, status: StepStatus, detail: str) -> None:

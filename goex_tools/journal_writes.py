@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from goex_tools.journal_schema import events_table, steps_table
+from goex_tools.journal_schema import events_table, runs_table, steps_table
 
 Row = dict[str, Any]
 
@@ -37,6 +37,10 @@ class StepWrites(Protocol):
         database cannot return it, an empty dict); None if no step matched."""
 
     def status(self, step_id: str) -> str | None: ...
+
+    def run_status(self, run_id: str) -> str | None:
+        """A run's status, held (FOR SHARE where the database has it) until the transaction
+        ends, so that a rollback closing the run waits for a step being journaled."""
 
 
 class CoreWrites:
@@ -66,6 +70,10 @@ class CoreWrites:
     def status(self, step_id: str) -> str | None:
         query = sa.select(steps_table.c.status).where(steps_table.c.id == step_id)
         return self.conn.execute(query).scalar()
+
+    def run_status(self, run_id: str) -> str | None:
+        query = sa.select(runs_table.c.status).where(runs_table.c.id == run_id)
+        return self.conn.execute(query.with_for_update(read=True)).scalar()
 
 
 @contextmanager
@@ -109,6 +117,12 @@ class DriverWrites:
         found = self.cursor.fetchone()
         return None if found is None else str(found[0])
 
+    def run_status(self, run_id: str) -> str | None:
+        # BEGIN IMMEDIATE already holds the write lock: a rollback cannot close the run now.
+        self.cursor.execute("SELECT status FROM goex_runs WHERE id = ?", (run_id,))
+        found = self.cursor.fetchone()
+        return None if found is None else str(found[0])
+
 
 @contextmanager
 def driver_transaction(engine: Engine) -> Iterator[DriverWrites]:
@@ -120,10 +134,13 @@ def driver_transaction(engine: Engine) -> Iterator[DriverWrites]:
         cursor.execute("BEGIN IMMEDIATE")
         try:
             yield DriverWrites(cursor, engine.dialect)
+            cursor.execute("COMMIT")
         except BaseException:
-            cursor.execute("ROLLBACK")
+            # SQLite may have ended the transaction itself (a full disk, an I/O error): a
+            # ROLLBACK then would fail and hide the error that matters.
+            if raw.dbapi_connection is not None and raw.dbapi_connection.in_transaction:
+                cursor.execute("ROLLBACK")
             raise
-        cursor.execute("COMMIT")
     finally:
         raw.close()
 

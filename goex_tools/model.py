@@ -54,11 +54,25 @@ class Reversibility(StrEnum):
 
 
 class RunStatus(StrEnum):
+    """Where a run is. Once a rollback of it starts, a run is closed: it takes no new steps.
+
+    active -> completed | failed   (the run's block or framework invocation ended)
+    any open status -> rolling_back -> rolled_back | partially_rolled_back   (closed)
+    `partially_rolled_back`: a rollback ran (or stopped) and some effects remain.
+    """
+
     ACTIVE = "active"
     COMPLETED = "completed"
     FAILED = "failed"
+    ROLLING_BACK = "rolling_back"
     ROLLED_BACK = "rolled_back"
     PARTIALLY_ROLLED_BACK = "partially_rolled_back"
+
+
+CLOSED_RUN_STATUSES = frozenset(
+    {RunStatus.ROLLING_BACK, RunStatus.ROLLED_BACK, RunStatus.PARTIALLY_ROLLED_BACK}
+)
+"""Statuses of a run that accepts no new steps: a rollback of it has started."""
 
 
 class Compensation(BaseModel):
@@ -126,7 +140,7 @@ class Step(BaseModel):
     decision: Decision | None = None
     error: str | None = None
     notes: list[str] = Field(default_factory=list)
-    owner: str = ""  # host:pid of the process that executes it; used by recovery
+    owner: str = ""  # the process that executes or compensates it (goex_tools.owner)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -8,21 +8,24 @@ must not guess; a person can then decide with `assume`.
 
 from __future__ import annotations
 
-import os
-import socket
 from typing import Literal
 
 from pydantic import BaseModel
 
-from goex_tools.errors import GoexError
+from goex_tools.errors import InvalidArgument, StaleTransition
 from goex_tools.journal import Journal, get_journal
 from goex_tools.model import Reversibility, Step, StepStatus
+from goex_tools.owner import Liveness, liveness
 from goex_tools.registry import EffectState, registry
 
 Resolution = Literal["applied", "failed", "released", "unknown", "alive"]
 
 
 class RecoveryOutcome(BaseModel):
+    """What recovery did with one step: `applied` / `failed` (resolved), `released` (a dead
+    rollback's step, resumable), `unknown` (nobody can tell yet: said why), `alive` (left to
+    its running process)."""
+
     step_id: str
     run_id: str
     tool: str
@@ -38,23 +41,61 @@ def recover(
 ) -> list[RecoveryOutcome]:
     """Resolve every pending or compensating step whose owning process is gone.
 
-    `assume` maps step ids to a person's answer for steps the domain cannot probe.
-    `include_live=True` also takes steps whose owner looks alive or runs on another host.
+    - `assume`: step id -> a person's answer, for steps the domain cannot probe.
+    - `include_live`: also take steps whose process runs, or cannot be proven gone (another
+      machine, another container); only when you know it is gone.
+
+    Raises: NotFound for an assumed step the journal does not hold, InvalidArgument for one
+    that is not pending (both before anything is changed).
     """
     store = get_journal(journal)
     assume = assume or {}
+    _check_assumptions(store, assume)
     outcomes = []
     for step in store.steps_with_status(StepStatus.PENDING, StepStatus.COMPENSATING):
-        if not include_live and step.id not in assume and _owner_alive(step.owner):
-            outcomes.append(_outcome(step, "alive", f"its process {step.owner} is still running"))
-        elif step.status is StepStatus.COMPENSATING:
-            outcomes.append(_release(store, step))
+        verdict = liveness(step.owner)
+        taken = include_live or step.id in assume or verdict.liveness is Liveness.DEAD
+        if not taken and verdict.liveness is Liveness.ALIVE:
+            outcomes.append(_outcome(step, "alive", f"its process {verdict.reason}"))
+        elif not taken:
+            detail = (
+                f"cannot tell whether its process is gone: {verdict.reason}. If it is, "
+                f"`goex recover --all` resolves it"
+            )
+            outcomes.append(_outcome(step, "unknown", detail))
         else:
-            outcomes.append(_resolve(store, step, assume.get(step.id)))
-    unknown = set(assume) - {o.step_id for o in outcomes}
-    if unknown:
-        raise GoexError(f"not pending, cannot assume an outcome for: {', '.join(sorted(unknown))}")
+            outcomes.append(settle(store, step, assume.get(step.id)))
     return outcomes
+
+
+def settle(
+    journal: Journal, step: Step, assumed: Literal["applied", "failed"] | None = None
+) -> RecoveryOutcome:
+    """Resolve one pending or compensating step whose process is gone (the caller knows)."""
+    try:
+        if step.status is StepStatus.COMPENSATING:
+            return _release(journal, step)
+        return _resolve(journal, step, assumed)
+    except StaleTransition:  # another process resolved it first
+        now = journal.get_step(step.id)
+        moved = f"meanwhile resolved elsewhere: it is {now.status.value}"
+        if now.status in (StepStatus.APPLIED, StepStatus.IRREVERSIBLE):
+            return _outcome(step, "applied", moved)
+        if now.status is StepStatus.FAILED:
+            return _outcome(step, "failed", moved)
+        return _outcome(step, "unknown", moved)
+
+
+def _check_assumptions(journal: Journal, assume: dict[str, Literal["applied", "failed"]]) -> None:
+    for step_id, answer in assume.items():
+        if answer not in ("applied", "failed"):
+            raise InvalidArgument(f"assume {step_id}={answer!r}: the answer is applied or failed")
+        step = journal.get_step(step_id)  # NotFound
+        if step.status is not StepStatus.PENDING:
+            raise InvalidArgument(
+                f"step {step_id} ({step.tool}) is {step.status.value}, not pending: there is "
+                f"no outcome to assume"
+            )
 
 
 def _resolve(
@@ -103,29 +144,6 @@ def _probe(step: Step) -> tuple[EffectState, str]:
         return handler.probe(step), f"probed by {step.compensation.kind}"
     except Exception as exc:
         return EffectState.UNKNOWN, f"probe failed: {type(exc).__name__}: {exc}"
-
-
-def _owner_alive(owner: str) -> bool:
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True  # another machine's process: we cannot see it, so assume it lives
-    if int(pid) == os.getpid():
-        return True  # a step of this very process may be in flight on another thread
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _not_zombie(int(pid))
-
-
-def _not_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def _outcome(step: Step, resolution: Resolution, detail: str) -> RecoveryOutcome:

@@ -28,6 +28,7 @@ from goex_tools.errors import (
     InvalidArgument,
     NotFound,
     RollbackFailed,
+    StaleTransition,
     TransientError,
 )
 from goex_tools.journal import Journal, get_journal
@@ -40,9 +41,10 @@ from goex_tools.model import (
     StepOutcome,
     StepStatus,
 )
+from goex_tools.owner import Liveness, liveness, owner_tag
+from goex_tools.recovery import settle
 from goex_tools.redaction import redact
 from goex_tools.registry import UndoContext, registry
-from goex_tools.runtime import owner_tag
 
 __all__ = [
     "OnIrreversible",
@@ -129,15 +131,32 @@ def rollback(
     force: bool = False,
     on_irreversible: OnIrreversible = "stop",
     retry: RetryPolicy | None = None,
+    live: bool = False,
 ) -> RollbackReport:
     """Undo a run, its last `steps` tool calls (each with everything nested in it), or
     everything after step `to`; `undo_step` undoes a single effect.
 
-    Raises RollbackFailed (carrying the report) when it stops early; the undone steps stay
-    compensated, so calling it again resumes.
+    - `steps`: undo only the newest N tool calls; `to`: undo every step after this one.
+    - `dry_run`: say what would be undone; change nothing.
+    - `force`: undo even where someone changed the same thing since (conflicts).
+    - `on_irreversible`: `"stop"` at a step with no undo, or `"skip"` past it.
+    - `retry`: how often a compensation failing transiently is tried.
+    - `live`: roll back a run that is still active while its agent may be running. Without
+      it such a run is refused. Either way the run is closed first: it accepts no new steps
+      (the agent's next tool call is refused with RunClosed).
+
+    A step still `pending` (its effect may or may not have happened) is resolved on the spot
+    when its process is provably gone and its domain can tell; otherwise the rollback stops
+    there and says so (`goex recover`, `--assume`).
+
+    Raises: RollbackFailed (carrying the report) when it stops early; the undone steps stay
+    compensated, so calling it again resumes. InvalidArgument, NotFound for bad arguments.
     """
     run_id = str(run_id)  # a framework's run id (a LangChain UUID) names the same run
     store = get_journal(journal)
+    _check_arguments(store, run_id, steps, to)
+    if not dry_run:
+        _close(store, run_id, live)
     todo = plan(store, run_id, steps=steps, to=to)
     try:
         return _execute(
@@ -155,12 +174,21 @@ def undo_step(
     dry_run: bool = False,
     force: bool = False,
     retry: RetryPolicy | None = None,
+    live: bool = False,
 ) -> RollbackReport:
-    """Undo one step, wherever it is in its run. Its compensation refuses on conflicts."""
+    """Undo one step, wherever it is in its run. Its compensation refuses on conflicts.
+
+    Like `rollback`, it closes the step's run first (`live=True` for a run still active).
+
+    Raises: RollbackFailed when the undo stops; NotFound, GoexError (nothing to undo).
+    """
     store = get_journal(journal)
     step = store.get_step(step_id)
     if not _needs_undo(step):
         raise GoexError(f"step {step_id} ({step.tool}) is {step.status.value}: nothing to undo")
+    if not dry_run:
+        _close(store, step.run_id, live)
+        step = store.get_step(step_id)
     try:
         return _execute(store, step.run_id, [step], dry_run, force, "stop", retry or RetryPolicy())
     finally:
@@ -168,22 +196,58 @@ def undo_step(
             _update_run_status(store, step.run_id)
 
 
+def _check_arguments(journal: Journal, run_id: str, steps: int | None, to: str | None) -> None:
+    """Refuse bad arguments before the run is closed (plan checks them again, later)."""
+    if steps is not None and to is not None:
+        raise InvalidArgument("give steps=N or to=STEP, not both")
+    if steps is not None and steps < 1:
+        raise InvalidArgument("steps must be a positive number")
+    journal.get_run(run_id)  # NotFound for an unknown run
+    if to is not None:
+        try:
+            anchor = journal.get_step(to)
+        except NotFound:
+            anchor = None
+        if anchor is None or anchor.run_id != run_id:
+            raise NotFound(f"run {run_id} has no step {to!r}")
+
+
+def _close(journal: Journal, run_id: str, live: bool) -> None:
+    """Close the run to new steps before reading what to undo; refuse a run whose agent may
+    still be running unless `live`."""
+    run = journal.get_run(run_id)
+    if run.status is RunStatus.ACTIVE and not live:
+        owners = journal.step_owners(run_id)
+        verdicts = [liveness(owner) for owner in owners]
+        running = [v.reason for v in verdicts if v.liveness is not Liveness.DEAD]
+        if running or not owners:
+            why = running[0] if running else "it has no steps to tell by"
+            raise RollbackFailed(
+                f"run {run_id} is still active and its agent may be running ({why}); nothing "
+                f"was undone. Pass live=True (`goex rollback --live`) to close the run and roll "
+                f"it back: its next tool call will then be refused",
+                RollbackReport(run_id=run_id),
+            )
+    journal.close_run(run_id)
+
+
 def _update_run_status(journal: Journal, run_id: str) -> None:
-    steps = journal.steps(run_id)
-    if not any(s.status is StepStatus.COMPENSATED for s in steps):
-        return
-    remaining = [s for s in steps if _needs_undo(s)]
-    status = RunStatus.PARTIALLY_ROLLED_BACK if remaining else RunStatus.ROLLED_BACK
-    journal.set_run_status(run_id, status)
+    """A closed run's final status: rolled back, or partially (effects remain, or a held
+    command may still be kept by a person)."""
+    journal.end_rollback(run_id, (*_REMAINING, StepStatus.HELD), _EFFECTLESS)
+
+
+_EFFECTLESS = (Reversibility.NO_EFFECT, Reversibility.CONTAINER)
+_REMAINING = (
+    *UNDOABLE_STATUSES,
+    StepStatus.IRREVERSIBLE,
+    StepStatus.COMPENSATING,
+    StepStatus.PENDING,  # its effect may have happened: resolved or reported, never skipped
+)
 
 
 def _needs_undo(step: Step) -> bool:
-    if step.reversibility in (Reversibility.NO_EFFECT, Reversibility.CONTAINER):
-        return False
-    return step.status in UNDOABLE_STATUSES or step.status in (
-        StepStatus.IRREVERSIBLE,
-        StepStatus.COMPENSATING,
-    )
+    return step.reversibility not in _EFFECTLESS and step.status in _REMAINING
 
 
 def _execute(
@@ -196,7 +260,10 @@ def _execute(
     retry: RetryPolicy,
 ) -> RollbackReport:
     report = RollbackReport(run_id=run_id, dry_run=dry_run)
-    for step in todo:
+    for planned in todo:
+        step = planned if dry_run else _settled(journal, planned, report)
+        if step is None:
+            continue  # it never happened: nothing to undo
         missing = _no_undo(step)
         if missing is not None:
             report.outcomes.append(
@@ -211,12 +278,9 @@ def _execute(
             continue
         assert step.compensation is not None
         registry.validate(step.compensation)  # unknown kind / bad args: stop before any effect
-        if step.status is StepStatus.COMPENSATING:
-            raise RollbackFailed(
-                f"step {step.id} ({step.tool}) is being compensated by {step.owner}; if that "
-                f"process died, `goex recover` releases it and the rollback can resume",
-                report,
-            )
+        if dry_run and step.status in (StepStatus.PENDING, StepStatus.COMPENSATING):
+            report.outcomes.append(_unsettled(step, liveness(step.owner).reason))
+            continue
         if dry_run:
             report.outcomes.append(
                 StepOutcome(
@@ -237,6 +301,59 @@ def _execute(
     return report
 
 
+def _settled(journal: Journal, step: Step, report: RollbackReport) -> Step | None:
+    """`step`, with a pending or compensating status resolved first when its process is
+    provably gone (None: its effect never happened). Stops the rollback otherwise."""
+    if step.status not in (StepStatus.PENDING, StepStatus.COMPENSATING):
+        return step
+    verdict = liveness(step.owner)
+    if verdict.liveness is not Liveness.DEAD:
+        report.outcomes.append(_unsettled(step, verdict.reason))
+        raise RollbackFailed(
+            f"rollback stopped at step {step.id} ({step.tool}): {report.outcomes[-1].detail}",
+            report,
+        )
+    outcome = settle(journal, step)
+    if outcome.resolution == "failed":
+        return None
+    if outcome.resolution == "unknown":
+        report.outcomes.append(
+            StepOutcome(
+                step_id=step.id,
+                tool=step.tool,
+                outcome="pending",
+                detail=f"its effect may or may not have happened ({outcome.detail})",
+            )
+        )
+        raise RollbackFailed(
+            f"rollback stopped at step {step.id} ({step.tool}): its process is gone and "
+            f"nobody can tell whether its effect happened. Decide with `goex recover --assume "
+            f"{step.id}=applied|failed`, then roll back again",
+            report,
+        )
+    return journal.get_step(step.id)
+
+
+def _unsettled(step: Step, why: str) -> StepOutcome:
+    """The outcome for a step left in between that this rollback cannot resolve now."""
+    if step.status is StepStatus.COMPENSATING:
+        return StepOutcome(
+            step_id=step.id,
+            tool=step.tool,
+            outcome="busy",
+            detail=f"is being compensated by another rollback ({step.owner}: {why}); if that "
+            f"process is gone, `goex recover` releases it and the rollback can resume",
+        )
+    return StepOutcome(
+        step_id=step.id,
+        tool=step.tool,
+        outcome="pending",
+        detail=f"its effect may or may not have happened: its process {step.owner} may still "
+        f"run it ({why}). Once it is gone, `goex recover` resolves it (or "
+        f"`--assume {step.id}=applied|failed`); then roll back again",
+    )
+
+
 def _no_undo(step: Step) -> str | None:
     """Why `step` has no undo, or None if it has one. A domain that finds out while the step
     runs that its undo is impossible marks the journaled compensation with `unavailable`
@@ -249,13 +366,24 @@ def _no_undo(step: Step) -> str | None:
 
 def _compensate(journal: Journal, step: Step, force: bool, retry: RetryPolicy) -> StepOutcome:
     assert step.compensation is not None
-    step = journal.transition(
-        step.id,
-        StepStatus.COMPENSATING,
-        expect=UNDOABLE_STATUSES,
-        detail=f"compensating with {step.compensation.kind}",
-        owner=owner_tag(),
-    )
+    try:
+        step = journal.transition(
+            step.id,
+            StepStatus.COMPENSATING,
+            expect=UNDOABLE_STATUSES,
+            detail=f"compensating with {step.compensation.kind}",
+            owner=owner_tag(),
+        )
+    except StaleTransition:  # another rollback took it first
+        now = journal.get_step(step.id)
+        doing = "is being compensated" if now.status is StepStatus.COMPENSATING else "was undone"
+        return StepOutcome(
+            step_id=step.id,
+            tool=step.tool,
+            outcome="busy",
+            detail=f"{doing} by another rollback ({now.owner}); run this one again once it "
+            f"has finished",
+        )
     assert step.compensation is not None
     handler = registry.get(step.compensation.kind)
     ctx = UndoContext(step=step, journal=journal, force=force)
@@ -280,7 +408,11 @@ def _compensate(journal: Journal, step: Step, force: bool, retry: RetryPolicy) -
     except Exception as exc:  # a compensation's own error, reported not swallowed
         return _failed(journal, step, "failed", f"{type(exc).__name__}: {exc}")
     journal.transition(
-        step.id, StepStatus.COMPENSATED, expect=[StepStatus.COMPENSATING], detail="compensated"
+        step.id,
+        StepStatus.COMPENSATED,
+        # `goex recover --all` may have released it while the undo ran; the undo is done.
+        expect=[StepStatus.COMPENSATING, StepStatus.COMPENSATION_FAILED],
+        detail="compensated",
     )
     return StepOutcome(
         step_id=step.id, tool=step.tool, outcome="compensated", detail=step.compensation.description

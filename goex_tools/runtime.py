@@ -11,14 +11,12 @@ called inside another step's effect is journaled as its child.
 from __future__ import annotations
 
 import json
-import os
-import socket
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from typing import Any, Protocol, TypeVar
 
-from goex_tools.errors import ActionRefused, BudgetSpent
+from goex_tools.errors import ActionRefused, BudgetSpent, JournalError, RunClosed
 from goex_tools.journal import Journal
 from goex_tools.journal import get_journal as get_journal  # its old home; still importable
 from goex_tools.model import (
@@ -32,6 +30,7 @@ from goex_tools.model import (
     Step,
     StepStatus,
 )
+from goex_tools.owner import owner_tag as owner_tag  # re-exported: its old home
 from goex_tools.redaction import redact
 from goex_tools.registry import EffectState, registry
 
@@ -146,15 +145,21 @@ class StepHandle:
             status = StepStatus.APPLIED
         output = self.output if self.output is not None else summarize(result)
         self._charged = self._meter(strict=False)
-        self.step = self.run.journal.transition(
-            self.step.id,
-            status,
-            expect=[StepStatus.PENDING],
-            output=output,
-            effect=self.effect,
-            compensation=self._unjournaled(),
-            notes=self.notes,
-        )
+        try:
+            self.step = self.run.journal.transition(
+                self.step.id,
+                status,
+                expect=[StepStatus.PENDING],
+                output=output,
+                effect=self.effect,
+                compensation=self._unjournaled(),
+                notes=self.notes,
+            )
+        except JournalError as exc:
+            raise type(exc)(
+                f"{exc}; {self.step.tool} ran, but the journal could not record that: its "
+                f"step {self.step.id} stays pending until `goex recover` resolves it"
+            ) from exc
         return self.step
 
     def _unjournaled(self) -> Compensation | None:
@@ -271,7 +276,10 @@ class RunContext:
             raise ActionRefused(
                 redact(f"{proposal.tool} refused by rule {decision.rule!r}: {decision.reason}")
             )
-        step = self.journal.add_step(Step(status=StepStatus.PENDING, **fields))
+        try:
+            step = self.journal.add_step(Step(status=StepStatus.PENDING, **fields))
+        except (JournalError, RunClosed) as exc:  # nothing is journaled, so nothing may run
+            raise type(exc)(f"{exc}; {proposal.tool} did not run") from exc
         return StepHandle(self, step)
 
     def execute(
@@ -295,7 +303,8 @@ class RunContext:
         return result
 
     def end(self, status: RunStatus = RunStatus.COMPLETED) -> None:
-        self.journal.set_run_status(self.run.id, status, ended=True)
+        """Mark the run ended, unless a rollback closed it meanwhile (it stays closed)."""
+        self.journal.end_run(self.run.id, status)
 
 
 @contextmanager
@@ -317,7 +326,8 @@ def run(
     try:
         yield ctx
     except BaseException:
-        ctx.end(RunStatus.FAILED)
+        with suppress(JournalError):  # the block's own error says more
+            ctx.end(RunStatus.FAILED)
         raise
     else:
         ctx.end(RunStatus.COMPLETED)
@@ -380,10 +390,6 @@ def summarize(value: Any, limit: int = OUTPUT_LIMIT) -> Any:
     if len(text) <= limit:
         return json.loads(text)
     return {"truncated": True, "size": len(text), "head": text[:limit]}
-
-
-def owner_tag() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _probe(handle: StepHandle) -> EffectState:

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 import goex_tools as goex
 from goex_tools import Journal, StepStatus
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.processes import goex_cli, kill_when_ready, python
 
 AGENT = """
 import sys
@@ -31,29 +25,7 @@ with goex.run("doomed", journal=journal):
 def crash(journal_url: str, action: str, target: Path) -> None:
     """Run an agent process and SIGKILL it inside `action`'s effect."""
     ready = target.with_suffix(".ready")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", AGENT, journal_url, action, str(target), str(ready)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    deadline = time.monotonic() + 60
-    while not ready.exists():
-        assert proc.poll() is None, "the agent process ended before reaching its effect"
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-
-
-def goex_cli(*args: str, journal_url: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "goex_tools.cli", "--journal", journal_url, "--json", *args],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    kill_when_ready(python(AGENT, journal_url, action, str(target), str(ready)), ready)
 
 
 def test_killed_after_the_effect_recovers_as_applied_and_can_be_rolled_back(
@@ -121,5 +93,5 @@ def test_steps_of_a_live_process_are_left_alone(journal_url: str, tmp_path: Path
 
 
 def test_assuming_an_outcome_for_an_unknown_step_is_refused(journal_url: str) -> None:
-    with pytest.raises(goex.GoexError, match="not pending"):
+    with pytest.raises(goex.NotFound, match="no step with id 'nope'"):
         goex.recover(journal_url, assume={"nope": "applied"})

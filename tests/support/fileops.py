@@ -101,3 +101,38 @@ async def create_file_later(path: str, text: str = "", fail: bool = False) -> st
         raise OSError("disk full")
     Path(path).write_text(text)
     return path
+
+
+def hang_once(ready: str) -> None:
+    """Signal `ready` and hang until killed, the first time only (`ready` exists after)."""
+    if not Path(ready).exists():
+        Path(ready).write_text(str(os.getpid()))
+        time.sleep(3600)
+
+
+def remove_hanging(path: str, ready: str, when: str, **_: object) -> None:
+    """An idempotent undo that hangs (once) before or after removing `path`."""
+    if when == "before":
+        hang_once(ready)
+    Path(path).unlink(missing_ok=True)
+    if when == "after":
+        hang_once(ready)
+
+
+@reversible(undo=remove_hanging, probe=file_exists)
+def create_with_hanging_undo(path: str, ready: str, when: str) -> None:
+    Path(path).write_text("x")
+
+
+def wait_for(go: str, ready: str) -> None:
+    Path(ready).write_text(str(os.getpid()))
+    deadline = time.monotonic() + 120
+    while not Path(go).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+@reversible(undo=remove_file, probe=file_exists)
+def create_when_told(path: str, ready: str, go: str) -> None:
+    """Signals `ready` mid-effect, finishes once `go` exists (an agent still running)."""
+    wait_for(go, ready)
+    Path(path).write_text("late")
