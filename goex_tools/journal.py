@@ -159,6 +159,15 @@ class Journal:
     def _faults(self, doing: str) -> AbstractContextManager[None]:
         return translated(self._name, doing, self.timeout, self._target.path)
 
+    def transaction(self, doing: str) -> AbstractContextManager[Connection]:
+        """A write transaction for tables beside the journal's (e.g. the budget ledger):
+        faults become JournalErrors about `doing`; a deleted journal file is noticed."""
+        return self._tx(doing)
+
+    def reading(self, doing: str) -> AbstractContextManager[Connection]:
+        """A read transaction (never the SQLite write lock), faults translated likewise."""
+        return self._read(doing)
+
     @contextmanager
     def _tx(self, doing: str) -> Iterator[Connection]:
         """A write transaction (on SQLite, holding the write lock from its start)."""
@@ -363,7 +372,7 @@ class Journal:
         did nothing, and its replay is journaled as a step of its own. False (nothing deleted)
         if the step has moved on or has children.
         """
-        with self._tx() as conn:
+        with self._tx(f"withdraw step {step_id}") as conn:
             child = conn.execute(
                 sa.select(steps_table.c.seq).where(steps_table.c.parent_id == step_id).limit(1)
             ).first()
