@@ -1,7 +1,7 @@
 """PostgreSQL: row images captured by triggers that exist only inside the step's transaction.
 
 Before the batch runs, the transaction creates an AFTER ROW trigger on every ordinary table,
-calling a temporary function that writes `to_jsonb(OLD)` / `to_jsonb(NEW)` into a temporary
+calling a temporary function that writes `to_json(OLD)` / `to_json(NEW)` into a temporary
 log. The triggers are dropped before COMMIT, so no other session ever sees them and nothing is
 left in the schema. They catch what a before-image SELECT misses: rows removed by ON DELETE
 CASCADE, rows written by triggers, defaults and generated keys. A foreign table (postgres_fdw)
@@ -11,8 +11,12 @@ The undo replays the log backwards in one transaction with `session_replication_
 replica` (user triggers and foreign-key actions off, so it restores rows, not side effects),
 locking and comparing each row with its after-image first: a row someone changed since is a
 conflict unless forced. Foreign keys are off too, so the ones the undo touched are checked
-before COMMIT (`postgres_keys`). Images stay JSON text, restored with `jsonb_populate_record`, so
-every type round-trips exactly. The transaction id is journaled before COMMIT; after a crash,
+before COMMIT (`postgres_keys`). Images stay `json` text (a `json` column's text is kept as
+written; the capture function writes floats with every digit whatever the batch set), restored
+with `json_populate_record`, and rows are compared as this session's text of the row, so every
+type round-trips exactly: -0, NaN, numeric scale, json key order and whitespace (a json value
+with whitespace around it, or a json string with escapes, cannot be rebuilt exactly: a batch
+changing one fails). The transaction id is journaled before COMMIT; after a crash,
 `pg_xact_status` says whether the batch committed.
 
 Sessions are pooled per database (a new one costs ~5 ms). A session keeps the temporary log
@@ -75,19 +79,20 @@ CAPTURED = """SELECT n.nspname, c.relname, c.relowner, c.relkind FROM pg_class c
 # done once per pooled session, not per transaction. The log's `seq` orders all events.
 SESSION = """
 CREATE TEMP TABLE goex_changes (
-    seq bigserial, sch text, tbl text, op text, old jsonb, new jsonb
+    seq bigserial, sch text, tbl text, op text, old json, new json
 ) ON COMMIT DELETE ROWS;
-CREATE FUNCTION pg_temp.goex_capture() RETURNS trigger LANGUAGE plpgsql AS $f$
+CREATE FUNCTION pg_temp.goex_capture() RETURNS trigger LANGUAGE plpgsql
+    SET extra_float_digits = 3 SET IntervalStyle = postgres AS $f$
 BEGIN
     IF TG_OP = 'UPDATE' THEN
         INSERT INTO pg_temp.goex_changes (sch, tbl, op, old, new)
-        VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME, 'update', to_jsonb(OLD), to_jsonb(NEW));
+        VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME, 'update', to_json(OLD), to_json(NEW));
     ELSIF TG_OP = 'DELETE' THEN
         INSERT INTO pg_temp.goex_changes (sch, tbl, op, old)
-        VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME, 'delete', to_jsonb(OLD));
+        VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME, 'delete', to_json(OLD));
     ELSE
         INSERT INTO pg_temp.goex_changes (sch, tbl, op, new)
-        VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME, 'insert', to_jsonb(NEW));
+        VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME, 'insert', to_json(NEW));
     END IF;
     RETURN NULL;
 END $f$;
@@ -165,7 +170,7 @@ END $d$;
 
 class LoggedRows(BaseModel):
     """Consecutive events of one kind on one table, oldest first. Their images are one JSON
-    array text each (every element the exact jsonb text of a row), so that 100,000 rows are
+    array text each (every element the exact json text of a row), so that 100,000 rows are
     journaled, read and undone as one value, not as 100,000."""
 
     schema_: str
@@ -191,7 +196,10 @@ LOG = """SELECT sch, tbl, op, count(*), min(seq),
        CASE WHEN op <> 'insert' THEN json_agg(old ORDER BY seq)::text END,
        CASE WHEN op <> 'delete' THEN json_agg(new ORDER BY seq)::text END,
        EXISTS (SELECT 1 FROM pg_index WHERE indisprimary
-               AND indrelid = to_regclass(format('%I.%I', sch, tbl)))
+               AND indrelid = to_regclass(format('%I.%I', sch, tbl))),
+       EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_type y ON y.oid = a.atttypid
+               WHERE a.attrelid = to_regclass(format('%I.%I', sch, tbl)) AND a.attnum > 0
+                 AND 'json'::regtype IN (a.atttypid, y.typelem, y.typbasetype))
 FROM (SELECT *, seq - row_number() OVER (PARTITION BY sch, tbl, op ORDER BY seq) AS run
       FROM goex_changes) AS c
 GROUP BY sch, tbl, op, run ORDER BY min(seq)"""
@@ -300,7 +308,7 @@ class SqlAlchemyTransaction:
             found, sample = _finish_capture(self.conn, self._baseline)
             self._log = [
                 LoggedRows(schema_=s, table=t, op=o, count=n, old=old, new=new)
-                for s, t, o, n, _, old, new, _ in found
+                for s, t, o, n, _, old, new, *_ in found
             ]
             self._starts = [int(row[4]) for row in found]
             self._keyless = sorted({(row[0], row[1]) for row in found if not row[7]})
@@ -381,7 +389,37 @@ def _finish_capture(
     )
     if unseen:
         raise GoexError(postgres_counters.refusal(unseen))
+    inexact = [
+        f"{s}.{t}"
+        for s, t in sorted({(r[0], r[1]) for r in log if r[8]})
+        if not _json_round_trips(conn, s, t)
+    ]
+    if inexact:
+        raise GoexError(
+            f"{', '.join(inexact)}: a json value the batch changed has whitespace before or "
+            f"after it, or is a string with escapes, which PostgreSQL drops or rewrites when "
+            f"the row is rebuilt from its image, so the undo could not restore it exactly; "
+            f"the batch was rolled back, nothing changed"
+        )
     return log, sample
+
+
+def _json_round_trips(conn: Connection, schema: str, table: str) -> bool:
+    """Do the table's logged images come back as the same text once rebuilt into rows? (Only
+    a json value's outer whitespace and a json string's escapes do not: json_populate_record
+    trims the one and rewrites the other.) Compared with
+    the settings the capture function writes floats and intervals with."""
+    conn.exec_driver_sql("SET LOCAL extra_float_digits = 3; SET LOCAL IntervalStyle = postgres")
+    name = f"{_ident(schema)}.{_ident(table)}"
+    rebuilt = "to_json(json_populate_record(NULL::{name}, {image}))::text <> {image}::text"
+    return not conn.execute(
+        sa.text(
+            f"SELECT EXISTS (SELECT 1 FROM pg_temp.goex_changes WHERE sch = :s AND tbl = :t "
+            f"AND ({rebuilt.format(name=name, image='old')} "
+            f"OR {rebuilt.format(name=name, image='new')}))"
+        ),
+        {"s": schema, "t": table},
+    ).scalar()
 
 
 def _script(conn: Connection, sql: str) -> list[list[Any]]:
@@ -522,8 +560,8 @@ class _Table:
             sa.text(
                 f"UPDATE {self.name} AS t SET ({cols}) = ROW({cols_of('r', self.updatable)}) "
                 f"FROM unnest(CAST(:ctids AS tid[])) WITH ORDINALITY AS c(ctid, ord) "
-                f"JOIN jsonb_array_elements(CAST(:olds AS jsonb)) WITH ORDINALITY AS o(img, ord) "
-                f"USING (ord) CROSS JOIN LATERAL jsonb_populate_record(NULL::{self.name}, o.img) "
+                f"JOIN json_array_elements(CAST(:olds AS json)) WITH ORDINALITY AS o(img, ord) "
+                f"USING (ord) CROSS JOIN LATERAL json_populate_record(NULL::{self.name}, o.img) "
                 f"AS r WHERE t.ctid = c.ctid"
             ),
             {"ctids": ctids, "olds": run.old},
@@ -536,8 +574,8 @@ class _Table:
         return bool(
             conn.execute(
                 sa.text(
-                    f"SELECT EXISTS (SELECT 1 FROM jsonb_populate_recordset(NULL::{self.name}, "
-                    f"CAST(:imgs AS jsonb)) AS r JOIN {self.name} AS t ON {on})"
+                    f"SELECT EXISTS (SELECT 1 FROM json_populate_recordset(NULL::{self.name}, "
+                    f"CAST(:imgs AS json)) AS r JOIN {self.name} AS t ON {on})"
                 ),
                 {"imgs": images},
             ).scalar()
@@ -551,9 +589,9 @@ class _Table:
             sa.text(
                 f"SELECT count(*), count(DISTINCT ctid), coalesce(bool_and(same), true), "
                 f"coalesce(array_agg(ctid ORDER BY ord), '{{}}')::text FROM ("
-                f"SELECT x.ord, t.ctid, to_jsonb(t) = x.img AS same "
-                f"FROM jsonb_array_elements(CAST(:imgs AS jsonb)) WITH ORDINALITY AS x(img, ord) "
-                f"CROSS JOIN LATERAL jsonb_populate_record(NULL::{self.name}, x.img) AS r "
+                f"SELECT x.ord, t.ctid, t::text = r::text AS same "
+                f"FROM json_array_elements(CAST(:imgs AS json)) WITH ORDINALITY AS x(img, ord) "
+                f"CROSS JOIN LATERAL json_populate_record(NULL::{self.name}, x.img) AS r "
                 f"JOIN {self.name} AS t ON {on} FOR UPDATE OF t) AS f"
             ),
             {"imgs": images},
@@ -599,18 +637,20 @@ class _Table:
         return problem
 
     def _locate(self, conn: Connection, image: str, *, by_key: bool) -> tuple[str, bool] | None:
-        """(ctid, equals the image) of the row with the image's key, or an equal row."""
+        """(ctid, equals the image) of the row with the image's key, or an equal row. Rows
+        are compared as this session writes them (json text as stored, float bits)."""
+        rebuilt = f"json_populate_record(NULL::{self.name}, CAST(:img AS json))::text"
         if by_key and self.key:
             cols = ", ".join(_ident(c) for c in self.key)
             where = (
                 f"({cols}) = (SELECT {cols} FROM "
-                f"jsonb_populate_record(NULL::{self.name}, CAST(:img AS jsonb)))"
+                f"json_populate_record(NULL::{self.name}, CAST(:img AS json)))"
             )
         else:
-            where = "to_jsonb(t) = CAST(:img AS jsonb)"
+            where = f"t::text = {rebuilt}"
         found = conn.execute(
             sa.text(
-                f"SELECT t.ctid::text, to_jsonb(t) = CAST(:img AS jsonb) FROM {self.name} AS t "
+                f"SELECT t.ctid::text, t::text = {rebuilt} FROM {self.name} AS t "
                 f"WHERE {where} LIMIT 1 FOR UPDATE OF t"
             ),
             {"img": image},
@@ -624,7 +664,7 @@ class _Table:
         conn.execute(
             sa.text(
                 f"INSERT INTO {self.name} ({cols}){overriding} SELECT {cols} FROM "
-                f"jsonb_populate_recordset(NULL::{self.name}, CAST(:imgs AS jsonb))"
+                f"json_populate_recordset(NULL::{self.name}, CAST(:imgs AS json))"
             ),
             {"imgs": images},
         )
@@ -634,7 +674,7 @@ class _Table:
         conn.execute(
             sa.text(
                 f"UPDATE {self.name} AS t SET ({cols}) = ROW(r.*) FROM (SELECT {cols} FROM "
-                f"jsonb_populate_record(NULL::{self.name}, CAST(:img AS jsonb))) AS r "
+                f"json_populate_record(NULL::{self.name}, CAST(:img AS json))) AS r "
                 f"WHERE t.ctid = CAST(:ctid AS tid)"
             ),
             {"img": image, "ctid": ctid},
@@ -656,6 +696,7 @@ def _replica_role(conn: Connection) -> None:
     try:
         with conn.begin_nested():
             conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        conn.exec_driver_sql("SET LOCAL extra_float_digits = 3")  # rows compared as text
     except sa.exc.DBAPIError as exc:
         raise GoexError(
             "restoring rows exactly needs triggers and foreign-key actions off during the "

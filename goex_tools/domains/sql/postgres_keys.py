@@ -118,7 +118,7 @@ def _concat(arrays: list[str]) -> str:
 
 
 def _records(table: str) -> str:
-    return f"jsonb_populate_recordset(NULL::{table}, CAST(:imgs AS jsonb))"
+    return f"json_populate_recordset(NULL::{table}, CAST(:imgs AS json))"
 
 
 def _text(alias: str, cols: list[str]) -> str:
