@@ -5,6 +5,8 @@ exactly or is refused/labelled before it can lie; every check compares a dump of
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import sqlalchemy as sa
 
@@ -151,6 +153,54 @@ def test_a_function_named_like_a_builtin_but_user_defined_is_unknown(postgres_ur
     assert propose("SELECT lower(name) FROM customers", postgres_url).reversibility is (
         Reversibility.NO_EFFECT
     )
+
+
+@pytest.mark.timeout(120)
+def test_a_trigger_writing_back_through_dblink_fails_cleanly_not_hangs(
+    postgres_url: str, journal: Journal
+) -> None:
+    """The trigger's second connection waits for the capture's locks: after lock_timeout it
+    is cancelled (so its write never happens), and the batch fails and is rolled back."""
+    execute_script(
+        postgres_url,
+        "CREATE EXTENSION dblink;"
+        "CREATE FUNCTION remote_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"PERFORM dblink_exec('{dblink_to(postgres_url)}', "
+        "'INSERT INTO audit (what) VALUES (''remote'')'); RETURN NULL; END $$;"
+        "CREATE TRIGGER remote_audit AFTER DELETE ON tags "
+        "FOR EACH STATEMENT EXECUTE FUNCTION remote_audit();",
+    )
+    before = dump_all(postgres_url)
+    started = time.monotonic()
+    with goex.run("write back", journal=journal) as run, pytest.raises(GoexError) as raised:
+        run_sql("DELETE FROM tags WHERE weight = 2", postgres_url, lock_timeout=1.0)
+    assert time.monotonic() - started < 30
+    assert "lock_timeout" in str(raised.value)
+    time.sleep(0.5)  # a write that escaped would be committed by now
+    assert dump_all(postgres_url) == before
+    assert [s.status for s in journal.steps(run.id)] == [StepStatus.FAILED]
+
+
+def test_capture_behind_a_long_lock_fails_after_lock_timeout(
+    postgres_url: str, journal: Journal
+) -> None:
+    """Someone holds a lock on a table: the capture's own wait ends after lock_timeout, with
+    a clear error, instead of hanging the agent."""
+    before = dump_all(postgres_url)
+    engine = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as other:
+            other.exec_driver_sql("LOCK TABLE audit IN ROW EXCLUSIVE MODE")
+            started = time.monotonic()
+            with goex.run("locked", journal=journal) as run, pytest.raises(GoexError) as raised:
+                run_sql("DELETE FROM tags WHERE weight = 2", postgres_url, lock_timeout=0.5)
+            assert time.monotonic() - started < 10
+            other.rollback()
+    finally:
+        engine.dispose()
+    assert "lock_timeout (0.5 s)" in str(raised.value)
+    assert dump_all(postgres_url) == before
+    assert [s.status for s in journal.steps(run.id)] == [StepStatus.FAILED]
 
 
 def _rows(url: str, sql: str) -> list[tuple[object, ...]]:

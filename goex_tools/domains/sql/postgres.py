@@ -55,6 +55,7 @@ from goex_tools.domains.sql.changes import (
     unforceable_report,
 )
 from goex_tools.domains.sql.databases import DatabaseRef, resolve
+from goex_tools.domains.sql.postgres_lock_watch import LockWatch
 from goex_tools.domains.sql.results import StatementResult, collect
 from goex_tools.errors import CompensationConflict, GoexError, TransientError
 from goex_tools.model import JSONDict
@@ -62,6 +63,8 @@ from goex_tools.registry import EffectState
 
 MECHANISM = "postgresql-row-triggers"
 KIND = "sql.restore_rows"
+LOCK_TIMEOUT = 10.0  # seconds a batch (or a session it opened) may wait for a lock
+LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock_timeout
 # A table's AFTER ROW triggers fire in the byte order of their names: the capture's name (a
 # quoted identifier starting with a space) sorts first, so that it logs a row event before
 # another trigger's reaction to it changes the same row again (logged after it, undone first).
@@ -274,29 +277,47 @@ def _discard(dbapi_conn: Any, record: Any) -> None:
 class SqlAlchemyTransaction:
     """One transaction through SQLAlchemy; on PostgreSQL, optionally capturing row images."""
 
-    def __init__(self, url: str, *, capture: bool, read_only: bool) -> None:
+    def __init__(
+        self, url: str, *, capture: bool, read_only: bool, lock_timeout: float | None = None
+    ) -> None:
         self.engine = engine_for(url)
         self.conn = self.engine.connect()
         self.tx = self.conn.begin()
         self.capture = capture
         self.txid: str | None = None
+        self.lock_timeout = lock_timeout
+        self.watch: LockWatch | None = None
         self._baseline: postgres_counters.Counts = {}  # tuple counters after install
         self._log: list[LoggedRows] | None = None
         self._starts: list[int] = []  # the log position of each run's first event
         self._sample: dict[int, tuple[str | None, str | None]] = {}  # images by log position
         self._keyless: list[tuple[str, str]] = []  # changed tables without a primary key
+        postgresql = self.engine.dialect.name == "postgresql"
+        setup = ["SET TRANSACTION READ ONLY"] if read_only else []
+        if postgresql and lock_timeout is not None:
+            setup.append(f"SET LOCAL lock_timeout = '{max(1, round(lock_timeout * 1000))}ms'")
         try:
-            if read_only:
-                self.conn.exec_driver_sql("SET TRANSACTION READ ONLY")
             if capture:
-                self.txid, self._baseline = _install_capture(self.conn)
+                self.txid, self._baseline = _install_capture(self.conn, setup, lock_timeout)
+            elif setup:
+                self.conn.exec_driver_sql("; ".join(setup))
+            if postgresql and lock_timeout is not None and not read_only:
+                pid = self.conn.connection.driver_connection.info.backend_pid  # type: ignore[union-attr]
+                self.watch = LockWatch(self.engine, int(pid), lock_timeout)
         except BaseException:
             self.rollback()
             self.close()
             raise
 
     def execute(self, sql: str, limit: int) -> StatementResult:
-        result = self.conn.exec_driver_sql(escaped(sql))
+        try:
+            result = self.conn.exec_driver_sql(escaped(sql))
+        except sa.exc.DBAPIError as exc:
+            if self.watch is not None and self.watch.settle():
+                raise GoexError(self.watch.reason()) from None
+            if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+                raise GoexError(_lock_timeout_message(self.lock_timeout, "the batch")) from None
+            raise
         if result.returns_rows:
             return collect(result, list(result.keys()), limit)
         return StatementResult(row_count=result.rowcount)
@@ -349,19 +370,25 @@ class SqlAlchemyTransaction:
             self.tx.rollback()
 
     def close(self) -> None:
+        if self.watch is not None:
+            self.watch.stop()
         self.conn.close()
 
 
-def _install_capture(conn: Connection) -> tuple[str, postgres_counters.Counts]:
-    """Create the capture triggers (and, once per session, the log and functions), unless this
-    role may not drop them before COMMIT; returns the transaction id and the tuple counters
-    once they exist."""
+def _install_capture(
+    conn: Connection, setup: list[str], lock_timeout: float | None
+) -> tuple[str, postgres_counters.Counts]:
+    """Run `setup` (SET statements), create the capture triggers (and, once per session, the
+    log and functions), unless this role may not drop them before COMMIT; returns the
+    transaction id and the tuple counters once they exist."""
     if SESSION_KEY not in conn.info:
         conn.exec_driver_sql(escaped(SESSION))
         conn.info[SESSION_KEY] = conn.exec_driver_sql(TEMP_OBJECTS).scalar()
     try:
-        txid, counters = _script(conn, INSTALL)
+        txid, counters = _script(conn, "".join(f"{s};\n" for s in setup) + INSTALL)
     except Exception as exc:  # the driver's own error: the script ran on its cursor
+        if getattr(exc, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+            raise GoexError(_lock_timeout_message(lock_timeout, "row capture")) from None
         diag = getattr(exc, "diag", None)
         if getattr(diag, "message_hint", None) != NOT_OWNED:
             raise
@@ -374,6 +401,14 @@ def _install_capture(conn: Connection) -> tuple[str, postgres_counters.Counts]:
         "table, since any table may change by cascade or trigger, and dropping them needs "
         f"the tables' owner: this role does not own {', '.join(foreign[:3])}{more}; run "
         "the statement as the owner (or a member of its role); nothing was run"
+    )
+
+
+def _lock_timeout_message(timeout: float | None, who: str) -> str:
+    return (
+        f"{who} waited longer than lock_timeout ({timeout:g} s) for a lock another session "
+        f"holds (a long transaction on one of the tables); the batch was rolled back, nothing "
+        f"changed (run it again later, or with a longer lock_timeout)"
     )
 
 

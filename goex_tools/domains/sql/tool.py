@@ -132,6 +132,7 @@ def run_sql(
     confirm: Confirm | None = None,
     result_rows: int = RESULT_ROWS,
     safe_functions: Iterable[str] = (),
+    lock_timeout: float | None = postgres.LOCK_TIMEOUT,
 ) -> SqlResult:
     """Run a batch of SQL as one journaled step in one transaction.
 
@@ -141,6 +142,10 @@ def run_sql(
     - `safe_functions`: PostgreSQL functions (by name) trusted to act only through the
       batch's own transaction; calling any other function that is not built in makes the
       batch of unknown effects (irreversible), see `functions`.
+    - `lock_timeout`: PostgreSQL, seconds the batch (its row capture, its statements) may wait
+      for a lock before it fails and is rolled back, and that a session the batch itself
+      opened (dblink, postgres_fdw) may wait for the batch's locks before it is cancelled
+      (see `postgres_lock_watch`); None waits for ever.
 
     Raises InvalidSql before anything runs for malformed SQL, and on MySQL/MariaDB for
     batches whose rollback would not take them back (see `mysql`).
@@ -151,7 +156,7 @@ def run_sql(
     real_url, _ = lookup(database)
 
     def effect(handle: StepHandle) -> SqlResult:
-        return _run(handle, how, real_url, confirm, result_rows)
+        return _run(handle, how, real_url, confirm, result_rows, lock_timeout)
 
     try:
         return execute(_proposal(how, sql), effect)
@@ -159,8 +164,15 @@ def run_sql(
         return SqlResult(committed=False, reversible_by=how.reversible_by, message=str(declined))
 
 
-def _run(handle: StepHandle, how: Plan, url: str, confirm: Confirm | None, limit: int) -> SqlResult:
-    tx = _open(how, url)
+def _run(
+    handle: StepHandle,
+    how: Plan,
+    url: str,
+    confirm: Confirm | None,
+    limit: int,
+    lock_timeout: float | None,
+) -> SqlResult:
+    tx = _open(how, url, lock_timeout)
     try:
         counted = how.ref.dialect == "mysql"  # affected-row counts, not captured rows
         if isinstance(tx, postgres.SqlAlchemyTransaction) and counted:
@@ -229,11 +241,13 @@ def _keyless_note(how: Plan, tables: list[str]) -> list[str]:
     return [f"no primary key on {', '.join(tables)}: its rows are restored {how_found}"]
 
 
-def _open(how: Plan, url: str) -> Transaction:
+def _open(how: Plan, url: str, lock_timeout: float | None) -> Transaction:
     capture = how.kind is not None
     if how.ref.dialect == "sqlite":
         return sqlite.SqliteTransaction(url, capture=capture, read_only=how.read_only)
-    return postgres.SqlAlchemyTransaction(url, capture=capture, read_only=how.read_only)
+    return postgres.SqlAlchemyTransaction(
+        url, capture=capture, read_only=how.read_only, lock_timeout=lock_timeout
+    )
 
 
 def _confirmed(answer: Decision | bool) -> bool:
