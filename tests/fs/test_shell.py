@@ -168,6 +168,7 @@ def test_network_is_cut_unless_allowed_and_then_noted(
         "command": f"curl -sS --max-time 5 {url}/blocked",
         "sandbox": "bwrap",
         "network": False,
+        "limits": {"memory": 512 << 20, "processes": 256, "file_size": 1 << 30, "cpu_time": 60.0},
     }
 
 
