@@ -303,7 +303,7 @@ def _steps_table(steps: list[Step]) -> Table:
 
     t = Table("#", "step", "tool", "domain", "status", "undo")
     for s in steps:
-        undo = s.compensation.description or s.compensation.kind if s.compensation else "-"
+        undo = s.undo_summary
         status = s.status.value + (f" ({s.error})" if s.error else "")
         t.add_row(str(s.seq), s.id, "  " * depth(s) + s.tool, s.domain, status, undo)
     return t
@@ -366,10 +366,16 @@ def cmd_doctor(args: argparse.Namespace, _journal: None) -> int:
 
 def _print_report(report: RollbackReport) -> None:
     verb = "would undo" if report.dry_run else "undo"
-    t = Table("step", "tool", "outcome", "detail", title=f"{verb}: run {report.run_id}")
+    t = Table("step", "tool", "outcome", "undo", "detail", title=f"{verb}: run {report.run_id}")
     for o in report.outcomes:
-        t.add_row(o.step_id, o.tool, o.outcome, o.detail)
+        t.add_row(o.step_id, o.tool, o.outcome, o.undo or "-", o.detail)
     console.print(t if report.outcomes else "nothing to undo")
+    if report.restored_semantically:
+        console.print(
+            f"{len(report.restored_semantically)} step(s) undone only semantically (the closest "
+            f"thing the service allows, not the prior state): "
+            + ", ".join(report.restored_semantically)
+        )
 
 
 def _emit(args: argparse.Namespace, data: Any, show: Callable[[], Any]) -> None:

@@ -45,12 +45,52 @@ class StepStatus(StrEnum):
 
 
 class Reversibility(StrEnum):
-    """What undoing a step means, decided before the step runs."""
+    """What undoing a step means: the label, decided and journaled before the step runs and
+    never raised after it (a step's journaled label does not change).
 
-    REVERSIBLE = "reversible"  # has a compensation
-    IRREVERSIBLE = "irreversible"  # has an effect nobody can undo
-    NO_EFFECT = "no_effect"  # read-only: nothing to undo
-    CONTAINER = "container"  # groups child steps (an agent run, a chain); undone through them
+    - `exact`: its compensation brings the prior state back (delete what was created,
+      write back the representation read before);
+    - `semantic`: its compensation does the closest thing the service allows (close an
+      issue that cannot be deleted, restore the files of a command whose network calls stay
+      made); also every undo goex cannot vouch for (one an LLM proposed);
+    - `irreversible`: no compensation (an effect nobody can undo, or effects unknown);
+    - `no_effect` (a read) and `container` (a tool call undone through its child steps).
+
+    Where goex cannot prove a step's effects, the label is the weaker one. `REVERSIBLE` is
+    the name `EXACT` had before undos could be semantic; journals holding `"reversible"`
+    read as `exact`.
+    """
+
+    EXACT = "exact"
+    SEMANTIC = "semantic"
+    IRREVERSIBLE = "irreversible"
+    NO_EFFECT = "no_effect"
+    CONTAINER = "container"
+    REVERSIBLE = "exact"  # alias of EXACT
+
+    @classmethod
+    def _missing_(cls, value: object) -> Reversibility | None:
+        return cls.EXACT if value == "reversible" else None
+
+    @property
+    def has_undo(self) -> bool:
+        """True for a step with a compensation: `exact` or `semantic`."""
+        return self in (Reversibility.EXACT, Reversibility.SEMANTIC)
+
+    @property
+    def undo(self) -> str:
+        """The label as shown to people: `exact`, `semantic`, `none` (irreversible), `-`."""
+        if self.has_undo:
+            return self.value
+        return "none" if self is Reversibility.IRREVERSIBLE else "-"
+
+
+def weaker(first: Reversibility, second: Reversibility) -> Reversibility:
+    """The weaker of two labels of one effect: exact > semantic > irreversible."""
+    order = [Reversibility.EXACT, Reversibility.SEMANTIC, Reversibility.IRREVERSIBLE]
+    if first not in order or second not in order:
+        return first
+    return max(first, second, key=order.index)
 
 
 class RunStatus(StrEnum):
@@ -135,7 +175,7 @@ class Step(BaseModel):
     output: Any = None
     effect: JSONDict = Field(default_factory=dict)
     compensation: Compensation | None = None
-    reversibility: Reversibility = Reversibility.REVERSIBLE
+    reversibility: Reversibility = Reversibility.EXACT
     status: StepStatus = StepStatus.PENDING
     decision: Decision | None = None
     error: str | None = None
@@ -148,6 +188,20 @@ class Step(BaseModel):
     def undoable(self) -> bool:
         """True if rollback should run this step's compensation."""
         return self.compensation is not None and self.status in UNDOABLE_STATUSES
+
+    @property
+    def undo_summary(self) -> str:
+        """The undo as `goex show` and the notebook show it: `exact: <what it does>`,
+        `semantic: <what it does>`, `none: <why>` (irreversible), or `-` (nothing to undo)."""
+        undo = self.compensation
+        if undo is not None and undo.unavailable:
+            return f"none: {undo.description or undo.unavailable}"
+        if undo is not None:
+            label = self.reversibility.undo if self.reversibility.has_undo else "semantic"
+            return f"{label}: {undo.description or undo.kind}"
+        if self.reversibility is Reversibility.IRREVERSIBLE:
+            return "none: cannot be undone"
+        return "-"
 
 
 UNDOABLE_STATUSES = frozenset({StepStatus.APPLIED, StepStatus.COMPENSATION_FAILED})
@@ -185,13 +239,15 @@ class StepOutcome(BaseModel):
     `compensated` / `would_compensate` (dry run); `irreversible`: no undo exists; `failed` /
     `conflict`: the undo failed or would overwrite a later change; `pending`: the step's
     effect may or may not have happened (a crash, or still running); `busy`: another
-    rollback is compensating it.
+    rollback is compensating it. `undo`: the step's label, `exact` (the prior state is back)
+    or `semantic` (only the closest thing the service allows); None without an undo.
     """
 
     step_id: str
     tool: str
     outcome: Outcome
     detail: str = ""
+    undo: Literal["exact", "semantic"] | None = None
 
 
 class RollbackReport(BaseModel):
@@ -210,3 +266,17 @@ class RollbackReport(BaseModel):
     def compensated(self) -> list[str]:
         """Ids of the steps this rollback compensated."""
         return [o.step_id for o in self.outcomes if o.outcome == "compensated"]
+
+    @property
+    def restored_exactly(self) -> list[str]:
+        """Ids of the compensated steps whose prior state is back."""
+        return [
+            o.step_id for o in self.outcomes if o.outcome == "compensated" and o.undo == "exact"
+        ]
+
+    @property
+    def restored_semantically(self) -> list[str]:
+        """Ids of the compensated steps whose undo only did the closest thing (`semantic`)."""
+        return [
+            o.step_id for o in self.outcomes if o.outcome == "compensated" and o.undo == "semantic"
+        ]

@@ -38,7 +38,7 @@ _EFFECTS = frozenset(  # steps that changed the world (and may have been undone 
         StepStatus.COMPENSATION_FAILED,
     }
 )
-_EFFECTFUL = frozenset({Reversibility.REVERSIBLE, Reversibility.IRREVERSIBLE})
+_EFFECTFUL = frozenset({Reversibility.EXACT, Reversibility.SEMANTIC, Reversibility.IRREVERSIBLE})
 
 
 class RunView:
@@ -85,9 +85,7 @@ class RunView:
                 depth += parent in visible
                 parent = by_id[parent].parent_id
             status = step.status.value + (f": {step.error}" if step.error else "")
-            undo = "-"
-            if step.compensation is not None:
-                undo = step.compensation.description or step.compensation.kind
+            undo = step.undo_summary
             tool = "  " * depth + step.tool
             summary = self.changes[step.id].summary
             rows.append((self.numbers[step.id], tool, step.domain, status, summary, undo))
@@ -111,7 +109,12 @@ class RunView:
             return f"{stopped}{self.error} ({verb} {done} step(s) before; {tally})"
         if not outcomes:
             return f"{verb} 0 step(s): nothing left to undo ({tally})"
-        return f"{verb} {done} step(s) in this rollback; {tally}"
+        semantic = sum(
+            o.undo == "semantic" and o.outcome in ("compensated", "would_compensate")
+            for o in outcomes
+        )
+        approx = f" ({semantic} of them only semantically)" if semantic else ""
+        return f"{verb} {done} step(s) in this rollback{approx}; {tally}"
 
     def details(self) -> list[tuple[Step, str]]:
         """The steps that have more to show than a line (file diffs, changed rows), with that

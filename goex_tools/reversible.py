@@ -113,6 +113,7 @@ def reversible(
     after: Callable[[Any, JSONDict], JSONDict] | None = None,
     probe: Callable[..., Any] | None = None,
     irreversible: bool = False,
+    semantic: bool = False,
     tool: str | None = None,
     domain: str = "python",
 ) -> Any:
@@ -125,11 +126,16 @@ def reversible(
     - `probe(**undo_kwargs)`: after a crash, says whether the call's effect happened
       (True/False, or None when it cannot tell); used by `goex recover`.
     - `irreversible=True`: no undo exists; the call is journaled (and refusable) as such.
+    - `semantic=True`: the undo only does the closest thing (archives what it cannot delete);
+      journaled as `semantic`, which policy may treat like irreversible. Without it the undo
+      is taken to bring the prior state back exactly.
     """
     if undo is None and not irreversible:
         raise TypeError("reversible() needs undo=..., or irreversible=True for a one-way action")
     if undo is not None and irreversible:
         raise TypeError("an action cannot have an undo and be irreversible")
+    if semantic and undo is None:
+        raise TypeError("semantic=True labels an undo: give undo=...")
 
     for function in (undo, probe):
         if callable(function):
@@ -151,9 +157,7 @@ def reversible(
                 tool=name,
                 domain=domain,
                 inputs=_jsonable_inputs(inputs),
-                reversibility=Reversibility.IRREVERSIBLE
-                if irreversible
-                else Reversibility.REVERSIBLE,
+                reversibility=_label(undo, semantic),
                 compensation=compensation,
             )
 
@@ -198,10 +202,12 @@ def action(
     inputs: JSONDict | None = None,
     probe: Callable[..., Any] | None = None,
     domain: str = "python",
+    semantic: bool = False,
 ) -> Iterator[StepHandle]:
     """Journal the block as one step: `with action("send", undo=unsend, undo_kwargs={...}):`.
 
-    `undo=None` marks the block irreversible. Inside, `handle.set_compensation(...)` refines
+    `undo=None` marks the block irreversible; `semantic=True` labels its undo as one that
+    only does the closest thing (see `reversible`). Inside, `handle.set_compensation(...)` refines
     the undo once the block knows more (e.g. an id it created).
     """
     compensation = call_compensation(undo, undo_kwargs or {}, probe=probe) if undo else None
@@ -209,7 +215,7 @@ def action(
         tool=tool,
         domain=domain,
         inputs=_jsonable_inputs(inputs or {}),
-        reversibility=Reversibility.REVERSIBLE if undo else Reversibility.IRREVERSIBLE,
+        reversibility=_label(undo, semantic),
         compensation=compensation,
     )
     with _journaled(proposal) as handle:
@@ -275,3 +281,9 @@ def _jsonable_inputs(inputs: JSONDict) -> JSONDict:
 def _short(kwargs: JSONDict, limit: int = 120) -> str:
     text = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _label(undo: object, semantic: bool) -> Reversibility:
+    if undo is None:
+        return Reversibility.IRREVERSIBLE
+    return Reversibility.SEMANTIC if semantic else Reversibility.EXACT

@@ -288,6 +288,7 @@ def _execute(
                     tool=step.tool,
                     outcome="would_compensate",
                     detail=step.compensation.description or step.compensation.kind,
+                    undo=_label(step),
                 )
             )
             continue
@@ -415,8 +416,18 @@ def _compensate(journal: Journal, step: Step, force: bool, retry: RetryPolicy) -
         detail="compensated",
     )
     return StepOutcome(
-        step_id=step.id, tool=step.tool, outcome="compensated", detail=step.compensation.description
+        step_id=step.id,
+        tool=step.tool,
+        outcome="compensated",
+        detail=step.compensation.description,
+        undo=_label(step),
     )
+
+
+def _label(step: Step) -> Literal["exact", "semantic"]:
+    """How a step's undo restores: as journaled before it ran (a compensation added to a
+    step labelled otherwise, e.g. by an old gate, never counts as exact)."""
+    return "exact" if step.reversibility is Reversibility.EXACT else "semantic"
 
 
 def _failed(

@@ -247,10 +247,10 @@ class RunContext:
         decision = self.gate.decide(proposal, self) if self.gate else Decision(allowed=True)
         if decision.allowed and decision.compensation is not None and proposal.compensation is None:
             registry.validate(decision.compensation)
-            proposal = proposal.model_copy(
-                update={
+            proposal = proposal.model_copy(  # an undo found for an action that had none
+                update={  # (an LLM's, tested) is not proven to restore everything: semantic
                     "compensation": decision.compensation,
-                    "reversibility": Reversibility.REVERSIBLE,
+                    "reversibility": Reversibility.SEMANTIC,
                     "notes": [*proposal.notes, f"undo supplied by the gate: {decision.reason}"],
                 }
             )

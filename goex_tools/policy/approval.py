@@ -55,8 +55,8 @@ class ApprovalRequest:
             f"{p.domain}.{p.tool} asks for approval ({self.rule}: {self.reason})",
             f"  inputs:    {_json(self.proposal.inputs)}",
             f"  predicted: {_json(self.predicted)}",
-            "  undo:      "
-            + (undo.description or undo.kind if undo else "none: this action cannot be undone"),
+            f"  undo:      {p.reversibility.undo}: "
+            + (undo.description or undo.kind if undo else "this action cannot be undone"),
         ]
         return str(redact("\n".join(lines)))
 

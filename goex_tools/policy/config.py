@@ -107,6 +107,7 @@ class PolicyConfig(_Strict):
     version: Literal[1] = 1
     default: Verdict = "ask"
     irreversible: Verdict = "ask"  # actions nobody can undo
+    semantic: Verdict = "allow"  # actions whose undo only approximates (closes, archives)
     approval: ApprovalMode = "auto"
     approval_timeout: float = Field(default=600.0, gt=0)  # seconds; no answer refuses
     llm_undo: bool = True  # ask the undo proposer (if one is given) for irreversible actions

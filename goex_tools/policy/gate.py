@@ -127,6 +127,12 @@ class Policy:
                     return self._refuse(verdict)
             else:  # the rules are stricter; keep why there is no undo
                 verdict = replace(verdict, reason=f"{verdict.reason}; {irreversible.reason}")
+        if proposal.reversibility is Reversibility.SEMANTIC or compensation is not None:
+            semantic = self._semantic(proposal, compensation)
+            if strictest_of([verdict, semantic]) is semantic:
+                verdict = semantic
+                if verdict.verdict == "refuse":
+                    return self._refuse(verdict)
         if verdict.verdict == "allow":
             verdict = self._mode_verdict(proposal, compensation) or verdict
         if verdict.verdict == "ask":
@@ -252,6 +258,18 @@ class Policy:
             ("irreversible",),
         )
 
+    def _semantic(self, proposal: Proposal, found: Compensation | None) -> Verdicted:
+        """The file's verdict on an action whose undo only approximates (`semantic`): a
+        label the domain gave, or an undo the proposer found for an irreversible action."""
+        undo = found or proposal.compensation
+        what = f": {undo.description or undo.kind}" if undo is not None else ""
+        return Verdicted(
+            self.config.semantic,
+            "semantic",
+            f"{proposal.tool} can only be undone semantically{what}",
+            ("semantic",),
+        )
+
     def _mode_verdict(
         self, proposal: Proposal, compensation: Compensation | None
     ) -> Verdicted | None:
@@ -284,7 +302,7 @@ class Policy:
         shown = proposal
         if compensation is not None:
             shown = proposal.model_copy(
-                update={"compensation": compensation, "reversibility": Reversibility.REVERSIBLE}
+                update={"compensation": compensation, "reversibility": Reversibility.SEMANTIC}
             )
         request = ApprovalRequest(shown, run.id, verdict.rule, self._reason(verdict))
         who = approver_name(self.approver)

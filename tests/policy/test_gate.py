@@ -199,7 +199,7 @@ def test_the_console_prompt_shows_the_request_and_reads_the_answer(
         % (Path(workspace.parent) / "goex-policy.yaml"),
         '  inputs:    {"path": "a.txt", "text": "x"}',
         f'  predicted: {{"paths": ["a.txt"], "workspace": "{workspace}"}}',
-        f"  undo:      remove_file(path='{workspace}/a.txt')",
+        f"  undo:      exact: remove_file(path='{workspace}/a.txt')",
     ]
     step = sqlite_journal.steps(run.id)[0]
     assert step.decision is not None and step.decision.approved_by == "console"

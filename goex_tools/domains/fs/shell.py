@@ -65,8 +65,10 @@ def run_shell(
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise FsError(f"invalid limits for run_shell: {problems}; nothing was run") from None
     notes = ws.sandbox.notes(limits)
+    label = Reversibility.EXACT
     if limits.network or ws.sandbox.name == "none":
         notes.append(OUTSIDE_EFFECTS)
+        label = Reversibility.SEMANTIC  # the workspace comes back; what it sent does not
     predicted = ws.predicted([]) | {
         "command": command,
         "sandbox": ws.sandbox.name,
@@ -77,7 +79,7 @@ def run_shell(
         tool="run_shell",
         domain="fs",
         inputs={"command": command, "tentative": tentative, "timeout": limits.timeout},
-        reversibility=Reversibility.REVERSIBLE,
+        reversibility=label,
         compensation=restore_compensation(ws.root, ws.store.root, []),
         predicted=predicted,
         notes=notes,

@@ -148,7 +148,8 @@ class HttpTool:
         reversibility = {
             "read": Reversibility.NO_EFFECT,
             "irreversible": Reversibility.IRREVERSIBLE,
-        }.get(plan.action, Reversibility.REVERSIBLE)
+            "llm": Reversibility.SEMANTIC,  # tested, not proven to restore everything
+        }.get(plan.action, Reversibility.EXACT)
         return Proposal(
             tool=TOOL,
             domain="http",
