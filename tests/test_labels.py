@@ -49,7 +49,7 @@ def test_labels_are_journaled_before_the_effect_and_shown_by_show(
     assert pending, "the step was journaled as pending before its effect, with its label"
     assert main(["show", run_id, "--journal", journal.url, "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert [s["reversibility"] for s in shown["steps"]] == ["exact", "semantic"]
+    assert [s["reversibility"] for s in shown["steps"]] == ["semantic", "exact"]  # newest first
     assert main(["show", run_id, "--journal", journal.url]) == 0
     text = capsys.readouterr().out
     assert "exact:" in text and "semantic:" in text  # the table wraps what follows
