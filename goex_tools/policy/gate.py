@@ -164,6 +164,8 @@ class Policy:
             if writes or unknown:
                 measured = self._dry_run(proposal)
                 predicted["changed_tables"] = measured.tables
+                if measured.tables is None:
+                    predicted["changed_tables_unknown"] = measured.why
         except Exception as exc:
             return proposal, Verdicted(
                 "refuse", "sql.dry_run", f"the dry run failed: {exc}", ("sql",)

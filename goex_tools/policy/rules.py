@@ -147,9 +147,13 @@ def sql_subjects(tool: str, predicted: dict[str, Any]) -> list[dict[str, Any]]:
                 )
     if "changed_tables" in predicted:
         changed = predicted["changed_tables"]
+        why = predicted.get("changed_tables_unknown") or "cannot be told"
+        if changed is None:
+            changed = [None]
         subjects.extend(
             {"tool": tool, "database": database, "kind": "write", "table": table}
-            for table in (changed if changed is not None else [None])
+            | ({"changes": why} if table is None else {})
+            for table in changed
         )
     if predicted.get("unknown_functions"):
         shown = ", ".join(f"{name}()" for name in predicted["unknown_functions"])
@@ -333,6 +337,6 @@ def _describe(subject: dict[str, Any]) -> str:
     shown = {
         k: v
         for k, v in subject.items()
-        if k in ("path", "command", "kind", "table", "method", "url", "unknown")
+        if k in ("path", "command", "kind", "table", "method", "url", "unknown", "changes")
     }
     return ", ".join(f"{k} {v!r}" for k, v in shown.items() if v is not None) or "the action"

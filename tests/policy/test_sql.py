@@ -374,3 +374,25 @@ def test_sql_a_function_whose_effects_cannot_be_seen_meets_the_strictest_rule(
     ):
         run_sql("SELECT leak()", pg_url)
     assert state(pg_url) == before
+
+
+def test_sql_on_mysql_a_trigger_makes_the_tables_changed_unknown(
+    mysql_url: str, sqlite_journal: Journal, policy_file: MakePolicy
+) -> None:
+    """MySQL writes are not captured: with a trigger on the table, what else changes cannot
+    be told, so an allow rule on the table named does not cover the batch."""
+    seed(mysql_url)
+    engine = sa.create_engine(mysql_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER items_audit AFTER UPDATE ON items FOR EACH ROW "
+            "INSERT INTO audit_log (id, event) VALUES (NEW.id + 100, 'changed')"
+        )
+    engine.dispose()
+    before = state(mysql_url)
+    with (
+        goex.run("agent", journal=sqlite_journal, gate=policy_file(RULES)),
+        pytest.raises(ActionRefused, match=r"changes 'items has triggers on MySQL"),
+    ):
+        run_sql("UPDATE items SET qty = 3 WHERE id = 2", mysql_url)
+    assert state(mysql_url) == before
