@@ -13,7 +13,7 @@ if [ "$dev" = "--dev" ]; then
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
   command -v mariadbd >/dev/null || missing+=(mariadb-server)
   [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx-light)  # path tests
-  command -v npm >/dev/null || missing+=(nodejs npm)  # json-server (npm), an HTTP test
+  command -v npm >/dev/null || missing+=(nodejs npm)  # json-server, Prism, oidc-provider (npm)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
@@ -37,3 +37,8 @@ done
 # the demo's real-model path (used when OPENAI_API_KEY or OPENAI_BASE_URL is set)
 packages+=(-e "integrations/langchain-goex[agents,openai]")
 .venv/bin/python -m pip install -q "${packages[@]}"
+if [ "$dev" = "--dev" ]; then
+  # the npm packages of the HTTP tests (GitHub's OpenAPI description, Prism, oidc-provider),
+  # pinned by tests/support/npm/package-lock.json; cached, so a second run costs nothing
+  .venv/bin/python -m tests.support.npm >/dev/null
+fi

@@ -18,7 +18,7 @@ import httpx
 from goex_tools.domains.http.fields import SERVER_MANAGED, WRITE_ONLY, found, get, rewrite, split
 from goex_tools.domains.http.rules import ChildRule, UndoRule
 from goex_tools.domains.http.send import HttpError, HttpStatusError, State, read_listing, read_state
-from goex_tools.domains.http.undo import ChildState, UndoCall
+from goex_tools.domains.http.undo import ChildState, UndoCall, view
 from goex_tools.model import JSONDict
 from goex_tools.redaction import redact
 from goex_tools.secrets import SecretStore
@@ -75,16 +75,20 @@ def read_before(
     """Read what undoing `action` (update or delete) on `url` needs."""
     fields = Fields.of(rule)
     try:
-        state = read_state(client, url, headers, store)
+        raw = read_state(client, url, headers, store)
     except HttpStatusError as exc:
         if exc.status_code == 403 and put and action == "update":
             return Before(url, None)  # maybe absent, maybe hidden: the answer will tell
         raise
+    state = view(raw, rule.project)
     before = Before(url, state)
     if not state.exists:
         return before
     needs = found(state.body, fields.write_only)
-    if needs and action == "delete":
+    unfit = _unfit(raw.body, url, rule)
+    if unfit is not None:
+        before.problem = unfit
+    elif needs and action == "delete":
         before.problem = (
             f"re-creating {url} would need {', '.join(needs)}, which the service gives back "
             f"only as it stores it (write-only), not as it was set"
@@ -103,6 +107,19 @@ def read_before(
         except _NoUndo as exc:
             before.problem = str(exc)
     return before
+
+
+def _unfit(raw: Any, url: str, rule: UndoRule) -> str | None:
+    """Why the representation read at `url` cannot be written back (a value of
+    `restorable_if` it lacks), or None."""
+    for name, wanted in rule.restorable_if.items():
+        have = raw.get(name) if isinstance(raw, dict) else None
+        if have != wanted:
+            return (
+                f"{url} reads with {name}={have!r}, not {wanted!r}: what it holds cannot be "
+                f"written back from that read"
+            )
+    return None
 
 
 class _NoUndo(Exception):

@@ -132,3 +132,26 @@ def kept_by_service(sent: Any, after: Any, patterns: tuple[str, ...]) -> list[st
         except KeyError:
             continue
     return kept
+
+
+def project(data: Any, spec: dict[str, str]) -> Any:
+    """The fields `spec` names, each read from `data` at its path (`*` maps over a list:
+    `labels.*.name` is the list of the labels' names); an absent one is None. Without a
+    spec, `data` itself."""
+    if not spec:
+        return data
+    return {name: _pick(data, split(path)) for name, path in spec.items()}
+
+
+def _pick(data: Any, path: Path) -> Any:
+    for i, key in enumerate(path):
+        if key == "*":
+            items = data if isinstance(data, list) else []
+            return [_pick(item, path[i + 1 :]) for item in items]
+        if isinstance(data, dict) and key in data:
+            data = data[key]
+        elif isinstance(data, list) and key.isdigit() and int(key) < len(data):
+            data = data[int(key)]
+        else:
+            return None
+    return data

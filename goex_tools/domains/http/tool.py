@@ -11,15 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import quote, urljoin
+from urllib.parse import quote, urlencode, urljoin
 
 from pydantic import ValidationError
 
 from goex_tools.domains.http.before import Before, Fields, find_id, journalable, read_before
 from goex_tools.domains.http.call import SAFE_METHODS, HttpCall, HttpResult, not_json
-from goex_tools.domains.http.fields import SERVER_MANAGED, get, kept_by_service, split
+from goex_tools.domains.http.fields import SERVER_MANAGED, get, kept_by_service, project, split
 from goex_tools.domains.http.fields import found as fields_found
-from goex_tools.domains.http.rules import RuleMatch, UndoRules, match_template
+from goex_tools.domains.http.rules import RuleMatch, UndoRule, UndoRules, match_template
 from goex_tools.domains.http.send import (
     DEFAULT_TIMEOUT,
     HttpError,
@@ -30,7 +30,7 @@ from goex_tools.domains.http.send import (
     result_of,
     status_error,
 )
-from goex_tools.domains.http.undo import ChildState, UndoCall, revert, unavailable
+from goex_tools.domains.http.undo import ChildState, UndoCall, revert, unavailable, view
 from goex_tools.errors import GoexError
 from goex_tools.model import Compensation, Proposal, Reversibility
 from goex_tools.redaction import MASK, redact
@@ -123,6 +123,17 @@ class HttpTool:
         if found is not None and found.rule.action == "irreversible":
             note = f"{call.method} {call.path} is {found.rule.source} as irreversible"
             return Plan("irreversible", None, match=found, note=note)
+        if found is not None and _sets(call.body, found.rule.irreversible_if):
+            shown = ", ".join(f"{k}={v!r}" for k, v in found.rule.irreversible_if.items())
+            note = f"{call.method} {call.path} with {shown} is {found.rule.source} as irreversible"
+            return Plan("irreversible", None, match=found, note=note)
+        uncovered = _uncovered(call.body, found.rule.covers) if found is not None else []
+        if found is not None and uncovered:
+            note = (
+                f"{call.method} {call.path} sets {', '.join(uncovered)}, which its undo does "
+                f"not restore (it restores {', '.join(found.rule.covers or []) or 'nothing'})"
+            )
+            return Plan("irreversible", None, match=found, note=note)
         if found is not None:
             return _write_only_plan(call, found) or Plan(
                 found.rule.action, found.rule.source, match=found
@@ -150,6 +161,8 @@ class HttpTool:
             "irreversible": Reversibility.IRREVERSIBLE,
             "llm": Reversibility.SEMANTIC,  # tested, not proven to restore everything
         }.get(plan.action, Reversibility.EXACT)
+        if plan.match is not None and plan.match.rule.exactness == "semantic":
+            reversibility = Reversibility.SEMANTIC
         return Proposal(
             tool=TOOL,
             domain="http",
@@ -182,11 +195,11 @@ class HttpTool:
             if before is not None and plan.action != "delete":
                 # an error or a lost answer does not prove nothing changed: record what
                 # the resource is now, so the runtime's probe can tell
-                after = self._read_after(client, before.url, call.headers)
+                after = self._after(client, before.url, call, plan)
                 self._set_undo(handle, call, plan, before, after, None)
             raise
         if before is not None:
-            after = self._read_after(client, before.url, call.headers)
+            after = self._after(client, before.url, call, plan)
             self._set_undo(handle, call, plan, before, after, result.status_code)
         elif plan.action == "create":
             self._set_create_undo(handle, client, call, plan, result)
@@ -203,17 +216,29 @@ class HttpTool:
         rule = plan.match.rule
         if plan.action != "create":
             return read_before(
-                client, self.store, call.url, call.headers, plan.action, rule, call.method == "PUT"
+                client,
+                self.store,
+                _state_url(plan.match, call, call.url),
+                call.headers,
+                plan.action,
+                rule,
+                call.method == "PUT",
             )
         param = plan.match.new_id_param()
         named = find_id(call.body, rule.id_field, param)
         if named is None or rule.item_url is None or param is None:
+            return None
+        if rule.state_url is not None:  # e.g. a git ref: the service refuses to create it twice
             return None
         target = plan.match.fill(rule.item_url, **{param: quote(str(named[1]), safe="")})
         state = read_state(client, target, call.headers, self.store)
         if not state.exists:
             return None
         return read_before(client, self.store, target, call.headers, "update", rule, put=False)
+
+    def _after(self, client: Any, url: str, call: HttpCall, plan: Plan) -> State | None:
+        assert plan.match is not None
+        return self._read_after(client, url, call.headers, plan.match.rule.project)
 
     def _set_undo(
         self,
@@ -247,23 +272,29 @@ class HttpTool:
                 f"went is unknown",
             )
             return
-        sent = call.body if url == call.url else None
+        sent = call.body if url == call.url and not rule.project else None
         if after is not None and after.exists:
             keep = kept_by_service(sent, after.body, SERVER_MANAGED)
         else:  # unknown: whatever the call set is compared
             keep = fields_found(sent, SERVER_MANAGED)
-        if not state.exists:
-            undo = UndoCall(method="DELETE", url=url)  # the call creates what was absent
+        home = url  # where the undo is sent: the resource read, or the rule's restore_url
+        if rule.restore_url is not None:
+            home = plan.match.fill(rule.restore_url)
+        elif rule.state_url is not None:
+            home = call.url
+        extra = _undo_extra(rule, call)
+        if not state.exists:  # the call creates what was absent
+            undo = UndoCall(method="DELETE", url=home, json_body=extra or None)
         elif plan.action == "delete":
-            target = plan.match.fill(rule.recreate_url) if rule.recreate_url else url
-            undo = UndoCall(
-                method=rule.recreate_method, url=target, json_body=fields.restore_body(state, [])
-            )
+            target = plan.match.fill(rule.recreate_url) if rule.recreate_url else home
+            body = _merged(fields.restore_body(state, []), extra)
+            undo = UndoCall(method=rule.recreate_method, url=target, json_body=body)
         else:
             method = rule.restore_method
             if fields_found(state.body, fields.write_only):
                 method = "PATCH"  # read_before made sure the rule takes it
-            undo = UndoCall(method=method, url=url, json_body=fields.restore_body(state, keep))
+            body = _merged(fields.restore_body(state, keep), extra)
+            undo = UndoCall(method=method, url=home, json_body=body)
         left = State(exists=False) if plan.action == "delete" else after
         handle.set_compensation(
             revert(
@@ -280,6 +311,8 @@ class HttpTool:
                 f"{call.method} ({plan.source})"
                 + (f", and {_count(before.children)} items under it" if before.children else ""),
                 timeout=self.timeout,
+                project=rule.project,
+                precondition_field=rule.precondition_field,
             )
         )
 
@@ -305,7 +338,12 @@ class HttpTool:
             )
             return
         item_url, id_at = created
-        after = self._read_after(client, item_url, call.headers)
+        check = item_url
+        if rule.state_url is not None:
+            check = RuleMatch(rule, match_template(rule.item_url, item_url) or {}).fill(
+                rule.state_url
+            )
+        after = self._read_after(client, check, call.headers)
         if id_at is not None and (after is None or _id_at(after.body, id_at) != id_at[1]):
             _no_undo(
                 handle,
@@ -313,25 +351,39 @@ class HttpTool:
                 f"show that id, so what the call created cannot be told apart",
             )
             return
+        after = view(after, rule.project) if after is not None else None
+        if rule.close_with is not None:  # the service cannot delete it: close it
+            target = State(exists=True, body=project(rule.close_with, _same_names(rule)))
+            undo = UndoCall(method="PATCH", url=item_url, json_body=rule.close_with)
+            what = f"PATCH {item_url} with {_shown(rule.close_with)} (it cannot be deleted)"
+        else:
+            target = State(exists=False)
+            extra = _undo_extra(rule, call)
+            undo = UndoCall(method="DELETE", url=item_url, json_body=extra or None)
+            what = f"DELETE {item_url}"
         handle.set_compensation(
             revert(
-                UndoCall(method="DELETE", url=item_url),
+                undo,
                 headers=call.headers,
-                check_url=item_url,
-                before=State(exists=False),
+                check_url=check,
+                before=target,
                 after=fields.journaled(after) if after is not None else None,
                 ignore_fields=fields.ignore,
                 write_only=fields.write_only,
-                description=f"DELETE {item_url}, created by {call.method} {call.url} "
-                f"({plan.source})",
+                description=f"{what}, created by {call.method} {call.url} ({plan.source})",
                 timeout=self.timeout,
+                project=rule.project,
+                precondition_field=rule.precondition_field,
             )
         )
 
-    def _read_after(self, client: Any, url: str, headers: dict[str, str]) -> State | None:
-        """The state the call left, or None (unknown: conflicts go unchecked) if unreadable."""
+    def _read_after(
+        self, client: Any, url: str, headers: dict[str, str], fields: dict[str, str] | None = None
+    ) -> State | None:
+        """The state the call left (as `fields` names it), or None (unknown: conflicts go
+        unchecked) if unreadable."""
         try:
-            after = read_state(client, url, headers, self.store)
+            after = view(read_state(client, url, headers, self.store), fields or {})
         except HttpError:
             return None
         return after if journalable(after) else None
@@ -388,13 +440,71 @@ def _created_url(match: RuleMatch, result: HttpResult) -> tuple[str, tuple[str, 
     param = match.new_id_param()
     named = find_id(result.body, rule.id_field, param)
     if named is not None and param is not None and MASK not in str(named[1]):
-        url = match.fill(rule.item_url, **{param: quote(str(named[1]), safe="")})
+        new_id = str(named[1]).removeprefix(rule.id_prefix)
+        url = match.fill(rule.item_url, **{param: quote(new_id, safe="")})
         return url, None if rule.id_field else named
     location = result.headers.get("location")
     if location and MASK not in location:
         url = urljoin(rule.url, location)
         return (url, None) if match_template(rule.item_url, url) is not None else None
     return None
+
+
+def _uncovered(body: Any, covers: list[str] | None) -> list[str]:
+    """The fields `body` sets that `covers` does not name (none when `covers` is None)."""
+    if covers is None or body is None:
+        return []
+    if not isinstance(body, dict):
+        return ["(a body that is not an object)"]
+    return sorted(k for k in body if k not in covers)
+
+
+def _sets(body: Any, values: dict[str, Any]) -> bool:
+    """True if `body` sets every field of `values` (non-empty) to its value."""
+    return (
+        bool(values)
+        and isinstance(body, dict)
+        and all(k in body and body[k] == v for k, v in values.items())
+    )
+
+
+def _undo_extra(rule: UndoRule, call: HttpCall) -> dict[str, Any]:
+    """What every undo of `call` carries in its body: the rule's `undo_body`, and the
+    `carry` fields the call set."""
+    carried = {}
+    if isinstance(call.body, dict):
+        carried = {k: call.body[k] for k in rule.carry if k in call.body}
+    return {**rule.undo_body, **carried}
+
+
+def _merged(body: Any, extra: dict[str, Any]) -> Any:
+    if not extra:
+        return body
+    return {**(body if isinstance(body, dict) else {}), **extra}
+
+
+def _same_names(rule: UndoRule) -> dict[str, str]:
+    """`close_with`'s fields as the state is read: `project`'s names, where it has them."""
+    names = rule.project or {k: k for k in rule.close_with or {}}
+    return {name: name for name in names}
+
+
+def _shown(body: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in body.items())
+
+
+def _state_url(match: RuleMatch, call: HttpCall, default: str) -> str:
+    """Where the state a call changes is read: the rule's `state_url` (with the `state_query`
+    the call's body gives), else `default`."""
+    rule = match.rule
+    if rule.state_url is None:
+        return default
+    url = match.fill(rule.state_url)
+    body = call.body if isinstance(call.body, dict) else {}
+    query = {name: body[field] for name, field in rule.state_query.items() if field in body}
+    if query:
+        url += ("&" if "?" in url else "?") + urlencode(query)
+    return url
 
 
 def _no_undo(handle: StepHandle, reason: str) -> None:
@@ -427,6 +537,12 @@ def _template(call: HttpCall, plan: Plan, timeout: float) -> Compensation | None
         url = plan.match.fill(rule.item_url)
         undo = UndoCall(method="DELETE", url=url)
         what = f"DELETE {url} with the {_id_names(plan.match)} of the response ({plan.source})"
+        if rule.close_with is not None:
+            undo = UndoCall(method="PATCH", url=url, json_body=rule.close_with)
+            what = (
+                f"PATCH {url} with {_shown(rule.close_with)}, {url} filled with the "
+                f"{_id_names(plan.match)} of the response; it cannot be deleted ({plan.source})"
+            )
     elif plan.action == "update":
         undo = UndoCall(method=rule.restore_method, url=call.url)
         what = f"{rule.restore_method} {call.url} back to the state read just before"

@@ -10,7 +10,9 @@ when the undo runs. With a `check_url` the undo is safe to repeat and to race:
 Server-managed fields (`ignore_fields`, minus `keep_fields`) are compared by presence only;
 write-only ones are never journaled nor compared. `children` are the items of
 sub-collections a DELETE took with it: each is re-created after the resource, and the undo
-fails (never reports success) unless every one is back.
+fails (never reports success) unless every one is back. With `project`, states are read as
+the fields it names only (what the undo restores); with `precondition_field`, the call's
+body takes that field from the state just read (GitHub's blob `sha`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from goex_tools.domains.http.call import HttpCall
-from goex_tools.domains.http.fields import rewrite
+from goex_tools.domains.http.fields import project, rewrite
 from goex_tools.domains.http.rules import TEMPLATE_PARAM
 from goex_tools.domains.http.send import (
     DEFAULT_TIMEOUT,
@@ -76,6 +78,12 @@ class RevertArgs(BaseModel):
     children: list[ChildState] = Field(default_factory=list)
     unavailable: str | None = None  # why this step turned out not to be undoable
     timeout: float = DEFAULT_TIMEOUT  # seconds per request, as the tool that made the step
+    project: dict[str, str] = Field(default_factory=dict)  # the fields states are read as
+    precondition_field: str | None = None  # a body field taken from the state just read
+
+    def read(self, client: Any, url: str, headers: dict[str, str], **options: Any) -> State:
+        """GET `url` (see `read_state`), as `project` names its fields."""
+        return view(read_state(client, url, headers, default_store(), **options), self.project)
 
     def seen(self, state: State) -> State:
         """`state` as the undo compares it: write-only values left out."""
@@ -86,6 +94,13 @@ class RevertArgs(BaseModel):
 
     def same(self, state: State, other: State) -> bool:
         return self.seen(state).same_as(self.seen(other), self.ignore_fields, self.keep_fields)
+
+
+def view(state: State, fields: dict[str, str]) -> State:
+    """`state` as the fields `fields` names (see `fields.project`); its ETag kept."""
+    if not fields or not state.exists:
+        return state
+    return State(exists=True, body=project(state.body, fields), etag=state.etag)
 
 
 def unavailable(template: Compensation, reason: str) -> Compensation:
@@ -142,7 +157,7 @@ def _probe(step: Step) -> EffectState:
     args = RevertArgs.model_validate(step.compensation.args)
     if args.check_url is None or args.unavailable or _unresolved(args):
         return EffectState.UNKNOWN
-    current = read_state(client_for(args.timeout), args.check_url, args.headers, default_store())
+    current = args.read(client_for(args.timeout), args.check_url, args.headers)
     at_before = args.before is not None and args.same(current, args.before)
     at_after = args.after is not None and args.same(current, args.after)
     if at_after and not at_before:
@@ -170,7 +185,6 @@ def _revert(raw: JSONDict, ctx: UndoContext) -> None:
 
 
 def _run(client: Any, args: RevertArgs, force: bool) -> None:
-    store = default_store()
     headers = unconditional(args.headers)  # journals made before they were left out
     current: State | None = None
     # a service that hides what does not exist (403) is read as absent where the undo
@@ -181,7 +195,7 @@ def _run(client: Any, args: RevertArgs, force: bool) -> None:
         args.call.method == "DELETE" or (left_absent and args.call.method == "PUT")
     )
     if args.check_url is not None:
-        current = read_state(client, args.check_url, headers, store, hidden_is_absent=hidden)
+        current = args.read(client, args.check_url, headers, hidden_is_absent=hidden)
         if args.before is not None and args.same(current, args.before):
             _restore_children(client, args, args.children, force)
             return  # already as it was: an earlier attempt got through
@@ -192,9 +206,9 @@ def _run(client: Any, args: RevertArgs, force: bool) -> None:
                     f"the step left it {args.after.short()}"
                 )
             )
-    _send(client, args.call, headers, current if same_url else None)
+    _send(client, args, args.call, headers, current, same_url)
     if args.check_url is not None and args.before is not None:
-        restored = read_state(client, args.check_url, headers, store, hidden_is_absent=hidden)
+        restored = args.read(client, args.check_url, headers, hidden_is_absent=hidden)
         if not args.same(restored, args.before):
             raise HttpError(
                 redact(
@@ -205,14 +219,40 @@ def _run(client: Any, args: RevertArgs, force: bool) -> None:
     _restore_children(client, args, args.children, force)
 
 
-def _send(client: Any, undo: UndoCall, headers: dict[str, str], current: State | None) -> None:
-    """Send the compensating call with its own precondition on the state just read."""
+def undo_request(
+    args: RevertArgs,
+    undo: UndoCall,
+    headers: dict[str, str],
+    current: State | None,
+    same_resource: bool,
+) -> HttpCall:
+    """The compensating call as it is sent, with its own precondition on the state just read
+    (`current`): If-Match with its ETag, or If-None-Match: * where it re-creates what is
+    absent (when `undo` addresses the resource read), and `precondition_field` from it."""
     own = dict(headers)
-    if current is not None and current.etag is not None:
+    body = undo.json_body
+    if same_resource and current is not None and current.etag is not None:
         own["If-Match"] = current.etag
-    elif current is not None and not current.exists and undo.method == "PUT":
+    elif same_resource and current is not None and not current.exists and undo.method == "PUT":
         own["If-None-Match"] = "*"
-    call = HttpCall(method=undo.method, url=undo.url, headers=own, body=undo.json_body)
+    field = args.precondition_field
+    if field and isinstance(body, dict):  # the state read now, never a journaled value
+        body = {k: v for k, v in body.items() if k != field}
+    if field and current is not None and current.exists and isinstance(current.body, dict):
+        body = {**(body or {}), field: current.body.get(field)}
+    return HttpCall(method=undo.method, url=undo.url, headers=own, body=body)
+
+
+def _send(
+    client: Any,
+    args: RevertArgs,
+    undo: UndoCall,
+    headers: dict[str, str],
+    current: State | None,
+    same_resource: bool,
+) -> None:
+    """Send the compensating call (see `undo_request`)."""
+    call = undo_request(args, undo, headers, current, same_resource)
     response = request(client, call, default_store())
     if response.status_code == 412:  # changed between the read and the write: read again
         raise TransientError(f"{call.method} {call.url}: the precondition failed (412)")
@@ -226,7 +266,7 @@ def _restore_children(
     headers = unconditional(args.headers)
     for child in children:
         guarded = child.call is not None and child.call.method == "PUT"
-        current = read_state(client, child.url, headers, default_store(), hidden_is_absent=guarded)
+        current = args.read(client, child.url, headers, hidden_is_absent=guarded)
         if not args.same(current, child.state):
             if current.exists and not force:
                 raise CompensationConflict(
@@ -237,8 +277,8 @@ def _restore_children(
                 )
             if child.call is None:
                 raise GoexError(f"{child.url} was deleted with its parent and cannot be re-created")
-            _send(client, child.call, headers, current if child.call.url == child.url else None)
-            restored = read_state(client, child.url, headers, default_store())
+            _send(client, args, child.call, headers, current, child.call.url == child.url)
+            restored = args.read(client, child.url, headers)
             if not args.same(restored, child.state):
                 raise HttpError(
                     redact(
