@@ -127,6 +127,7 @@ def test_a_read_calling_a_function_that_writes_through_dblink_is_unknown(
         assert proposal.reversibility is Reversibility.IRREVERSIBLE, sql
         assert proposal.compensation is None
         assert "unknown effects" in proposal.notes[0] and "purge" in proposal.notes[0]
+        assert proposal.predicted["unknown_functions"] == ["purge"]
         gate = RefuseIrreversible()
         with goex.run("gated", journal=journal, gate=gate), pytest.raises(ActionRefused):
             run_sql(sql, postgres_url)

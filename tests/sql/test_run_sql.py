@@ -50,10 +50,9 @@ def test_a_batch_is_captured_and_rolled_back_exactly(db_url: str, journal: Journ
     assert step.status is StepStatus.APPLIED
     assert step.effect["rows_changed"] == 16
     assert step.notes[0].startswith(f"reversible by {result.reversible_by}")
-    how = "by rowid" if db_url.startswith("sqlite") else "by whole-row match"
     assert step.notes[1:] == [
-        f"no primary key on tags: its rows are restored {how}"
-        + ("" if db_url.startswith("sqlite") else " (identical rows are interchangeable)")
+        "no primary key on tags: its rows are restored by whole-row match "
+        "(identical rows are interchangeable)"
     ]
     assert step.effect["predicted"]["reversible_by"] == result.reversible_by
     assert [s["kind"] for s in step.effect["predicted"]["statements"]] == ["write"] * 5

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from goex_tools.domains.sql import postgres, sqlite
+from goex_tools.domains.sql import postgres, postgres_undo, sqlite
 from goex_tools.model import JSONDict, Step
 from goex_tools.registry import EffectState, UndoContext, registry
 
@@ -17,7 +17,7 @@ def _probe_sqlite(step: Step) -> EffectState:
 
 
 def _probe_postgres(step: Step) -> EffectState:
-    return postgres.probe(_args(step))
+    return postgres_undo.probe(_args(step))
 
 
 @registry.register(sqlite.KIND, args_model=sqlite.ChangesetArgs, probe=_probe_sqlite)
@@ -27,4 +27,4 @@ def _undo_sqlite(args: JSONDict, ctx: UndoContext) -> None:
 
 @registry.register(postgres.KIND, args_model=postgres.RestoreRowsArgs, probe=_probe_postgres)
 def _undo_postgres(args: JSONDict, ctx: UndoContext) -> None:
-    postgres.restore(args, ctx.force)
+    postgres_undo.restore(args, ctx.force)

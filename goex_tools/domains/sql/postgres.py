@@ -36,8 +36,6 @@ from __future__ import annotations
 import json
 import os
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -45,21 +43,19 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
-from goex_tools.domains.sql import postgres_counters, postgres_keys
+from goex_tools.domains.sql import postgres_counters
 from goex_tools.domains.sql.changes import (
     SAMPLE_ROWS,
     Captured,
     Operation,
     RowChange,
-    conflict_report,
-    unforceable_report,
 )
-from goex_tools.domains.sql.databases import DatabaseRef, resolve
+from goex_tools.domains.sql.databases import DatabaseRef
 from goex_tools.domains.sql.postgres_lock_watch import LockWatch
+from goex_tools.domains.sql.quoting import ident
 from goex_tools.domains.sql.results import StatementResult, collect
-from goex_tools.errors import CompensationConflict, GoexError, TransientError
+from goex_tools.errors import GoexError
 from goex_tools.model import JSONDict
-from goex_tools.registry import EffectState
 
 MECHANISM = "postgresql-row-triggers"
 KIND = "sql.restore_rows"
@@ -445,7 +441,7 @@ def _json_round_trips(conn: Connection, schema: str, table: str) -> bool:
     trims the one and rewrites the other.) Compared with
     the settings the capture function writes floats and intervals with."""
     conn.exec_driver_sql("SET LOCAL extra_float_digits = 3; SET LOCAL IntervalStyle = postgres")
-    name = f"{_ident(schema)}.{_ident(table)}"
+    name = f"{ident(schema)}.{ident(table)}"
     rebuilt = "to_json(json_populate_record(NULL::{name}, {image}))::text <> {image}::text"
     return not conn.execute(
         sa.text(
@@ -473,311 +469,10 @@ def _script(conn: Connection, sql: str) -> list[list[Any]]:
     return results
 
 
-def restore(args: JSONDict, force: bool) -> None:
-    """Replay the row log backwards in one transaction (the compensation)."""
-    parsed = RestoreRowsArgs.model_validate(args)
-    with _transient_errors(), engine_for(resolve(parsed.database)).begin() as conn:
-        _replica_role(conn)
-        tables: dict[tuple[str, str], _Table] = {}
-        conflicts: list[str] = []
-        for run in reversed(parsed.rows):
-            key = (run.schema_, run.table)
-            table = tables.get(key) or tables.setdefault(key, _Table.load(conn, *key))
-            conflicts += table.undo_run(conn, run, force)
-        if conflicts and not force:
-            raise CompensationConflict(conflict_report(conflicts))
-        _check_foreign_keys(conn, parsed.rows, tables)
-
-
-def _check_foreign_keys(
-    conn: Connection, rows: list[LoggedRows], tables: dict[tuple[str, str], _Table]
-) -> None:
-    """Triggers were off during the undo: refuse (even forced) to leave a broken foreign key."""
-    touched = postgres_keys.touched_by(
-        (tables[(r.schema_, r.table)].name, r.op, r.old, r.new) for r in rows
-    )
-    for table in tables.values():
-        if table.name in touched:
-            touched[table.name].key = table.key
-    broken = postgres_keys.violations(conn, touched)
-    if broken:
-        raise GoexError(
-            "the undo would break a foreign key, so it was not applied (force cannot override "
-            "this): " + "; ".join(broken)
-        )
-
-
-def probe(args: JSONDict) -> EffectState:
-    """Did the batch commit? PostgreSQL remembers its transaction's fate."""
-    parsed = RestoreRowsArgs.model_validate(args)
-    if parsed.txid is None:
-        return EffectState.NOT_HAPPENED  # the row log is journaled before COMMIT
-    with engine_for(resolve(parsed.database)).connect() as conn:
-        status = conn.execute(
-            sa.text("SELECT pg_xact_status(CAST(:txid AS xid8))"), {"txid": parsed.txid}
-        ).scalar()
-    return {"committed": EffectState.HAPPENED, "aborted": EffectState.NOT_HAPPENED}.get(
-        str(status), EffectState.UNKNOWN
-    )
-
-
-class _Table:
-    """The catalog facts an undo needs: writable columns, key, identity columns."""
-
-    def __init__(self, name: str, columns: list[str], key: list[str], always: list[str]) -> None:
-        self.name = name
-        self.columns = columns  # every column an INSERT may write
-        self.key = key
-        self.identity = bool(always)  # GENERATED ALWAYS AS IDENTITY: insert with OVERRIDING
-        self.updatable = [c for c in columns if c not in always]
-
-    @classmethod
-    def load(cls, conn: Connection, schema: str, table: str) -> _Table:
-        name = f"{_ident(schema)}.{_ident(table)}"
-        facts = conn.execute(
-            sa.text(
-                "SELECT a.attname, a.attidentity, "
-                "  coalesce(a.attnum = ANY (i.indkey), false) AS in_key "
-                "FROM pg_attribute a "
-                "LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary "
-                "WHERE a.attrelid = CAST(:name AS regclass) AND a.attnum > 0 "
-                "  AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum"
-            ),
-            {"name": name},
-        ).all()
-        if not facts:
-            raise GoexError(f"table {schema}.{table} no longer exists; its rows cannot be restored")
-        return cls(
-            name,
-            [str(f[0]) for f in facts],
-            [str(f[0]) for f in facts if f[2]],
-            [str(f[0]) for f in facts if f[1] == "a"],
-        )
-
-    def undo_run(self, conn: Connection, run: LoggedRows, force: bool) -> list[str]:
-        """Undo a run of same-kind events on this table: set-based when every row is as the
-        step left it (the common case), row by row, newest first, otherwise (to report or
-        force conflicts).
-        """
-        if run.count > 1 and self.key and self._undo_clean_run(conn, run):
-            return []
-        olds, news = (_elements(conn, images, run.count) for images in (run.old, run.new))
-        events = zip(olds, news, strict=True)
-        return [
-            problem
-            for old, new in reversed(list(events))
-            if (problem := self.undo(conn, run.op, old, new, force))
-        ]
-
-    def _undo_clean_run(self, conn: Connection, run: LoggedRows) -> bool:
-        images = run.old if run.op == "delete" else run.new
-        assert images is not None
-        if run.op == "delete":
-            if self._any_exists(conn, images):
-                return False
-            try:  # a key twice in a run of deletes means it was inserted in between: never
-                with conn.begin_nested():
-                    self._insert(conn, images)
-            except sa.exc.IntegrityError:
-                return False  # then row by row, which reports it
-            return True
-        found, rows, same, ctids = self._locate_all(conn, images)
-        if found < run.count or rows < run.count or not same:
-            return False  # a row changed or gone, or the same row twice (order matters)
-        if run.op == "insert":
-            conn.execute(
-                sa.text(f"DELETE FROM {self.name} WHERE ctid = ANY (CAST(:ctids AS tid[]))"),
-                {"ctids": ctids},
-            )
-            return True
-        cols = ", ".join(_ident(c) for c in self.updatable)
-        conn.execute(
-            sa.text(
-                f"UPDATE {self.name} AS t SET ({cols}) = ROW({cols_of('r', self.updatable)}) "
-                f"FROM unnest(CAST(:ctids AS tid[])) WITH ORDINALITY AS c(ctid, ord) "
-                f"JOIN json_array_elements(CAST(:olds AS json)) WITH ORDINALITY AS o(img, ord) "
-                f"USING (ord) CROSS JOIN LATERAL json_populate_record(NULL::{self.name}, o.img) "
-                f"AS r WHERE t.ctid = c.ctid"
-            ),
-            {"ctids": ctids, "olds": run.old},
-        )
-        return True
-
-    def _any_exists(self, conn: Connection, images: str) -> bool:
-        """Does a row with the key of one of the images exist (again)?"""
-        on = " AND ".join(f"t.{_ident(c)} = r.{_ident(c)}" for c in self.key)
-        return bool(
-            conn.execute(
-                sa.text(
-                    f"SELECT EXISTS (SELECT 1 FROM json_populate_recordset(NULL::{self.name}, "
-                    f"CAST(:imgs AS json)) AS r JOIN {self.name} AS t ON {on})"
-                ),
-                {"imgs": images},
-            ).scalar()
-        )
-
-    def _locate_all(self, conn: Connection, images: str) -> tuple[int, int, bool, str]:
-        """Lock the rows with the images' keys: how many matches, how many distinct rows,
-        whether every one equals its image, and their ctids in the images' order."""
-        on = " AND ".join(f"t.{_ident(c)} = r.{_ident(c)}" for c in self.key)
-        found = conn.execute(
-            sa.text(
-                f"SELECT count(*), count(DISTINCT ctid), coalesce(bool_and(same), true), "
-                f"coalesce(array_agg(ctid ORDER BY ord), '{{}}')::text FROM ("
-                f"SELECT x.ord, t.ctid, t::text = r::text AS same "
-                f"FROM json_array_elements(CAST(:imgs AS json)) WITH ORDINALITY AS x(img, ord) "
-                f"CROSS JOIN LATERAL json_populate_record(NULL::{self.name}, x.img) AS r "
-                f"JOIN {self.name} AS t ON {on} FOR UPDATE OF t) AS f"
-            ),
-            {"imgs": images},
-        ).one()
-        return int(found[0]), int(found[1]), bool(found[2]), str(found[3])
-
-    def undo(
-        self, conn: Connection, op: Operation, old: str | None, new: str | None, force: bool
-    ) -> str | None:
-        """Undo one logged row event; returns a conflict description, if any."""
-        if op == "delete":
-            assert old is not None
-            found = self._locate(conn, old, by_key=True)
-            problem = None
-            if found is not None and self.key:
-                problem = f"{self.name} row {self._key_of(old)} exists again since the step"
-                if force:
-                    self._delete(conn, found[0])
-            if problem is None or force:
-                self._insert(conn, f"[{old}]")
-            return problem
-        assert new is not None
-        found = self._locate(conn, new, by_key=bool(self.key))
-        if found is not None and found[1]:
-            problem = None
-        elif found is None:
-            problem = f"{self.name} row {self._key_of(new)} was deleted since the step"
-        else:
-            problem = f"{self.name} row {self._key_of(new)} was changed since the step"
-        if problem is not None and not force:
-            return problem
-        if problem is not None and not self.key:  # the row cannot be told from the others
-            raise GoexError(unforceable_report([problem]))
-        if op == "insert":
-            if found is not None:
-                self._delete(conn, found[0])
-        elif found is not None:
-            assert old is not None
-            self._update(conn, found[0], old)
-        else:
-            assert old is not None
-            self._insert(conn, f"[{old}]")
-        return problem
-
-    def _locate(self, conn: Connection, image: str, *, by_key: bool) -> tuple[str, bool] | None:
-        """(ctid, equals the image) of the row with the image's key, or an equal row. Rows
-        are compared as this session writes them (json text as stored, float bits)."""
-        rebuilt = f"json_populate_record(NULL::{self.name}, CAST(:img AS json))::text"
-        if by_key and self.key:
-            cols = ", ".join(_ident(c) for c in self.key)
-            where = (
-                f"({cols}) = (SELECT {cols} FROM "
-                f"json_populate_record(NULL::{self.name}, CAST(:img AS json)))"
-            )
-        else:
-            where = f"t::text = {rebuilt}"
-        found = conn.execute(
-            sa.text(
-                f"SELECT t.ctid::text, t::text = {rebuilt} FROM {self.name} AS t "
-                f"WHERE {where} LIMIT 1 FOR UPDATE OF t"
-            ),
-            {"img": image},
-        ).first()
-        return (str(found[0]), bool(found[1])) if found is not None else None
-
-    def _insert(self, conn: Connection, images: str) -> None:
-        """Insert the rows of a JSON array of images, exactly (identity values included)."""
-        cols = ", ".join(_ident(c) for c in self.columns)
-        overriding = " OVERRIDING SYSTEM VALUE" if self.identity else ""
-        conn.execute(
-            sa.text(
-                f"INSERT INTO {self.name} ({cols}){overriding} SELECT {cols} FROM "
-                f"json_populate_recordset(NULL::{self.name}, CAST(:imgs AS json))"
-            ),
-            {"imgs": images},
-        )
-
-    def _update(self, conn: Connection, ctid: str, image: str) -> None:
-        cols = ", ".join(_ident(c) for c in self.updatable)
-        conn.execute(
-            sa.text(
-                f"UPDATE {self.name} AS t SET ({cols}) = ROW(r.*) FROM (SELECT {cols} FROM "
-                f"json_populate_record(NULL::{self.name}, CAST(:img AS json))) AS r "
-                f"WHERE t.ctid = CAST(:ctid AS tid)"
-            ),
-            {"img": image, "ctid": ctid},
-        )
-
-    def _delete(self, conn: Connection, ctid: str) -> None:
-        conn.execute(
-            sa.text(f"DELETE FROM {self.name} WHERE ctid = CAST(:ctid AS tid)"), {"ctid": ctid}
-        )
-
-    def _key_of(self, image: str) -> str:
-        values: dict[str, Any] = json.loads(image)
-        if not self.key:
-            return json.dumps(values, default=str)[:200]
-        return "(" + ", ".join(f"{c}={values.get(c)!r}" for c in self.key) + ")"
-
-
-def _replica_role(conn: Connection) -> None:
-    try:
-        with conn.begin_nested():
-            conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
-        conn.exec_driver_sql("SET LOCAL extra_float_digits = 3")  # rows compared as text
-    except sa.exc.DBAPIError as exc:
-        raise GoexError(
-            "restoring rows exactly needs triggers and foreign-key actions off during the "
-            "undo (SET session_replication_role = replica): grant it to this role "
-            "(superuser, or on PostgreSQL 15+ GRANT SET ON PARAMETER session_replication_role)"
-            f": {type(exc.orig).__name__}"
-        ) from None
-
-
-@contextmanager
-def _transient_errors() -> Iterator[None]:
-    """A dropped connection is worth retrying: the undo transaction did not commit."""
-    try:
-        yield
-    except sa.exc.DBAPIError as exc:
-        if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError):
-            raise TransientError(f"database connection failed: {type(exc.orig).__name__}") from None
-        raise
-
-
-def _elements(conn: Connection, images: str | None, count: int) -> list[str | None]:
-    """The images of a JSON array, each as its exact text (no float or numeric rounding)."""
-    if images is None:
-        return [None] * count
-    found = conn.execute(
-        sa.text(
-            "SELECT value::text FROM json_array_elements(CAST(:imgs AS json)) "
-            "WITH ORDINALITY AS e(value, n) ORDER BY n"
-        ),
-        {"imgs": images},
-    )
-    return list(found.scalars())
-
-
 def escaped(sql: str) -> str:
     """SQL text for a driver that formats `%` placeholders even without parameters."""
     return sql.replace("%", "%%")
 
 
-def cols_of(alias: str, columns: list[str]) -> str:
-    return ", ".join(f"{alias}.{_ident(c)}" for c in columns)
-
-
 def _display_name(schema: str, table: str) -> str:
     return table if schema == "public" else f"{schema}.{table}"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from goex_tools.domains.sql.quoting import concat, ident
+
 LIMIT = 5  # violations named in the error
 
 CONSTRAINTS = """
@@ -81,7 +83,7 @@ class _ForeignKey:
     def orphans(self, conn: Connection, table: Touched) -> list[str]:
         """Rows the undo wrote into the child table whose parent row is missing."""
         if table.key:  # the row as it is now (the undo may have written it more than once)
-            on = " AND ".join(f"c.{_ident(k)} = r.{_ident(k)}" for k in table.key)
+            on = " AND ".join(f"c.{ident(k)} = r.{ident(k)}" for k in table.key)
             rows = f"{_records(self.child)} AS r JOIN {self.child} AS c ON {on}"
         else:
             rows = f"{_records(self.child)} AS c"
@@ -107,14 +109,8 @@ class _ForeignKey:
         )
 
     def _query(self, conn: Connection, sql: str, images: list[str], what: str) -> list[str]:
-        keys = conn.execute(sa.text(sql + f" LIMIT {LIMIT}"), {"imgs": _concat(images)}).scalars()
+        keys = conn.execute(sa.text(sql + f" LIMIT {LIMIT}"), {"imgs": concat(images)}).scalars()
         return [f"{what} ({self.name}: {key})" for key in keys]
-
-
-def _concat(arrays: list[str]) -> str:
-    """One JSON array of the elements of several."""
-    inner = [a.strip()[1:-1] for a in arrays]
-    return "[" + ", ".join(i for i in inner if i.strip()) + "]"
 
 
 def _records(table: str) -> str:
@@ -122,18 +118,14 @@ def _records(table: str) -> str:
 
 
 def _text(alias: str, cols: list[str]) -> str:
-    return "concat_ws(', ', " + ", ".join(f"{alias}.{_ident(c)}::text" for c in cols) + ")"
+    return "concat_ws(', ', " + ", ".join(f"{alias}.{ident(c)}::text" for c in cols) + ")"
 
 
 def _not_null(alias: str, cols: list[str]) -> str:
-    return " AND ".join(f"{alias}.{_ident(c)} IS NOT NULL" for c in cols)
+    return " AND ".join(f"{alias}.{ident(c)} IS NOT NULL" for c in cols)
 
 
 def _match(left: str, lcols: list[str], right: str, rcols: list[str]) -> str:
     return " AND ".join(
-        f"{left}.{_ident(a)} = {right}.{_ident(b)}" for a, b in zip(lcols, rcols, strict=True)
+        f"{left}.{ident(a)} = {right}.{ident(b)}" for a, b in zip(lcols, rcols, strict=True)
     )
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

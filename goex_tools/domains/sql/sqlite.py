@@ -2,8 +2,9 @@
 
 The session records every row the transaction changes on its connection, in every table:
 rows a statement names, rows removed by ON DELETE CASCADE, rows written by triggers, keys
-SQLite generated. Tables without a primary key are recorded by rowid. The inverted changeset
-is the compensation; applying it with triggers and foreign-key actions switched off restores
+SQLite generated. Tables without a primary key are logged by triggers instead (the session
+mis-records them past ~128 changes, see `sqlite_keyless`). The inverted changeset is the
+compensation; applying it with triggers and foreign-key actions switched off restores
 exactly those rows, and its conflict handler says which rows someone else changed since.
 AUTOINCREMENT counters live in `sqlite_sequence`, which the session does not record, so they
 are journaled and restored alongside, unless others took numbers since (then they stay).
@@ -25,6 +26,7 @@ from typing import Any
 import apsw
 from pydantic import BaseModel
 
+from goex_tools.domains.sql import sqlite_keyless
 from goex_tools.domains.sql.changes import (
     NOTHING,
     SAMPLE_ROWS,
@@ -36,7 +38,9 @@ from goex_tools.domains.sql.changes import (
     unforceable_report,
 )
 from goex_tools.domains.sql.databases import DatabaseRef, resolve, sqlite_path
+from goex_tools.domains.sql.quoting import ident
 from goex_tools.domains.sql.results import StatementResult, collect
+from goex_tools.domains.sql.sqlite_keyless import KeylessRun
 from goex_tools.errors import CompensationConflict, GoexError
 from goex_tools.model import JSONDict
 from goex_tools.redaction import UNDO_HELD_A_SECRET, holds_secret
@@ -85,6 +89,7 @@ class ChangesetArgs(BaseModel):
     changeset: str | None = None  # base64; None until captured (then nothing was committed)
     sequences: dict[str, tuple[int | None, int | None]] = {}  # name -> (before, after)
     updated: list[UpdatedRows] = []  # full images, so that any later change is a conflict
+    keyless: list[KeylessRun] = []  # tables without a primary key (see sqlite_keyless)
     packed: bool = False
 
     def changeset_bytes(self) -> bytes:
@@ -95,9 +100,18 @@ class ChangesetArgs(BaseModel):
 
     def images(self, rows: UpdatedRows) -> str:
         """The JSON text of `rows.images`."""
+        return (
+            zlib.decompress(base64.b64decode(rows.images)).decode() if self.packed else rows.images
+        )
+
+    def keyless_runs(self) -> list[KeylessRun]:
+        """`keyless` with its images unpacked."""
         if not self.packed:
-            return rows.images
-        return zlib.decompress(base64.b64decode(rows.images)).decode()
+            return self.keyless
+        return [
+            run.model_copy(update={"old": _unpack(run.old), "new": _unpack(run.new)})
+            for run in self.keyless
+        ]
 
 
 @dataclass
@@ -122,15 +136,17 @@ class SqliteTransaction:
         self._captured: tuple[bytes, Captured[Images], list[UpdatedRows]] | None = None
         self._after: dict[tuple[str, Any], Row] = {}  # whole rows after, of sampled updates
         self.session: apsw.Session | None = None
-        if capture:
+        self.keyless: sqlite_keyless.Capture | None = None
+        if capture:  # tables with a primary key; the others get triggers (sqlite_keyless)
             self.session = apsw.Session(self.conn, "main")
-            self.session.config(apsw.SQLITE_SESSION_OBJCONFIG_ROWID, 1)
             self.session.attach()
         if read_only:  # a read takes no write lock, and cannot write even by accident
             self.conn.execute("PRAGMA query_only = ON")
         self.conn.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
         self.sequences_before = _sequences(self.conn)
         self._null_keys = _null_key_rows(self.conn) if capture else {}
+        if capture:
+            self.keyless = sqlite_keyless.Capture(self.conn)
 
     def execute(self, sql: str, limit: int) -> StatementResult:
         cursor = self.conn.cursor()
@@ -156,6 +172,11 @@ class SqliteTransaction:
 
     def _show(self, event: Event) -> RowChange:
         table, op, (before, after) = event
+        if self.keyless is not None and table in self.keyless.columns:  # whole rows
+            columns = self.keyless.columns[table]
+            return RowChange(
+                table=table, op=op, before=_image(columns, before), after=_image(columns, after)
+            )
         if op == "update":  # the changeset's old values over the whole row read after
             key = _key(self._keys[table], before)
             after = self._after[(table, key)]
@@ -183,6 +204,9 @@ class SqliteTransaction:
                 for code, op in OPCODES.items()
             }
             sample = [event for table in tables.values() for event in table.sample]
+            assert self.keyless is not None
+            counts.update(self.keyless.counts())
+            sample += self.keyless.sample()
             captured = Captured(events=sample, show=self._show, counts=counts)
             self._captured = (changeset, captured, updated)
         return self._captured
@@ -236,11 +260,10 @@ class SqliteTransaction:
         return UpdatedRows(table=name, columns=table.columns, key=table.key, images=images)
 
     def keyless_tables(self) -> list[str]:
-        """Changed tables without a primary key (the session keys their rows by rowid)."""
-        if self.session is None:
+        """Changed tables without a primary key (logged by triggers, see sqlite_keyless)."""
+        if self.keyless is None:
             return []
-        self._capture()  # learns the column names of every changed table
-        return sorted(name for name, columns in self._names.items() if columns[:1] == ["rowid"])
+        return sorted({run.table for run in self.keyless.runs()})
 
     def compensation_args(self, ref: DatabaseRef) -> JSONDict:
         assert self.session is not None
@@ -251,13 +274,20 @@ class SqliteTransaction:
             if self.sequences_before.get(name) != after.get(name)
         }
         changeset, _, updated = self._capture()
-        if holds_secret(changeset) or any(holds_secret(u.images) for u in updated):
+        assert self.keyless is not None
+        keyless = self.keyless.runs()
+        texts = [u.images for u in updated] + [i for r in keyless for i in (r.old, r.new) if i]
+        if holds_secret(changeset) or any(holds_secret(t) for t in texts):
             return {"unavailable": UNDO_HELD_A_SECRET}  # packed, the journal could not mask it
         return ChangesetArgs(
             database=ref,
             changeset=_pack(changeset),
             sequences=moved,
             updated=[u.model_copy(update={"images": _pack(u.images.encode())}) for u in updated],
+            keyless=[
+                r.model_copy(update={"old": _pack_text(r.old), "new": _pack_text(r.new)})
+                for r in keyless
+            ],
             packed=True,
         ).model_dump(mode="json")
 
@@ -287,8 +317,8 @@ def _null_key_rows(conn: apsw.Connection) -> dict[str, list[Row]]:
         nullable.setdefault(str(table), []).append(str(column))
     return {
         table: conn.execute(
-            f"SELECT rowid, * FROM {_ident(table)} WHERE "
-            + " OR ".join(f"{_ident(c)} IS NULL" for c in columns)
+            f"SELECT rowid, * FROM {ident(table)} WHERE "
+            + " OR ".join(f"{ident(c)} IS NULL" for c in columns)
             + " ORDER BY rowid"
         ).fetchall()
         for table, columns in nullable.items()
@@ -325,15 +355,26 @@ def restore(args: JSONDict, force: bool) -> None:
 
 
 def probe(args: JSONDict) -> EffectState:
-    """Did the batch commit? Its inverse applies cleanly only if the after-images are there."""
+    """Did the batch commit? Its inverse applies cleanly only if the after-images are there,
+    and the rows it left in tables without a key are there (rows it only removed from them
+    tell nothing: identical rows may be there anyway)."""
     parsed = ChangesetArgs.model_validate(args)
     if parsed.changeset is None:
         return EffectState.NOT_HAPPENED  # the changeset is journaled before COMMIT
     total = sum(1 for _ in apsw.Changeset.iter(parsed.changeset_bytes()))
-    conflicts = _apply_inverse(parsed, force=False, keep=False)
-    if not conflicts:
+    conn = connect(resolve(parsed.database))
+    try:
+        groups, missing = sqlite_keyless.evidence(conn, parsed.keyless_runs())
+    finally:
+        conn.close()
+    if total + groups == 0:  # nothing to look for
+        return EffectState.UNKNOWN if parsed.keyless else EffectState.HAPPENED
+    conflicts = len(_apply_inverse(parsed.model_copy(update={"keyless": []}), False, keep=False))
+    if not conflicts and not missing:
         return EffectState.HAPPENED
-    return EffectState.NOT_HAPPENED if len(conflicts) >= total else EffectState.UNKNOWN
+    if conflicts >= total and missing >= groups:
+        return EffectState.NOT_HAPPENED
+    return EffectState.UNKNOWN
 
 
 def _apply_inverse(args: ChangesetArgs, force: bool, *, keep: bool) -> list[str]:
@@ -382,7 +423,8 @@ def _apply_inverse(args: ChangesetArgs, force: bool, *, keep: bool) -> list[str]
         conn.execute("BEGIN IMMEDIATE")
         conn.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, 0)
         conn.execute("PRAGMA defer_foreign_keys = ON")  # forced rows are checked at the end too
-        keyless.update(_keyless_tables(conn))
+        keyless.update(n for (n,) in conn.execute(sqlite_keyless.KEYLESS))  # old changesets
+        conflicts += sqlite_keyless.undo(conn, args.keyless_runs(), force)
         changed_since.extend(_changed_since(conn, args, conflicts))
         reported.update((rows.table, key) for rows, key, _ in changed_since)
         unforceable.extend(
@@ -428,24 +470,12 @@ def _apply_inverse(args: ChangesetArgs, force: bool, *, keep: bool) -> list[str]
     return conflicts
 
 
-def _keyless_tables(conn: apsw.Connection) -> list[str]:
-    """Tables (with rowids) that declare no primary key: the session keys them by rowid."""
-    return [
-        str(name)
-        for (name,) in conn.execute(
-            "SELECT l.name FROM pragma_table_list AS l WHERE l.schema = 'main' "
-            "AND l.type = 'table' AND NOT l.wr AND NOT EXISTS "
-            "(SELECT 1 FROM pragma_table_info(l.name) AS c WHERE c.pk > 0)"
-        )
-    ]
-
-
 def _add_row(conn: apsw.Connection, table: str, values: Row) -> None:
     """Insert a row of a keyless table (its rowid first in `values`) under a new rowid."""
     columns = _columns(conn, table, len(values))[1:]
-    cols = ", ".join(_ident(c) for c in columns)
+    cols = ", ".join(ident(c) for c in columns)
     marks = ", ".join("?" for _ in columns)
-    conn.execute(f"INSERT INTO {_ident(table)} ({cols}) VALUES ({marks})", values[1:])
+    conn.execute(f"INSERT INTO {ident(table)} ({cols}) VALUES ({marks})", values[1:])
 
 
 def _foreign_key_violations(conn: apsw.Connection, limit: int = 5) -> list[str]:
@@ -482,10 +512,10 @@ def _candidates(conn: apsw.Connection, rows: UpdatedRows, images: str) -> list[l
     """The after-images of the rows that may have changed since the step: those SQLite finds
     missing, or writes differently now (a row it writes the same is the same). Only these are
     compared value by value in Python (images Python wrote, e.g. with base64 blobs, all are)."""
-    names = [_ident(c) for c in rows.columns]
+    names = [ident(c) for c in rows.columns]
     match = " AND ".join(f"t.{names[k]} = k.value ->> {k}" for k in rows.key)
     query = (
-        f"SELECT k.value FROM json_each(?) AS k LEFT JOIN main.{_ident(rows.table)} AS t "
+        f"SELECT k.value FROM json_each(?) AS k LEFT JOIN main.{ident(rows.table)} AS t "
         f"ON {match} WHERE t.{names[rows.key[0]]} IS NULL OR k.value IS NOT "
         f"json_array({_image_sql(names)})"
     )
@@ -524,21 +554,21 @@ def _before(old: Row | None, after: Row | None) -> Row:
 
 def _put_row(conn: apsw.Connection, rows: UpdatedRows, key: Row, before: Row) -> None:
     """Forced: write the full before-image over whatever the row is now (or re-create it)."""
-    where = " AND ".join(f"{_ident(rows.columns[i])} = ?" for i in rows.key)
-    sets = ", ".join(f"{_ident(c)} = ?" for c in rows.columns)
-    conn.execute(f"UPDATE {_ident(rows.table)} SET {sets} WHERE {where}", (*before, *key))
+    where = " AND ".join(f"{ident(rows.columns[i])} = ?" for i in rows.key)
+    sets = ", ".join(f"{ident(c)} = ?" for c in rows.columns)
+    conn.execute(f"UPDATE {ident(rows.table)} SET {sets} WHERE {where}", (*before, *key))
     if conn.changes() == 0:
-        cols = ", ".join(_ident(c) for c in rows.columns)
+        cols = ", ".join(ident(c) for c in rows.columns)
         marks = ", ".join("?" for _ in rows.columns)
-        conn.execute(f"INSERT INTO {_ident(rows.table)} ({cols}) VALUES ({marks})", before)
+        conn.execute(f"INSERT INTO {ident(rows.table)} ({cols}) VALUES ({marks})", before)
 
 
 def _fetch(
     conn: apsw.Connection, table: str, columns: list[str], key: list[int], keys: list[Row]
 ) -> dict[Row, Row]:
     """The rows of `table` with these keys, by key: one query per chunk of keys."""
-    cols = ", ".join(_ident(c) for c in columns)
-    names = [_ident(columns[i]) for i in key]
+    cols = ", ".join(ident(c) for c in columns)
+    names = [ident(columns[i]) for i in key]
     target = names[0] if len(names) == 1 else f"({', '.join(names)})"
     mark = "?" if len(names) == 1 else f"({', '.join('?' for _ in names)})"
     per = max(1, min(FETCH_CHUNK, conn.limit(apsw.SQLITE_LIMIT_VARIABLE_NUMBER) // len(names)))
@@ -548,7 +578,7 @@ def _fetch(
         listed = ", ".join(mark for _ in chunk)
         within = f"({listed})" if len(names) == 1 else f"(VALUES {listed})"
         for row in conn.execute(
-            f"SELECT {cols} FROM {_ident(table)} WHERE {target} IN {within}",
+            f"SELECT {cols} FROM {ident(table)} WHERE {target} IN {within}",
             tuple(v for k in chunk for v in k),
         ):
             found[tuple(row[i] for i in key)] = row
@@ -563,14 +593,14 @@ def _images_json(
     source = _keys_source(keys, len(key))
     if source is None:
         return None
-    names = [_ident(c) for c in columns]
+    names = [ident(c) for c in columns]
     if len(key) == 1:
         match = f"t.{names[key[0]]} = k.value"
     else:
         match = " AND ".join(f"t.{names[k]} = k.value ->> {i}" for i, k in enumerate(key))
     query = (
         f"SELECT json_group_array(json_array({_image_sql(names)})), count(*) "
-        f"FROM {source[0]} AS k JOIN main.{_ident(table)} AS t ON {match}"
+        f"FROM {source[0]} AS k JOIN main.{ident(table)} AS t ON {match}"
     )
     for found, count in conn.execute(query, (source[1],)):
         if count == len(keys):  # every key found once, as the open transaction guarantees
@@ -619,6 +649,14 @@ def _pack(data: bytes) -> str:
     return base64.b64encode(zlib.compress(data, 1)).decode()
 
 
+def _pack_text(text: str | None) -> str | None:
+    return None if text is None else _pack(text.encode())
+
+
+def _unpack(packed: str | None) -> str | None:
+    return None if packed is None else zlib.decompress(base64.b64decode(packed)).decode()
+
+
 def _dump(images: list[Row]) -> str:
     return json.dumps(images, separators=(",", ":"), default=_encode)
 
@@ -638,10 +676,6 @@ def _decode(value: JSONDict) -> bytes:
     if "hex" in value:  # written by SQLite (`_images_json`)
         return bytes.fromhex(value["hex"])
     return base64.b64decode(value["base64"])
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _restore_sequences(

@@ -188,7 +188,7 @@ def _run(
         if how.kind is not None or counted:
             handle.effect.update(summary.effect())
         if how.kind is not None:
-            handle.notes.extend(_keyless_note(how, tx.keyless_tables()))
+            handle.notes.extend(_keyless_note(tx.keyless_tables()))
         if confirm is not None and not _confirmed(confirm(summary)):
             tx.rollback()
             handle.set_compensation(None)
@@ -229,16 +229,14 @@ def _check_mysql(
         handle.notes.append(mysql.uncounted_note(reasons))
 
 
-def _keyless_note(how: Plan, tables: list[str]) -> list[str]:
+def _keyless_note(tables: list[str]) -> list[str]:
     """The step record says how rows of tables without a primary key are found again."""
     if not tables:
         return []
-    how_found = (
-        "by rowid"
-        if how.ref.dialect == "sqlite"
-        else "by whole-row match (identical rows are interchangeable)"
-    )
-    return [f"no primary key on {', '.join(tables)}: its rows are restored {how_found}"]
+    return [
+        f"no primary key on {', '.join(tables)}: its rows are restored by whole-row match "
+        f"(identical rows are interchangeable)"
+    ]
 
 
 def _open(how: Plan, url: str, lock_timeout: float | None) -> Transaction:
