@@ -12,11 +12,19 @@ the operations.
   gives no way to read or re-create them, their items must be absent when the call is sent.
 - `readOnly` properties of the item's schema are server-managed (not compared, not written
   back), `writeOnly` ones write-only (a call setting one is irreversible; see `fields`).
+
+A document given as a file or a URL is read once per content: the rules inferred from it are
+cached under the SHA-256 of its bytes (with the base URL and the version of this inference),
+in the process and in `$GOEX_CACHE_DIR/openapi` (default ~/.cache/goex-tools/openapi), so a
+large document (GitHub's is 13 MB) costs its parse only the first time.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -29,6 +37,8 @@ from goex_tools.errors import GoexError
 
 JSONDoc = dict[str, Any]
 MAX_DEPTH = 8  # how deep schemas are walked for readOnly / writeOnly / id fields
+INFERENCE = "1"  # part of the cache key: change it when what is inferred changes
+CACHE_ENV = "GOEX_CACHE_DIR"
 
 
 class OpenAPIError(GoexError):
@@ -39,6 +49,12 @@ def load_document(document: object) -> tuple[JSONDoc, str | None]:
     """The document as a dict, and the URL it came from (to resolve relative servers)."""
     if isinstance(document, dict):
         return document, None
+    raw, where, origin = _read(document)
+    return _parse(raw.decode("utf-8", errors="replace"), where), origin
+
+
+def _read(document: object) -> tuple[bytes, str, str | None]:
+    """A document's bytes, what to call it in errors, and its URL (None for a file)."""
     text = str(document)
     if text.startswith(("http://", "https://")):
         try:
@@ -46,17 +62,68 @@ def load_document(document: object) -> tuple[JSONDoc, str | None]:
             response.raise_for_status()
         except httpx.HTTPError as exc:
             raise OpenAPIError(f"cannot fetch the OpenAPI document {text}: {exc}") from None
-        return _parse(response.text, text), text
+        return response.content, text, text
     path = Path(text)
     try:
-        return _parse(path.read_text(), str(path)), None
+        return path.read_bytes(), str(path), None
     except OSError as exc:
         raise OpenAPIError(f"cannot read the OpenAPI document {path}: {exc}") from None
 
 
 def rules_from_openapi(document: object, *, base_url: str | None = None) -> list[UndoRule]:
-    """Every undo rule the document supports, with source `openapi`."""
-    doc, origin = load_document(document)
+    """Every undo rule the document supports, with source `openapi` (cached by the
+    document's content when it is given as a file or URL)."""
+    if isinstance(document, dict):
+        return _inferred(document, None, base_url)
+    raw, where, origin = _read(document)
+    key = hashlib.sha256(
+        b"\0".join(s.encode() for s in (INFERENCE, base_url or "", origin or "")) + b"\0" + raw
+    ).hexdigest()
+    cached = _cached(key)
+    if cached is not None:
+        return cached
+    rules = _inferred(_parse(raw.decode("utf-8", errors="replace"), where), origin, base_url)
+    _remember(key, rules)
+    return rules
+
+
+_memory: dict[str, list[UndoRule]] = {}
+_memory_lock = threading.Lock()
+
+
+def _cache_file(key: str) -> Path:
+    root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "goex-tools"
+    return Path(root) / "openapi" / f"{key}.json"
+
+
+def _cached(key: str) -> list[UndoRule] | None:
+    with _memory_lock:
+        if key in _memory:
+            return [rule.model_copy() for rule in _memory[key]]
+    try:
+        stored = json.loads(_cache_file(key).read_text())
+        rules = [UndoRule.model_validate(item) for item in stored]
+    except (OSError, ValueError):  # absent, unreadable or from another version: infer again
+        return None
+    with _memory_lock:
+        _memory[key] = rules
+    return [rule.model_copy() for rule in rules]
+
+
+def _remember(key: str, rules: list[UndoRule]) -> None:
+    with _memory_lock:
+        _memory[key] = rules
+    path = _cache_file(key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.part")
+        partial.write_text(json.dumps([rule.model_dump(mode="json") for rule in rules]))
+        partial.replace(path)
+    except OSError:
+        pass  # a cache that cannot be written costs the next parse, nothing else
+
+
+def _inferred(doc: JSONDoc, origin: str | None, base_url: str | None) -> list[UndoRule]:
     api = _Document(doc)
     base = _base_url(api, base_url, origin)
     rules: list[UndoRule] = []
