@@ -281,7 +281,7 @@ class HttpTool:
         if rule.restore_url is not None:
             home = plan.match.fill(rule.restore_url)
         elif rule.state_url is not None:
-            home = call.url
+            home = plan.match.fill(rule.url)  # the call's resource, `{+name}` as one segment
         extra = _undo_extra(rule, call)
         if not state.exists:  # the call creates what was absent
             undo = UndoCall(method="DELETE", url=home, json_body=extra or None)

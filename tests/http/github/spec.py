@@ -109,3 +109,30 @@ def violations(headers: Any) -> list[Any]:
     """What Prism found wrong with a request (not with its own answer), from its headers."""
     found = json.loads(headers.get("sl-violations") or "[]")
     return [v for v in found if v.get("location", [""])[0] == "request"]
+
+
+def accepts_undos(prism_url: str, steps: list[Any], base: str) -> int:
+    """Send the undo of every step (made against `base`) to Prism instead, as a rollback
+    would build it if nothing changed since the step; fail unless Prism accepts each.
+    Returns how many were sent."""
+    from goex_tools.domains.http import RevertArgs
+    from goex_tools.domains.http.undo import UndoCall, undo_request
+
+    count = 0
+    for step in steps:
+        if step.compensation is None or step.compensation.kind != "http.revert":
+            continue
+        args = RevertArgs.model_validate(step.compensation.args)
+        assert args.unavailable is None, args.unavailable
+        rebased = UndoCall.model_validate(
+            {**args.call.model_dump(), "url": args.call.url.replace(base, prism_url, 1)}
+        )
+        same = args.call.url == args.check_url
+        call = undo_request(args, rebased, {"Accept": "application/json"}, args.after, same)
+        response = httpx.request(
+            call.method, call.url, headers=call.headers, json=call.body, timeout=30
+        )
+        assert response.status_code < 400, f"Prism refused {call}: {response.text[:500]}"
+        assert violations(response.headers) == [], (call, violations(response.headers))
+        count += 1
+    return count

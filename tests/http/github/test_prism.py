@@ -20,16 +20,11 @@ from goex_tools.domains.http.packs import github
 from goex_tools.domains.http.send import client_for, request, unconditional
 from goex_tools.domains.http.undo import undo_request
 from goex_tools.secrets import default_store
-from tests.http.github.spec import prism, violations
+from tests.http.github.spec import violations
 
 TOKEN = "ghp_0123456789abcdefGHIJKLmnop"
 AUTH = {"Authorization": "Bearer {{secret:github}}", "Accept": "application/json"}
 SHA = "aa218f56b14c9653891f9e74264a383fa43fefbd"
-
-
-@pytest.fixture(scope="module")
-def prism_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    yield from prism(tmp_path_factory.mktemp("prism") / "prism.log")
 
 
 @pytest.fixture

@@ -40,7 +40,9 @@ def test_add_openapi_parses_a_changed_document_again(cache: Path, tmp_path: Path
     copy = tmp_path / "api.json"
     copy.write_bytes(document_path().read_bytes())
     before = UndoRules().add_openapi(str(copy)).rules
-    text = copy.read_text().replace('"/repos/{owner}/{repo}/issues/{issue_number}": {', '"/x": {', 1)
+    text = copy.read_text().replace(
+        '"/repos/{owner}/{repo}/issues/{issue_number}": {', '"/x": {', 1
+    )
     copy.write_text(text)
     after = UndoRules().add_openapi(str(copy)).rules
     assert len(list((cache / "openapi").glob("*.json"))) == 2
@@ -52,7 +54,7 @@ def test_add_openapi_ignores_a_damaged_cache_file(cache: Path) -> None:
     document = str(document_path())
     first = UndoRules().add_openapi(document).rules
     (stored,) = (cache / "openapi").glob("*.json")
-    stored.write_text("[{\"action\": 5}]")
+    stored.write_text('[{"action": 5}]')
     openapi._memory.clear()
     assert UndoRules().add_openapi(document).rules == first
 
