@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from goex_tools.domains.sql.batch_text import statement_sql
 from goex_tools.model import Compensation, Proposal
 from goex_tools.policy import testbed
 from goex_tools.policy.undo import SHELL_KIND, SQL_KIND, ShellUndoArgs, SqlUndoArgs
@@ -72,7 +73,7 @@ class LLMUndoProposer:
         return parse_reply(_text(getattr(reply, "content", reply)))
 
     def _sql(self, proposal: Proposal) -> UndoOutcome:
-        statements = [s["sql"] for s in proposal.predicted.get("statements") or []]
+        statements = statement_sql(proposal.inputs, proposal.predicted)
         url = testbed.real_url(proposal)
         if url is None or not statements:
             return UndoOutcome(reason="the database cannot be reached to try an undo")

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import Connection
 
+from goex_tools.domains.sql.batch_text import batch_sql, statement_sql
 from goex_tools.errors import GoexError
 from goex_tools.model import Proposal
 
@@ -231,7 +232,7 @@ def measure(proposal: Proposal) -> Measured:
     summary = trial(_batch(proposal), url)
     if summary is not None:
         return Measured(summary.rows_changed, sorted(summary.tables))
-    writes = [s["sql"] for s in predicted.get("statements") or []]
+    writes = statement_sql(proposal.inputs, predicted)
     named = sorted({t for s in predicted.get("statements") or [] for t in s.get("tables") or []})
     refusal = untrialable(url, writes)
     if refusal is not None:
@@ -262,10 +263,10 @@ def views_read(proposal: Proposal) -> dict[str, list[str]]:
 
 def _batch(proposal: Proposal) -> str:
     """The batch as run_sql was given it (else its statements, one after the other)."""
-    given = proposal.inputs.get("sql")
-    if isinstance(given, str) and given.strip():
+    given = batch_sql(proposal.inputs)
+    if given.strip():
         return given
-    return ";\n".join(s["sql"] for s in proposal.predicted.get("statements") or [])
+    return ";\n".join(statement_sql(proposal.inputs, proposal.predicted))
 
 
 def _mysql_reach(url: str, tables: Sequence[str]) -> str:

@@ -52,10 +52,11 @@ from goex_tools.domains.sql.changes import (
 )
 from goex_tools.domains.sql.databases import DatabaseRef
 from goex_tools.domains.sql.postgres_lock_watch import LockWatch
-from goex_tools.domains.sql.quoting import ident
+from goex_tools.domains.sql.quoting import ident, pack, unpack
 from goex_tools.domains.sql.results import StatementResult, collect
 from goex_tools.errors import GoexError
 from goex_tools.model import JSONDict
+from goex_tools.redaction import UNDO_HELD_A_SECRET, holds_secret
 
 MECHANISM = "postgresql-row-triggers"
 KIND = "sql.restore_rows"
@@ -181,11 +182,24 @@ class LoggedRows(BaseModel):
 
 
 class RestoreRowsArgs(BaseModel):
-    """Arguments of `sql.restore_rows`: the row log of a committed batch, oldest first."""
+    """Arguments of `sql.restore_rows`: the row log of a committed batch, oldest first.
+
+    `packed`: the images are zlib-compressed before base64 (the journal writes them as they
+    are, and JSON of rows compresses several times over); older journals have them plain.
+    """
 
     database: DatabaseRef
     txid: str | None = None  # None until captured (then nothing was committed)
     rows: list[LoggedRows] = []
+    packed: bool = False
+
+    def unpacked(self) -> list[LoggedRows]:
+        """`rows` with their images as JSON text."""
+        if not self.packed:
+            return self.rows
+        return [
+            r.model_copy(update={"old": unpack(r.old), "new": unpack(r.new)}) for r in self.rows
+        ]
 
 
 # The log as runs of consecutive events of one kind on one table (seq minus the event's rank
@@ -354,7 +368,11 @@ class SqlAlchemyTransaction:
         return [_display_name(schema, table) for schema, table in self._keyless]
 
     def compensation_args(self, ref: DatabaseRef) -> JSONDict:
-        return RestoreRowsArgs(database=ref, txid=self.txid, rows=self.log()).model_dump(
+        rows = self.log()
+        if any(holds_secret(i) for r in rows for i in (r.old, r.new) if i):
+            return {"unavailable": UNDO_HELD_A_SECRET}  # packed, the journal could not mask it
+        packed = [r.model_copy(update={"old": pack(r.old), "new": pack(r.new)}) for r in rows]
+        return RestoreRowsArgs(database=ref, txid=self.txid, rows=packed, packed=True).model_dump(
             mode="json"
         )
 

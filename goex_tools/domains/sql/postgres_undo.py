@@ -46,8 +46,9 @@ def restore(args: JSONDict, force: bool) -> None:
     parsed = RestoreRowsArgs.model_validate(args)
     with _transient_errors(), engine_for(resolve(parsed.database)).begin() as conn:
         _replica_role(conn)
+        rows = parsed.unpacked()
         runs: dict[tuple[str, str], list[LoggedRows]] = {}
-        for run in parsed.rows:
+        for run in rows:
             runs.setdefault((run.schema_, run.table), []).append(run)
         tables = {key: _Table.load(conn, *key) for key in runs}
         conflicts: list[str] = []
@@ -55,7 +56,7 @@ def restore(args: JSONDict, force: bool) -> None:
             conflicts += tables[key].undo(conn, table_runs, force)
         if conflicts and not force:
             raise CompensationConflict(conflict_report(conflicts))
-        _check_foreign_keys(conn, parsed.rows, tables)
+        _check_foreign_keys(conn, rows, tables)
 
 
 def probe(args: JSONDict) -> EffectState:

@@ -38,7 +38,7 @@ from goex_tools.domains.sql.changes import (
     unforceable_report,
 )
 from goex_tools.domains.sql.databases import DatabaseRef, resolve, sqlite_path
-from goex_tools.domains.sql.quoting import ident
+from goex_tools.domains.sql.quoting import ident, pack, unpack
 from goex_tools.domains.sql.results import StatementResult, collect
 from goex_tools.domains.sql.sqlite_keyless import KeylessRun
 from goex_tools.errors import CompensationConflict, GoexError
@@ -109,7 +109,7 @@ class ChangesetArgs(BaseModel):
         if not self.packed:
             return self.keyless
         return [
-            run.model_copy(update={"old": _unpack(run.old), "new": _unpack(run.new)})
+            run.model_copy(update={"old": unpack(run.old), "new": unpack(run.new)})
             for run in self.keyless
         ]
 
@@ -285,8 +285,7 @@ class SqliteTransaction:
             sequences=moved,
             updated=[u.model_copy(update={"images": _pack(u.images.encode())}) for u in updated],
             keyless=[
-                r.model_copy(update={"old": _pack_text(r.old), "new": _pack_text(r.new)})
-                for r in keyless
+                r.model_copy(update={"old": pack(r.old), "new": pack(r.new)}) for r in keyless
             ],
             packed=True,
         ).model_dump(mode="json")
@@ -647,14 +646,6 @@ def _image_sql(names: list[str]) -> str:
 def _pack(data: bytes) -> str:
     """zlib (fastest level: the journal's bytes cost more than compressing them), base64."""
     return base64.b64encode(zlib.compress(data, 1)).decode()
-
-
-def _pack_text(text: str | None) -> str | None:
-    return None if text is None else _pack(text.encode())
-
-
-def _unpack(packed: str | None) -> str | None:
-    return None if packed is None else zlib.decompress(base64.b64decode(packed)).decode()
 
 
 def _dump(images: list[Row]) -> str:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import URL, Engine
 
-from goex_tools.domains.sql import functions, mysql, postgres, sqlite
+from goex_tools.domains.sql import batch_text, functions, mysql, postgres, sqlite
 from goex_tools.domains.sql.changes import Captured, ChangeSummary, Decision, summarize
 from goex_tools.domains.sql.databases import DatabaseRef, lookup, require_credentials
 from goex_tools.domains.sql.results import StatementResult
@@ -261,13 +261,13 @@ def _proposal(how: Plan, sql: str) -> Proposal:
     return Proposal(
         tool=TOOL,
         domain=DOMAIN,
-        inputs={"sql": sql, "database": database},
+        inputs=batch_text.inputs(sql, database),
         reversibility=how.reversibility,
         compensation=_compensation(how, {"database": how.ref.model_dump()}) if how.kind else None,
         predicted={
             "database": how.ref.url,
             "dialect": how.ref.dialect,
-            "statements": [s.model_dump() for s in how.statements],
+            "statements": batch_text.statements(sql, how.statements),
             "reversible_by": how.reversible_by,
             "unknown_functions": how.unknown_functions,
         },
