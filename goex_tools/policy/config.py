@@ -70,11 +70,23 @@ class HttpRule(Rule):
     paths: list[str] | None = None
 
 
+class SandboxCeilings(_Strict):
+    """The most a shell command may ask for (see `sandbox.Limits`); a command whose limits
+    go past one, or do not say, is refused before it runs. Unset: no ceiling."""
+
+    timeout: float | None = Field(default=None, gt=0)  # seconds of wall-clock time
+    memory: int | None = Field(default=None, gt=0)  # bytes
+    processes: int | None = Field(default=None, gt=0)
+    file_size: int | None = Field(default=None, gt=0)  # bytes
+    cpu_time: float | None = Field(default=None, gt=0)  # CPU seconds
+
+
 class FsPolicy(_Strict):
     default: Verdict | None = None
     rules: list[FsRule] = Field(default_factory=list)
     network: Verdict = "refuse"  # run_shell asking for network access
     require_sandbox: bool = True  # run_shell only inside a sandbox that works here
+    limits: SandboxCeilings = Field(default_factory=SandboxCeilings)
 
 
 class SqlPolicy(_Strict):

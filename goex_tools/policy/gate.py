@@ -187,6 +187,7 @@ class Policy:
                     )
             if "command" in p or proposal.tool == "run_shell":
                 found.extend(self._shell_confinement(p))
+                found.extend(self._past_ceilings(proposal))
         limit = self.config.sql.max_rows_changed
         if proposal.domain == "sql" and limit is not None and measured is not None:
             found.extend(self._row_limit(measured, limit))
@@ -223,6 +224,28 @@ class Policy:
                         ("fs", "require_sandbox"),
                     )
                 )
+        return found
+
+    def _past_ceilings(self, proposal: Proposal) -> list[Verdicted]:
+        """A refusal for each limit the command asks more of than `fs.limits` allows (the
+        timeout is an input; the rest are predicted), or does not state at all."""
+        asked = dict(proposal.predicted.get("limits") or {})
+        asked["timeout"] = proposal.inputs.get("timeout")
+        found = []
+        for name, ceiling in self.config.fs.limits.model_dump(exclude_none=True).items():
+            value = asked.get(name)
+            if value is not None and value <= ceiling:
+                continue
+            wanted = "does not state it" if value is None else f"asks for {value:g}"
+            found.append(
+                Verdicted(
+                    "refuse",
+                    f"fs.limits.{name}",
+                    f"the command's {name} limit: it {wanted}, the policy allows at most "
+                    f"{ceiling:g} (set Workspace(limits=...) within it)",
+                    ("fs", "limits", name),
+                )
+            )
         return found
 
     def _row_limit(self, measured: Measured, limit: int) -> list[Verdicted]:
