@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from goex_tools.errors import (
     InvalidArgument,
@@ -39,7 +39,13 @@ from goex_tools.journal_engine import (
 )
 from goex_tools.journal_faults import translated
 from goex_tools.journal_schema import events_table, metadata, runs_table, steps_table
-from goex_tools.journal_writes import StepWrites, core_transaction, driver_transaction
+from goex_tools.journal_writes import (
+    StepWrites,
+    core_transaction,
+    driver_transaction,
+    postgres_statement,
+    postgres_transaction,
+)
 from goex_tools.model import (
     CLOSED_RUN_STATUSES,
     Compensation,
@@ -56,6 +62,16 @@ from goex_tools.redaction import UNDO_HELD_A_SECRET, redact
 
 DEFAULT_PATH = Path(".goex") / "journal.db"
 URL_ENV = "GOEX_JOURNAL_URL"
+
+
+class Move(NamedTuple):
+    """One compare-and-set transition for `Journal.transitions`."""
+
+    step_id: str
+    to: StepStatus
+    expect: tuple[StepStatus, ...]
+    detail: str = ""
+    owner: str | None = None
 
 
 def default_url() -> str:
@@ -114,8 +130,15 @@ class Journal:
         self._name = self._target.url.render_as_string(hide_password=True)
         mode: Mode = "read" if read_only else "create" if create else "open"
         self.engine = make_engine(self._target, mode=mode, durable=durable, timeout=self.timeout)
-        on_driver = self.engine.dialect.name == "sqlite" and not read_only
-        self._writes = driver_transaction if on_driver else core_transaction
+        dialect = self.engine.dialect.name
+        self._writes: Callable[[Engine], AbstractContextManager[StepWrites]]
+        self._statement: Callable[[Engine], AbstractContextManager[StepWrites]]
+        if dialect == "sqlite" and not read_only:
+            self._writes = self._statement = driver_transaction
+        elif dialect == "postgresql":
+            self._writes, self._statement = postgres_transaction, postgres_statement
+        else:
+            self._writes = self._statement = core_transaction
         with self._faults("open the journal"):
             if mode == "create":
                 create_schema(self.engine, metadata)
@@ -176,8 +199,11 @@ class Journal:
         self.check_attached()
 
     @contextmanager
-    def _step_writes(self, doing: str) -> Iterator[StepWrites]:
-        with self._faults(doing), self._writes(self.engine) as writes:
+    def _step_writes(self, doing: str, *, one_statement: bool = False) -> Iterator[StepWrites]:
+        """Step writes in one transaction (`one_statement`: the block writes with a single
+        statement, atomic on its own, so it may skip BEGIN and COMMIT)."""
+        begin = self._statement if one_statement else self._writes
+        with self._faults(doing), begin(self.engine) as writes:
             yield writes
         self.check_attached()
 
@@ -352,18 +378,42 @@ class Journal:
             values["decision"] = redact(decision.model_dump(mode="json"))
         if owner is not None:
             values["owner"] = owner
-        with self._step_writes(f"record step {step_id} as {to.value}") as writes:
-            row = writes.update_step(step_id, values, expected)
-            if row is None:
-                current = writes.status(step_id)
-                if current is None:
-                    raise NotFound(f"no step with id {step_id!r} in {self!r}")
-                raise StaleTransition(
-                    f"step {step_id} is {current}, not {' or '.join(expected)}; "
-                    f"it cannot become {to.value}"
-                )
-            _add_event(writes, step_id, to, redact(detail or (error or "")))
+        event = _event(step_id, to, redact(detail or (error or "")))
+        doing = f"record step {step_id} as {to.value}"
+        with self._step_writes(doing, one_statement=True) as writes:
+            row = writes.transition(step_id, values, expected, event)
+        if row is None:  # nothing was written: say why
+            with self._read(doing) as conn:
+                current = conn.execute(
+                    sa.select(steps_table.c.status).where(steps_table.c.id == step_id)
+                ).scalar()
+            if current is None:
+                raise NotFound(f"no step with id {step_id!r} in {self!r}")
+            raise StaleTransition(
+                f"step {step_id} is {current}, not {' or '.join(expected)}; "
+                f"it cannot become {to.value}"
+            )
         return _step_from_row(row) if row else self.get_step(step_id)
+
+    def transitions(self, moves: Sequence[Move]) -> list[Step | None]:
+        """Several compare-and-set transitions in one transaction, so one commit: each move
+        applies only if its step is in one of its expected statuses (None where it did not).
+
+        A rollback marks a step compensated and claims the next one in a single commit."""
+        doing = "record " + ", ".join(f"step {m.step_id} as {m.to.value}" for m in moves)
+        rows: list[dict[str, Any] | None] = []
+        with self._step_writes(doing, one_statement=len(moves) == 1) as writes:
+            for move in moves:
+                values: dict[str, Any] = {"status": move.to.value, "updated_at": utcnow()}
+                if move.owner is not None:
+                    values["owner"] = move.owner
+                event = _event(move.step_id, move.to, redact(move.detail))
+                expect = [s.value for s in move.expect]
+                rows.append(writes.transition(move.step_id, values, expect, event))
+        return [
+            None if row is None else _step_from_row(row) if row else self.get_step(move.step_id)
+            for move, row in zip(moves, rows, strict=True)
+        ]
 
     def withdraw(self, step_id: str) -> bool:
         """Delete a step that is still pending and has no step under it, with its events.
@@ -461,10 +511,12 @@ def _refuse_closed(run_id: str, status: str) -> None:
         )
 
 
+def _event(step_id: str, status: StepStatus, detail: str) -> dict[str, Any]:
+    return {"step_id": step_id, "at": utcnow(), "status": status.value, "detail": detail}
+
+
 def _add_event(writes: StepWrites, step_id: str, status: StepStatus, detail: str) -> None:
-    writes.insert_event(
-        {"step_id": step_id, "at": utcnow(), "status": status.value, "detail": detail}
-    )
+    writes.insert_event(_event(step_id, status, detail))
 
 
 def _jsonable(value: Any) -> Any:

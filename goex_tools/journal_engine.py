@@ -36,6 +36,8 @@ DEFAULT_TIMEOUT = 30.0
 TIMEOUT_ENV = "GOEX_JOURNAL_TIMEOUT"
 READ_OPTION = "goex_read"  # execution option: a read transaction (no write lock on SQLite)
 SCHEMA_LOCK = 0x676F6578  # "goex": the advisory lock serialising schema creation
+PING_AFTER = 5.0  # seconds a pooled server connection may sit idle before it is pinged
+_LAST_USED = "goex_last_used"
 
 
 def default_timeout() -> float:
@@ -200,6 +202,8 @@ def _watch(engine: Engine, timeout: float) -> None:
     def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
         _watchdog.arm(record, dbapi_conn, timeout)
         started = time.monotonic()
+        if started - record.info.get(_LAST_USED, 0.0) < PING_AFTER:
+            return  # used a moment ago: a ping would cost a round trip for nothing
         try:
             engine.dialect.do_ping(dbapi_conn)  # a pooled connection may have died
         except Exception as exc:
@@ -208,7 +212,13 @@ def _watch(engine: Engine, timeout: float) -> None:
                 raise  # the server stopped answering: no new connection would fare better
             raise sa.exc.DisconnectionError(str(exc)) from exc  # the pool reconnects once
 
-    for event in ("checkin", "invalidate", "soft_invalidate", "close", "detach"):
+    @sa.event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        _watchdog.disarm(record)
+        if record is not None:
+            record.info[_LAST_USED] = time.monotonic()
+
+    for event in ("invalidate", "soft_invalidate", "close", "detach"):
         sa.event.listen(engine, event, lambda *a, **_: _watchdog.disarm(a[1]))
 
 

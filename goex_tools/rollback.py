@@ -31,7 +31,7 @@ from goex_tools.errors import (
     StaleTransition,
     TransientError,
 )
-from goex_tools.journal import Journal, get_journal
+from goex_tools.journal import Journal, Move, get_journal
 from goex_tools.model import (
     UNDOABLE_STATUSES,
     Reversibility,
@@ -260,44 +260,56 @@ def _execute(
     retry: RetryPolicy,
 ) -> RollbackReport:
     report = RollbackReport(run_id=run_id, dry_run=dry_run)
-    for planned in todo:
-        step = planned if dry_run else _settled(journal, planned, report)
-        if step is None:
-            continue  # it never happened: nothing to undo
-        missing = _no_undo(step)
-        if missing is not None:
-            report.outcomes.append(
-                StepOutcome(step_id=step.id, tool=step.tool, outcome="irreversible", detail=missing)
-            )
-            if on_irreversible == "stop" and not dry_run:
+    undone: Step | None = None  # undone, to be marked compensated with the next claim
+    try:
+        for planned in todo:
+            if planned.status in (StepStatus.PENDING, StepStatus.COMPENSATING):
+                _mark_undone(journal, undone)  # settling it writes the journal
+                undone = None
+            step = planned if dry_run else _settled(journal, planned, report)
+            if step is None:
+                continue  # it never happened: nothing to undo
+            missing = _no_undo(step)
+            if missing is not None:
+                report.outcomes.append(
+                    StepOutcome(
+                        step_id=step.id, tool=step.tool, outcome="irreversible", detail=missing
+                    )
+                )
+                if on_irreversible == "stop" and not dry_run:
+                    raise RollbackFailed(
+                        f"rollback stopped at irreversible step {step.id} ({step.tool}): "
+                        f"{missing}; the steps after it are undone. Pass "
+                        f"on_irreversible='skip' to go past it.",
+                        report,
+                    )
+                continue
+            assert step.compensation is not None
+            registry.validate(step.compensation)  # unknown kind / bad args: stop before any effect
+            if dry_run and step.status in (StepStatus.PENDING, StepStatus.COMPENSATING):
+                report.outcomes.append(_unsettled(step, liveness(step.owner).reason))
+                continue
+            if dry_run:
+                report.outcomes.append(
+                    StepOutcome(
+                        step_id=step.id,
+                        tool=step.tool,
+                        outcome="would_compensate",
+                        detail=step.compensation.description or step.compensation.kind,
+                        undo=_label(step),
+                    )
+                )
+                continue
+            marking, undone = undone, None
+            outcome = _compensate(journal, step, force, retry, marking)
+            report.outcomes.append(outcome)
+            if outcome.outcome != "compensated":
                 raise RollbackFailed(
-                    f"rollback stopped at irreversible step {step.id} ({step.tool}): {missing}; "
-                    f"the steps after it are undone. Pass on_irreversible='skip' to go past it.",
-                    report,
+                    f"rollback stopped at step {step.id} ({step.tool}): {outcome.detail}", report
                 )
-            continue
-        assert step.compensation is not None
-        registry.validate(step.compensation)  # unknown kind / bad args: stop before any effect
-        if dry_run and step.status in (StepStatus.PENDING, StepStatus.COMPENSATING):
-            report.outcomes.append(_unsettled(step, liveness(step.owner).reason))
-            continue
-        if dry_run:
-            report.outcomes.append(
-                StepOutcome(
-                    step_id=step.id,
-                    tool=step.tool,
-                    outcome="would_compensate",
-                    detail=step.compensation.description or step.compensation.kind,
-                    undo=_label(step),
-                )
-            )
-            continue
-        outcome = _compensate(journal, step, force, retry)
-        report.outcomes.append(outcome)
-        if outcome.outcome != "compensated":
-            raise RollbackFailed(
-                f"rollback stopped at step {step.id} ({step.tool}): {outcome.detail}", report
-            )
+            undone = step
+    finally:
+        _mark_undone(journal, undone)
     report.complete = True
     return report
 
@@ -365,17 +377,23 @@ def _no_undo(step: Step) -> str | None:
     return f"this step cannot be undone: {reason}" if reason else None
 
 
-def _compensate(journal: Journal, step: Step, force: bool, retry: RetryPolicy) -> StepOutcome:
+def _compensate(
+    journal: Journal, step: Step, force: bool, retry: RetryPolicy, undone: Step | None
+) -> StepOutcome:
+    """Claim `step` (compensating), run its undo, and say how it went. The undo's success is
+    marked later, with the next claim (`undone`: the previous step, marked compensated in
+    the same commit as this claim): one journal commit per step, write-ahead kept."""
     assert step.compensation is not None
-    try:
-        step = journal.transition(
-            step.id,
-            StepStatus.COMPENSATING,
-            expect=UNDOABLE_STATUSES,
-            detail=f"compensating with {step.compensation.kind}",
-            owner=owner_tag(),
-        )
-    except StaleTransition:  # another rollback took it first
+    claim = Move(
+        step.id,
+        StepStatus.COMPENSATING,
+        tuple(UNDOABLE_STATUSES),
+        detail=f"compensating with {step.compensation.kind}",
+        owner=owner_tag(),
+    )
+    *done, claimed = journal.transitions([*_done_moves(undone), claim])
+    _check_marked(undone, done)
+    if claimed is None:  # another rollback took it first
         now = journal.get_step(step.id)
         doing = "is being compensated" if now.status is StepStatus.COMPENSATING else "was undone"
         return StepOutcome(
@@ -385,6 +403,7 @@ def _compensate(journal: Journal, step: Step, force: bool, retry: RetryPolicy) -
             detail=f"{doing} by another rollback ({now.owner}); run this one again once it "
             f"has finished",
         )
+    step = claimed
     assert step.compensation is not None
     handler = registry.get(step.compensation.kind)
     ctx = UndoContext(step=step, journal=journal, force=force)
@@ -408,13 +427,6 @@ def _compensate(journal: Journal, step: Step, force: bool, retry: RetryPolicy) -
         )
     except Exception as exc:  # a compensation's own error, reported not swallowed
         return _failed(journal, step, "failed", f"{type(exc).__name__}: {exc}")
-    journal.transition(
-        step.id,
-        StepStatus.COMPENSATED,
-        # `goex recover --all` may have released it while the undo ran; the undo is done.
-        expect=[StepStatus.COMPENSATING, StepStatus.COMPENSATION_FAILED],
-        detail="compensated",
-    )
     return StepOutcome(
         step_id=step.id,
         tool=step.tool,
@@ -428,6 +440,28 @@ def _label(step: Step) -> Literal["exact", "semantic"]:
     """How a step's undo restores: as journaled before it ran (a compensation added to a
     step labelled otherwise, e.g. by an old gate, never counts as exact)."""
     return "exact" if step.reversibility is Reversibility.EXACT else "semantic"
+
+
+def _done_moves(undone: Step | None) -> list[Move]:
+    if undone is None:
+        return []
+    # `goex recover --all` may have released it while the undo ran; the undo is done.
+    expect = (StepStatus.COMPENSATING, StepStatus.COMPENSATION_FAILED)
+    return [Move(undone.id, StepStatus.COMPENSATED, expect, detail="compensated")]
+
+
+def _mark_undone(journal: Journal, undone: Step | None) -> None:
+    """Mark the step whose undo ran compensated, now (the rollback ends or writes otherwise)."""
+    if undone is not None:
+        _check_marked(undone, journal.transitions(_done_moves(undone)))
+
+
+def _check_marked(undone: Step | None, done: list[Step | None]) -> None:
+    if undone is not None and done[0] is None:
+        raise StaleTransition(
+            f"step {undone.id} ({undone.tool}) was undone, but something else moved it "
+            f"meanwhile: it could not be marked compensated"
+        )
 
 
 def _failed(

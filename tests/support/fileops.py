@@ -136,3 +136,44 @@ def create_when_told(path: str, ready: str, go: str) -> None:
     """Signals `ready` mid-effect, finishes once `go` exists (an agent still running)."""
     wait_for(go, ready)
     Path(path).write_text("late")
+
+
+def discard_file(path: str, **_: object) -> None:
+    Path(path).unlink(missing_ok=True)
+
+
+@reversible(undo=discard_file, probe=file_exists)
+def make_file(path: str, text: str) -> None:
+    """Create `path`, writing it in two halves (a kill may land between them)."""
+    with open(path, "w") as fh:
+        fh.write(text[: len(text) // 2])
+        fh.flush()
+        time.sleep(0.002)
+        fh.write(text[len(text) // 2 :])
+
+
+def text_state(path: str, text: str) -> dict[str, object]:
+    p = Path(path)
+    return {"path": path, "old": p.read_text() if p.exists() else None, "new": text}
+
+
+def restore_old(path: str, old: str | None, **_: object) -> None:
+    restore_text(path, old)
+
+
+def text_is_new(path: str, old: str | None, new: str, **_: object) -> bool | None:
+    """Whether `rewrite` happened: the new text is there (True), the old one (False), or
+    something in between, which nobody can call either (None)."""
+    p = Path(path)
+    now = p.read_text() if p.exists() else None
+    return True if now == new else False if now == old else None
+
+
+@reversible(undo=restore_old, before=text_state, probe=text_is_new)
+def rewrite(path: str, text: str) -> None:
+    """Replace `path`'s text, in two halves (a kill may land between them)."""
+    with open(path, "w") as fh:
+        fh.write(text[: len(text) // 2])
+        fh.flush()
+        time.sleep(0.002)
+        fh.write(text[len(text) // 2 :])
