@@ -19,6 +19,7 @@ from rich.table import Table
 
 from goex_tools.errors import GoexError, JournalError, NotFound, RollbackFailed
 from goex_tools.journal import Journal
+from goex_tools.mcp.command import add_command as add_mcp_command
 from goex_tools.model import Step
 from goex_tools.recovery import recover
 from goex_tools.rollback import RollbackReport, rollback, undo_step
@@ -182,6 +183,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=cmd_doctor, access="none")
     _fs_commands(sub, common)
+    add_mcp_command(sub, common)
     return parser
 
 
