@@ -124,7 +124,10 @@ def _workspace(args: argparse.Namespace) -> Any:
     options: dict[str, Any] = {"store": args.store}
     if args.sandbox is not None:
         options["sandbox"] = args.sandbox
-    return Workspace(args.workspace, **options)
+    try:
+        return Workspace(args.workspace, **options)
+    except GoexError as exc:
+        raise InvalidArgument(f"--workspace {args.workspace}: {exc}") from None
 
 
 def _policy(args: argparse.Namespace) -> Any:

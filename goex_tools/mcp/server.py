@@ -257,13 +257,25 @@ RunArg = Annotated[
 ]
 
 
-def _session_run(session: Session, run_id: str | None) -> str:
-    chosen = run_id or session.current
-    if not session.owns(chosen):
-        if run_id is None:
-            raise NotFound("this session has made no tool call yet: there is nothing to review")
+def _session_run(ctx: GoexContext, run_id: str | None) -> tuple[Session, str | None]:
+    """The session, and the run its review concerns: `run_id` if its calls went there, else
+    the run the client names (header or `_meta`: a client opening a session per call reviews
+    the run it names), else its current run (None before its first call)."""
+    session = _session(ctx)
+    given = _given_run(ctx)
+    if given is not None:
+        session.run_for(given)  # the client's run is this session's to review
+    if run_id is not None and not session.owns(run_id):
         raise NotFound(f"run {run_id!r} is not one this session's tool calls went to")
-    return chosen
+    chosen = run_id or given or session.current
+    return session, chosen if session.owns(chosen) else None
+
+
+def _reviewed(ctx: GoexContext, run_id: str | None) -> tuple[Session, str]:
+    session, chosen = _session_run(ctx, run_id)
+    if chosen is None:
+        raise NotFound("this session has made no tool call yet: there is nothing to review")
+    return session, chosen
 
 
 def _review_tools(server: FastMCP[Session], journal: Journal) -> None:
@@ -272,7 +284,7 @@ def _review_tools(server: FastMCP[Session], journal: Journal) -> None:
         """List this session's tool calls, numbered as goex_rollback counts them, each with
         what it changed (file diffs, rows before and after, HTTP requests) and its undo."""
         try:
-            chosen = _session_run(_session(server.get_context()), run_id)
+            _, chosen = _reviewed(server.get_context(), run_id)
             return _data(await anyio.to_thread.run_sync(review, journal, chosen))
         except GoexError as exc:
             return _error(exc)
@@ -300,8 +312,7 @@ def _review_tools(server: FastMCP[Session], journal: Journal) -> None:
         the person what would be undone; dry_run=false undoes it. Once undone, the run is
         closed: later calls go to a new run."""
         try:
-            session = _session(server.get_context())
-            chosen = _session_run(session, run_id)
+            session, chosen = _reviewed(server.get_context(), run_id)
             running = [] if dry_run else session.in_flight(chosen)
             if running:
                 raise GoexError(
@@ -338,11 +349,10 @@ def _review_resources(server: FastMCP[Session], journal: Journal) -> None:
         mime_type="application/json",
     )
     async def session_steps() -> str:
-        session = _session(server.get_context())
-        if not session.owns(session.current):
+        _, chosen = _session_run(server.get_context(), None)
+        if chosen is None:
             return json.dumps({"run": None, "steps": []})
-        data = await anyio.to_thread.run_sync(review, journal, session.current)
-        return json.dumps(data)
+        return json.dumps(await anyio.to_thread.run_sync(review, journal, chosen))
 
     @server.resource(
         "goex://runs/{run_id}/steps",
@@ -351,7 +361,7 @@ def _review_resources(server: FastMCP[Session], journal: Journal) -> None:
         mime_type="application/json",
     )
     async def run_steps(run_id: str) -> str:
-        chosen = _session_run(_session(server.get_context()), run_id)
+        _, chosen = _reviewed(server.get_context(), run_id)
         return json.dumps(await anyio.to_thread.run_sync(review, journal, chosen))
 
 
@@ -361,11 +371,11 @@ def _review_prompts(server: FastMCP[Session], journal: Journal) -> None:
         description="Have the model summarize what this session changed and offer to undo it.",
     )
     async def review_changes() -> str:
-        session = _session(server.get_context())
-        if not session.owns(session.current):
+        _, chosen = _session_run(server.get_context(), None)
+        if chosen is None:
             text = "(no tool call yet in this session)"
         else:
-            text = (await anyio.to_thread.run_sync(review, journal, session.current))["text"]
+            text = (await anyio.to_thread.run_sync(review, journal, chosen))["text"]
         return REVIEW_PROMPT.format(text=text)
 
     @server.prompt(

@@ -143,7 +143,7 @@ class Session:
         return [
             s.tool
             for s in self.server.journal.steps(run_id)
-            if s.status is StepStatus.PENDING and s.owner == me
+            if s.parent_id is None and s.status is StepStatus.PENDING and s.owner == me
         ]
 
     def rolled_back(self, run_id: str) -> None:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
-from mcp.client.streamable_http import streamablehttp_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.types import CallToolResult
 
 from goex_tools.mcp import RUN_ID_META, STEP_ID_META
@@ -91,11 +91,21 @@ async def http_session(
 ) -> AsyncIterator[ClientSession]:
     """The MCP SDK's client over streamable HTTP."""
     async with (
-        streamablehttp_client(url, headers=headers) as (read, write, _),
+        _streamable_http(url, headers) as (read, write, _),
         ClientSession(read, write, **client) as session,
     ):
         await session.initialize()
         yield session
+
+
+def _streamable_http(url: str, headers: dict[str, str] | None) -> Any:
+    try:  # mcp 1.25+; 1.24 has only the older name
+        from mcp.client.streamable_http import streamable_http_client
+    except ImportError:
+        from mcp.client.streamable_http import streamablehttp_client
+
+        return streamablehttp_client(url, headers=headers)
+    return streamable_http_client(url, http_client=create_mcp_http_client(headers=headers))
 
 
 async def call(session: ClientSession, tool: str, arguments: dict[str, Any]) -> CallToolResult:
