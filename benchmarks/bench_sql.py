@@ -6,7 +6,13 @@
   is a step of one open run, as an agent's tool calls are (a run's start and end are
   bench_journal's business).
 - Undoing such a step (goex.undo_step) vs the raw inverse statement.
-Target (issue 4): capture + statement under 2x the raw statement. Rollback has no target.
+- Shapes of real workloads (issue 13): an UPDATE of 3,503 rows whose audit trigger writes a
+  row per row (undo took 18 s on PostgreSQL), INSERTs of 2,000 and 20,000 rows into a table
+  without a primary key (its undo was quadratic): undo vs the raw forward statement.
+- Journal bytes per step (`journal_bytes` in each run_sql row's extra, and a 5 MB literal,
+  a 20,000-row VALUES list): what the step's row holds (inputs, effect, output, undo).
+Target (issue 4): capture + statement under 2x the raw statement. Undo of the shapes (issue
+13): within 10x the raw forward statement.
 
 Run: .venv/bin/python -m benchmarks.bench_sql [--quick] [--sqlite-only]
 """
@@ -96,7 +102,7 @@ def bench(report: Report, label: str, db: Database, sizes: list[int], rounds: in
     own start and end (two journal commits, measured by bench_journal) are not counted."""
     journal = goex.Journal(f"sqlite:///{tempfile.mkdtemp()}/journal.db")
     db.refill()
-    with goex.run("bench", journal=journal) as run:
+    with goex.run("bench", journal=journal):
         for rows in sizes:
             r = max(3, rounds if rows < 100_000 else 3)
             update = f"UPDATE bench SET v = v + 1, s = s || '.' WHERE id <= {rows}"
@@ -105,11 +111,28 @@ def bench(report: Report, label: str, db: Database, sizes: list[int], rounds: in
                 base = measure(lambda s=sql: db.raw(s), rounds=r, setup=setup)
                 timed = measure(lambda s=sql: run_sql(s, db.url), rounds=r, setup=setup)
                 case = f"{verb} {rows:,} rows"
-                report.compare(
-                    f"run_sql ({label})", case, base, timed, max_ratio=2.0, extra={"rounds": r}
-                )
-                undo_step(report, label, db, journal, run.id, verb, rows, sql, r)
+                extra = {"rounds": r, "journal_bytes": last_step_bytes(journal)}
+                report.compare(f"run_sql ({label})", case, base, timed, max_ratio=2.0, extra=extra)
+                undo_step(report, label, db, journal, verb, rows, sql, r)
             db.refill()
+
+
+def last_step_bytes(journal: goex.Journal) -> int:
+    """What the journal holds for its newest step: inputs, effect, output and undo."""
+    with journal.engine.connect() as conn:
+        found = conn.exec_driver_sql(
+            "SELECT length(inputs) + length(effect) + coalesce(length(output), 0) "
+            "+ coalesce(length(compensation), 0) FROM goex_steps ORDER BY seq DESC LIMIT 1"
+        ).scalar()
+    return int(found or 0)
+
+
+def step_of(journal: goex.Journal, sql: str, url: str) -> str:
+    """Run `sql` as the one step of a run of its own (a rollback closes the run) and return
+    the step's id."""
+    with goex.run("bench step", journal=journal) as run:
+        run_sql(sql, url)
+    return journal.steps(run.id)[-1].id
 
 
 def undo_step(
@@ -117,7 +140,6 @@ def undo_step(
     label: str,
     db: Database,
     journal: goex.Journal,
-    run_id: str,
     verb: str,
     rows: int,
     sql: str,
@@ -136,15 +158,11 @@ def undo_step(
         )
     )
     pending: list[str] = []
-    seen = [0]  # the last step's seq: steps after it are read, not the whole run's
 
     def apply_step() -> None:
         if verb == "DELETE":
             db.refill()
-        run_sql(sql, db.url)
-        step = journal.steps(run_id, after_seq=seen[0])[-1]
-        seen[0] = step.seq
-        pending.append(step.id)
+        pending.append(step_of(journal, sql, db.url))
 
     def apply_raw() -> None:
         if verb == "DELETE":
@@ -159,15 +177,106 @@ def undo_step(
     report.compare(f"rollback ({label})", case, base, timed, extra={"rounds": rounds})
 
 
+SHAPES = {
+    "sqlite": """
+CREATE TABLE track (id INTEGER PRIMARY KEY, name TEXT, milliseconds INTEGER);
+CREATE TABLE track_audit (id INTEGER PRIMARY KEY AUTOINCREMENT, track_id INTEGER, what TEXT);
+CREATE TRIGGER track_audit AFTER UPDATE ON track BEGIN
+    INSERT INTO track_audit (track_id, what)
+    VALUES (NEW.id, 'ms ' || OLD.milliseconds || ' -> ' || NEW.milliseconds);
+END;
+WITH RECURSIVE s(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM s WHERE x < 3503)
+INSERT INTO track SELECT x, 'track ' || x, x * 1000 FROM s;
+CREATE TABLE points (x INTEGER, label TEXT);
+CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT);
+""",
+    "postgresql": """
+CREATE TABLE track (id int PRIMARY KEY, name text, milliseconds int);
+CREATE TABLE track_audit (id bigserial PRIMARY KEY, track_id int, what text);
+CREATE FUNCTION track_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+    INSERT INTO track_audit (track_id, what)
+    VALUES (NEW.id, 'ms ' || OLD.milliseconds || ' -> ' || NEW.milliseconds);
+    RETURN NULL; END $$;
+CREATE TRIGGER track_audit AFTER UPDATE ON track FOR EACH ROW EXECUTE FUNCTION track_audit();
+INSERT INTO track SELECT g, 'track ' || g, g * 1000 FROM generate_series(1, 3503) g;
+CREATE TABLE points (x int, label text);
+CREATE TABLE docs (id int PRIMARY KEY, body text);
+""",
+}
+
+
+def shapes(report: Report, label: str, db: Database, quick: bool) -> None:
+    """Undo of the issue-13 shapes vs their raw forward statement; journal bytes per step."""
+    dialect = "sqlite" if db.url.startswith("sqlite") else "postgresql"
+    db.raw(SHAPES[dialect])
+    journal = goex.Journal(f"sqlite:///{tempfile.mkdtemp()}/journal.db")
+    series = (
+        "WITH RECURSIVE s(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM s WHERE x < {n}) "
+        "INSERT INTO points SELECT x % 50, 'p' || (x % 50) FROM s"
+        if dialect == "sqlite"
+        else "INSERT INTO points SELECT x % 50, 'p' || (x % 50) FROM generate_series(1, {n}) x"
+    )
+    cases = [("UPDATE of 3,503 audited rows", "UPDATE track SET milliseconds = milliseconds + 1")]
+    cases += [
+        (f"keyless INSERT of {n:,} rows", series.format(n=n))
+        for n in ([2_000] if quick else [2_000, 20_000])
+    ]
+    rounds = 3 if quick else 5
+    for case, sql in cases:
+        base = measure(
+            lambda s=sql: db.raw(s), rounds=rounds, setup=lambda: db.raw("DELETE FROM points")
+        )
+        pending: list[str] = []
+
+        def apply(s: str = sql, steps: list[str] = pending) -> None:
+            db.raw("DELETE FROM points")
+            steps.append(step_of(journal, s, db.url))
+
+        timed = measure(
+            lambda steps=pending: goex.undo_step(steps.pop(), journal=journal),
+            rounds=rounds,
+            setup=apply,
+        )
+        report.compare(
+            f"undo ({label})",
+            f"undo {case}",
+            base,
+            timed,
+            max_ratio=10.0,
+            extra={"rounds": rounds, "journal_bytes": last_step_bytes(journal)},
+        )
+    literal = "x" * 5_000_000
+    rows = ", ".join(f"({i}, 'value {i:08d}')" for i in range(20_000))
+    for case, sql in (
+        ("5 MB literal", f"INSERT INTO docs VALUES (1, '{literal}')"),
+        ("20,000-row VALUES list", f"INSERT INTO points VALUES {rows}"),
+    ):
+        db.raw("DELETE FROM docs")
+        base = measure(lambda s=sql: db.raw(s), rounds=1, setup=lambda: db.raw("DELETE FROM docs"))
+        db.raw("DELETE FROM docs")
+        timed = measure(lambda s=sql: step_of(journal, s, db.url), rounds=1)
+        size = last_step_bytes(journal)
+        report.compare(
+            f"journal ({label})",
+            f"{case}: {size:,} bytes",
+            base,
+            timed,
+            extra={"journal_bytes": size, "sql_bytes": len(sql)},
+        )
+
+
 def main(quick: bool = False, sqlite_only: bool = False) -> None:
     sizes = [1, 1_000] if quick else [1, 1_000, 100_000]
     rounds = 3 if quick else 7
     report = Report("sql-sqlite" if sqlite_only else "sql")
-    bench(report, "SQLite", sqlite_database(Path(tempfile.mkdtemp())), sizes, rounds)
+    sqlite_db = sqlite_database(Path(tempfile.mkdtemp()))
+    bench(report, "SQLite", sqlite_db, sizes, rounds)
+    shapes(report, "SQLite", sqlite_db, quick)
     if not sqlite_only:
         db, drop = postgres_database()
         try:
             bench(report, "PostgreSQL", db, sizes, rounds)
+            shapes(report, "PostgreSQL", db, quick)
         finally:
             drop()
     report.write()

@@ -11,8 +11,9 @@ import pytest
 
 import goex_tools as goex
 from goex_tools import ActionRefused, Journal
-from goex_tools.domains.sql import run_sql
+from goex_tools.domains.sql import postgres_undo, run_sql
 from goex_tools.domains.sql.batch_text import batch_sql, statement_sql
+from goex_tools.domains.sql.postgres import RestoreRowsArgs
 from goex_tools.policy import Policy
 from tests.sql.conftest import dump_all
 
@@ -66,3 +67,19 @@ def test_a_long_batch_is_measured_whole_by_a_row_limit(
         assert (dump_all(db_url) == before) is not allowed
     assert goex.rollback(run.id, journal=journal).complete
     assert dump_all(db_url) == before
+
+
+def test_a_postgres_undo_journaled_before_packing_still_restores(
+    postgres_url: str, journal: Journal
+) -> None:
+    """Journals written before the row log was packed hold its runs plain: still undone."""
+    before = dump_all(postgres_url)
+    with goex.run("plain", journal=journal) as run:
+        run_sql("DELETE FROM customers WHERE id = 1; UPDATE tags SET weight = 7", postgres_url)
+    [step] = journal.steps(run.id)
+    assert step.compensation is not None
+    packed = RestoreRowsArgs.model_validate(step.compensation.args)
+    assert packed.log is not None and not packed.rows
+    plain = RestoreRowsArgs(database=packed.database, txid=packed.txid, rows=packed.unpacked())
+    postgres_undo.restore(plain.model_dump(mode="json"), force=False)
+    assert dump_all(postgres_url) == before

@@ -54,6 +54,37 @@ def test_statements_are_split_and_classified(dialect: str, sql: str, kinds: list
     assert [s.kind for s in classify(sql, dialect)] == kinds
 
 
+ROWS = ", ".join(f"({i}, 'r{i}', -{i}.5, NULL)" for i in range(2_000))
+
+
+@pytest.mark.parametrize(
+    ("sql", "kind", "tables"),
+    [
+        (f"INSERT INTO t VALUES {ROWS}", "write", ["t"]),
+        (f"INSERT INTO t VALUES {ROWS}, ((SELECT max(a) FROM u), 'x', 0, 1)", "write", ["t", "u"]),
+        (
+            f"INSERT INTO t VALUES {ROWS}, (1, dblink_exec('db', 'DELETE FROM v'), 0, 0)",
+            "other",
+            ["t"],
+        ),
+        (
+            f"INSERT INTO t VALUES {ROWS} ON CONFLICT (a) DO UPDATE SET b = excluded.b "
+            "RETURNING (SELECT max(c) FROM w)",
+            "write",
+            ["t", "w"],
+        ),
+    ],
+    ids=["literals", "subquery-in-a-late-row", "function-in-a-late-row", "on-conflict"],
+)
+def test_a_long_values_list_is_classified_by_every_row(
+    sql: str, kind: str, tables: list[str]
+) -> None:
+    """A list of literal rows is parsed from its first row (fast); anything else in any row
+    (a subquery, a function, a clause after the rows) makes it parsed whole."""
+    [statement] = classify(sql, "postgresql")
+    assert statement.kind == kind and statement.sql == sql and statement.tables == tables
+
+
 @pytest.mark.parametrize(
     ("dialect", "sql"),
     [

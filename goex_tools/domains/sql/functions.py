@@ -19,12 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from itertools import pairwise
 
-import sqlalchemy as sa
-import sqlglot
-from sqlglot.errors import TokenError
 from sqlglot.tokenizer_core import TokenType
 
-from goex_tools.domains.sql.statements import SQLGLOT_DIALECTS, Statement
+from goex_tools.domains.sql.postgres import lookup
+from goex_tools.domains.sql.statements import SQLGLOT_DIALECTS, InvalidSql, Statement, tokens_of
 
 _declared: set[str] = set()
 
@@ -61,8 +59,8 @@ def called(sql: str, dialect: str) -> list[str]:
     """Every name written just before a `(` in the batch: the functions it may call (and
     some words that are not functions, which no catalog lookup finds)."""
     try:
-        tokens = sqlglot.tokenize(sql, read=SQLGLOT_DIALECTS.get(dialect))
-    except TokenError:
+        tokens = tokens_of(sql, SQLGLOT_DIALECTS.get(dialect))
+    except InvalidSql:
         return []
     names = []
     for token, after in pairwise(tokens):
@@ -72,18 +70,16 @@ def called(sql: str, dialect: str) -> list[str]:
     return sorted(set(names))
 
 
-def unknown(
-    conn: sa.Connection, sql: str, statements: list[Statement], safe: Iterable[str] = ()
-) -> list[str]:
+def unknown(url: str, sql: str, statements: list[Statement], safe: Iterable[str] = ()) -> list[str]:
     """The functions the batch may call (by name or through views) that are neither built in
-    nor declared safe, on a PostgreSQL connection."""
+    nor declared safe, in the PostgreSQL database at `url`."""
     tables = sorted({t.rpartition(".")[2] for s in statements for t in s.tables})
     names = called(sql, "postgresql")
     if not tables and not names:
         return []
-    found = conn.execute(sa.text(NOT_BUILT_IN), {"tables": tables, "called": names}).scalars()
+    found = lookup(url, NOT_BUILT_IN, {"tables": tables, "called": names})
     trusted = _declared | {_fold(n) for n in safe}
-    return [str(name) for name in found if str(name) not in trusted]
+    return [str(name) for (name,) in found if str(name) not in trusted]
 
 
 def note(functions: list[str]) -> str:

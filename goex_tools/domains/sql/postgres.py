@@ -39,7 +39,7 @@ from collections import OrderedDict
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
@@ -184,22 +184,30 @@ class LoggedRows(BaseModel):
 class RestoreRowsArgs(BaseModel):
     """Arguments of `sql.restore_rows`: the row log of a committed batch, oldest first.
 
-    `packed`: the images are zlib-compressed before base64 (the journal writes them as they
-    are, and JSON of rows compresses several times over); older journals have them plain.
+    `log`: the runs as one JSON text, zlib-compressed and base64 (JSON of rows compresses
+    several times over, and an audited UPDATE logs thousands of one-row runs, which are
+    packed together). Journals from before have them in `rows`, plain (or each run's images
+    packed, with `packed`).
     """
 
     database: DatabaseRef
     txid: str | None = None  # None until captured (then nothing was committed)
     rows: list[LoggedRows] = []
+    log: str | None = None
     packed: bool = False
 
     def unpacked(self) -> list[LoggedRows]:
-        """`rows` with their images as JSON text."""
+        """The runs, with their images as JSON text."""
+        if self.log is not None:
+            return RUNS.validate_json(unpack(self.log) or "[]")
         if not self.packed:
             return self.rows
         return [
             r.model_copy(update={"old": unpack(r.old), "new": unpack(r.new)}) for r in self.rows
         ]
+
+
+RUNS = TypeAdapter(list[LoggedRows])
 
 
 # The log as runs of consecutive events of one kind on one table (seq minus the event's rank
@@ -264,6 +272,34 @@ def engine_for(url: str) -> sa.Engine:
     return engine
 
 
+def catalog_engine(url: str) -> sa.Engine:
+    """An engine for goex's own catalog lookups on PostgreSQL (which functions a batch calls,
+    which sessions wait for it): autocommit, no ping, no reset, so a lookup is one round trip
+    (a pooled session's checkout ping and checkin reset were two more). Its sessions run
+    nothing but those lookups."""
+    key = (f"catalog:{url}", os.getpid())
+    engine = _engines.get(key)
+    if engine is None:
+        engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=4)
+        _engines[key] = engine
+        while len(_engines) > ENGINES:
+            _engines.popitem(last=False)[1].dispose()
+    return engine
+
+
+def lookup(url: str, sql: str, params: dict[str, Any]) -> list[Any]:
+    """The rows of a catalog query (see `catalog_engine`), retried once on a session the
+    server closed since."""
+    for attempt in (1, 2):
+        try:
+            with catalog_engine(url).connect() as conn:
+                return list(conn.execute(sa.text(sql), params).all())
+        except sa.exc.DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _discard(dbapi_conn: Any, record: Any) -> None:
     """Reset a returned session like DISCARD ALL (settings, role, cursors, prepared statements,
     listens, locks), but keep goex's log and trigger functions when the session holds exactly
@@ -313,7 +349,7 @@ class SqlAlchemyTransaction:
                 self.conn.exec_driver_sql("; ".join(setup))
             if postgresql and lock_timeout is not None and not read_only:
                 pid = self.conn.connection.driver_connection.info.backend_pid  # type: ignore[union-attr]
-                self.watch = LockWatch(self.engine, int(pid), lock_timeout)
+                self.watch = LockWatch(catalog_engine(url), int(pid), lock_timeout)
         except BaseException:
             self.rollback()
             self.close()
@@ -371,10 +407,8 @@ class SqlAlchemyTransaction:
         rows = self.log()
         if any(holds_secret(i) for r in rows for i in (r.old, r.new) if i):
             return {"unavailable": UNDO_HELD_A_SECRET}  # packed, the journal could not mask it
-        packed = [r.model_copy(update={"old": pack(r.old), "new": pack(r.new)}) for r in rows]
-        return RestoreRowsArgs(database=ref, txid=self.txid, rows=packed, packed=True).model_dump(
-            mode="json"
-        )
+        log = pack(RUNS.dump_json(rows).decode())
+        return RestoreRowsArgs(database=ref, txid=self.txid, log=log).model_dump(mode="json")
 
     def commit(self) -> None:
         self.tx.commit()

@@ -6,6 +6,7 @@ and the tables it names come from the syntax tree, never from pattern matching o
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import sqlglot
@@ -37,6 +38,14 @@ SIDE_EFFECT_FUNCTIONS = frozenset(
 )  # fmt: skip
 DDL_WORDS = frozenset({"CREATE", "ALTER", "DROP", "TRUNCATE", "RENAME"})  # whatever follows
 UNCOUNTED_BLOCKS = frozenset({"IF", "LOOP", "WHILE", "REPEAT"})
+LITERAL_ROWS = frozenset(
+    {
+        TokenType.L_PAREN, TokenType.R_PAREN, TokenType.COMMA, TokenType.NUMBER,
+        TokenType.STRING, TokenType.NULL, TokenType.TRUE, TokenType.FALSE, TokenType.DASH,
+        TokenType.PLUS, TokenType.HEX_STRING, TokenType.BIT_STRING, TokenType.BYTE_STRING,
+        TokenType.NATIONAL_STRING,
+    }
+)  # fmt: skip
 TRANSACTION_WORDS = frozenset(
     {"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE", "XA"}
 )
@@ -57,7 +66,7 @@ class Statement(BaseModel):
 def classify(sql: str, dialect: str) -> list[Statement]:
     """Split `sql` into statements and classify each; raises InvalidSql on malformed input."""
     read = SQLGLOT_DIALECTS.get(dialect)
-    statements = [_classify_one(text, read) for text in split(sql, read)]
+    statements = [_classify_one(text, part, sql, read) for text, part in _pieces(sql, read)]
     if not statements:
         raise InvalidSql("no SQL statement given")
     return statements
@@ -69,28 +78,42 @@ def split(sql: str, dialect: str | None) -> list[str]:
     Semicolons inside the BEGIN ... END body of a CREATE TRIGGER / FUNCTION / PROCEDURE
     belong to that statement.
     """
+    return [text for text, _ in _pieces(sql, dialect)]
+
+
+@functools.lru_cache(maxsize=4)
+def tokens_of(sql: str, dialect: str | None) -> list[Token]:
+    """The batch's tokens (tokenized once: a 500 KB batch takes most of a second)."""
     try:
-        tokens = sqlglot.tokenize(sql, read=dialect)
+        return sqlglot.tokenize(sql, read=dialect)
     except TokenError as exc:
         raise InvalidSql(f"cannot read the SQL: {exc}") from None
-    texts: list[str] = []
-    start: int | None = None
+
+
+def _pieces(sql: str, dialect: str | None) -> list[tuple[str, list[Token]]]:
+    """Each statement's text and tokens (see `split`)."""
+    tokens = tokens_of(sql, dialect)
+    found: list[tuple[str, list[Token]]] = []
+    first: int | None = None
     creates = False  # the statement is a CREATE: track its BEGIN/CASE ... END blocks
-    depth = end = 0
+    depth = 0
     for i, token in enumerate(tokens):
         if token.token_type is TokenType.SEMICOLON and depth == 0:
-            if start is not None:
-                texts.append(sql[start : end + 1])
-            start = None
+            if first is not None:
+                found.append(_piece(sql, tokens[first:i]))
+            first = None
             continue
-        if start is None:
-            start, creates = token.start, token.token_type is TokenType.CREATE
+        if first is None:
+            first, creates = i, token.token_type is TokenType.CREATE
         if creates:
             depth = max(0, depth + _block_step(tokens, i))
-        end = token.end
-    if start is not None:
-        texts.append(sql[start : end + 1])
-    return texts
+    if first is not None:
+        found.append(_piece(sql, tokens[first:]))
+    return found
+
+
+def _piece(sql: str, tokens: list[Token]) -> tuple[str, list[Token]]:
+    return sql[tokens[0].start : tokens[-1].end + 1], tokens
 
 
 def _block_step(tokens: list[Token], i: int) -> int:
@@ -108,12 +131,12 @@ def _block_step(tokens: list[Token], i: int) -> int:
     return 0
 
 
-def _classify_one(text: str, dialect: str | None) -> Statement:
-    words = [token.text.upper() for token in sqlglot.tokenize(text, read=dialect)[:2]]
+def _classify_one(text: str, tokens: list[Token], batch: str, dialect: str | None) -> Statement:
+    words = [token.text.upper() for token in tokens[:2]]
     if _controls_transaction(words):
         raise _transaction_control(text)
     try:
-        tree = sqlglot.parse_one(text, read=dialect)
+        tree = _parsed(tokens, batch, dialect) or sqlglot.parse_one(text, read=dialect)
     except (ParseError, TokenError) as exc:
         if words[0] in DDL_WORDS:  # a trigger or procedure body sqlglot cannot read
             return Statement(sql=text, kind="ddl", tables=[])
@@ -122,6 +145,34 @@ def _classify_one(text: str, dialect: str | None) -> Statement:
         raise _transaction_control(text)
     kind = "ddl" if words[0] in DDL_WORDS else _kind(tree)
     return Statement(sql=text, kind=kind, tables=_tables(tree))
+
+
+def _parsed(tokens: list[Token], batch: str, dialect: str | None) -> exp.Expr | None:
+    """The statement parsed from its tokens (no second tokenizing), an INSERT of literal rows
+    from its first row only (its other rows can change neither its kind nor its tables);
+    None where that does not give one tree (the caller parses the text itself)."""
+    try:
+        parser = sqlglot.Dialect.get_or_raise(dialect).parser()
+        found = parser.parse(_first_literal_row(tokens), batch)
+    except (ParseError, TokenError):
+        return None
+    return found[0] if len(found) == 1 and found[0] is not None else None
+
+
+def _first_literal_row(tokens: list[Token]) -> list[Token]:
+    """`INSERT ... VALUES (row), (row), ...` of literals only: up to its first row."""
+    if not tokens or tokens[0].token_type is not TokenType.INSERT:
+        return tokens
+    at = next((i for i, t in enumerate(tokens) if t.token_type is TokenType.VALUES), None)
+    rows = tokens[at + 1 :] if at is not None else []
+    if not rows or any(t.token_type not in LITERAL_ROWS for t in rows):
+        return tokens
+    depth = 0
+    for i, token in enumerate(rows):
+        depth += (token.token_type is TokenType.L_PAREN) - (token.token_type is TokenType.R_PAREN)
+        if depth == 0:
+            return tokens[: at + 2 + i] if at is not None else tokens
+    return tokens
 
 
 def _transaction_control(text: str) -> InvalidSql:

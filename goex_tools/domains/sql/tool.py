@@ -84,8 +84,7 @@ def plan(sql: str, database: str | URL | Engine, *, safe_functions: Iterable[str
     if how.kind is not None:
         require_credentials(ref)
     if how.reversibility is not Reversibility.IRREVERSIBLE and ref.dialect == "postgresql":
-        with postgres.engine_for(real_url).connect() as conn:
-            unknown = functions.unknown(conn, sql, how.statements, safe_functions)
+        unknown = functions.unknown(real_url, sql, how.statements, safe_functions)
         if unknown:
             irreversible = _irreversible(ref, how.statements, functions.note(unknown))
             return irreversible.model_copy(update={"unknown_functions": unknown})
