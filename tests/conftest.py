@@ -13,6 +13,13 @@ import sqlalchemy as sa
 from goex_tools import Journal
 from goex_tools.redaction import redactor
 
+# The engine scripts/start-container-engine.sh serves, when DOCKER_HOST names none and no
+# Docker engine has the default socket (`bash scripts/test.sh` sets DOCKER_HOST itself).
+ENGINE_SOCKET = "/run/goex-podman/podman.sock"
+_NO_ENGINE_NAMED = "DOCKER_HOST" not in os.environ and not os.path.exists("/var/run/docker.sock")
+if _NO_ENGINE_NAMED and os.path.exists(ENGINE_SOCKET):
+    os.environ["DOCKER_HOST"] = f"unix://{ENGINE_SOCKET}"
+
 POSTGRES_URL = os.environ.get(
     "GOEX_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

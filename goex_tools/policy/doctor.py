@@ -63,14 +63,20 @@ def doctor(
     backends: tuple[str, ...] | None = None,
 ) -> DoctorReport:
     """Run every check; `policy` adds whether this machine can give what the file asks for;
-    `backends` limits the sandbox backends tried (default: all)."""
+    `backends` limits the sandbox backends tried (default: all). The first confining backend
+    that works gives the unnamed confinement checks; every other gives its own, named
+    "... (docker)"."""
     from goex_tools.sandbox import BACKENDS
 
     checks = [_sandbox_check(name) for name in backends or BACKENDS]
     working = [c.name.removeprefix("sandbox:") for c in checks if c.status == "ok"]
-    confining = next((b for b in working if b != "none"), None)
+    confiners = [b for b in working if b != "none"]
+    confining = confiners[0] if confiners else None
     checks.append(network_isolation(confining))
     checks.extend(confinement_checks(confining))
+    for other in confiners[1:]:  # every other confining backend that works, named so
+        found = [network_isolation(other), *confinement_checks(other)]
+        checks += [c.model_copy(update={"name": f"{c.name} ({other})"}) for c in found]
     checks.append(journal_check(journal_url))
     checks.extend(secret_checks())
     if policy is not None:
@@ -151,10 +157,15 @@ def _try_connect(backend: str, port: int, *, network: bool) -> int | None:
         lower.mkdir()
         layers = make_layers(lower, Path(tmp) / "scratch")
         try:
-            # The real interpreter (its installation shown), not a venv link.
+            # The real interpreter (its installation shown), not a venv link; in a container,
+            # the image's own tools.
             python = os.path.realpath(sys.executable)
             command = f'{python} -c "{PROBE}" {port}'
             limits = Limits(timeout=20, network=network, show=[os.path.realpath(sys.base_prefix)])
+            if backend == "docker":
+                tcp = f"/dev/tcp/127.0.0.1/{port}"
+                command = f'python3 -c "{PROBE}" {port} || bash -c "true >{tcp}"'
+                limits = Limits(timeout=20, network=network)
             done = get_sandbox(backend).run(command, layers, limits)
         finally:
             remove_layers(layers)

@@ -6,6 +6,7 @@ writes the workspace itself; goex-tools reads the overlay's upper layer to learn
 
 from __future__ import annotations
 
+from goex_tools.errors import InvalidArgument
 from goex_tools.sandbox.base import (
     Execution,
     Layers,
@@ -15,22 +16,25 @@ from goex_tools.sandbox.base import (
     SandboxUnavailable,
 )
 from goex_tools.sandbox.bwrap import BwrapSandbox
-from goex_tools.sandbox.docker import DockerSandbox
+from goex_tools.sandbox.docker import DEFAULT_IMAGE, DockerSandbox
 from goex_tools.sandbox.none import NoSandbox
 
 DEFAULT = "bwrap"
 BACKENDS = ("bwrap", "docker", "none")
 
 
-def get_sandbox(name: str = DEFAULT) -> Sandbox:
-    """The backend called `name`: "bwrap", "docker" or "none"."""
+def get_sandbox(name: str = DEFAULT, *, image: str | None = None) -> Sandbox:
+    """The backend called `name`: "bwrap", "docker" or "none"; `image`: the docker
+    backend's image (default `DEFAULT_IMAGE`), which only it takes."""
+    if image is not None and name != "docker":
+        raise InvalidArgument(f"an image is for the docker sandbox, not {name!r}")
     if name == "bwrap":
         return BwrapSandbox()
     if name == "docker":
-        return DockerSandbox()
+        return DockerSandbox(image)
     if name == "none":
         return NoSandbox()
-    raise ValueError(f"unknown sandbox {name!r}; choose one of {', '.join(BACKENDS)}")
+    raise InvalidArgument(f"unknown sandbox {name!r}; choose one of {', '.join(BACKENDS)}")
 
 
 def available_backends() -> dict[str, str | None]:
@@ -41,6 +45,7 @@ def available_backends() -> dict[str, str | None]:
 __all__ = [
     "BACKENDS",
     "DEFAULT",
+    "DEFAULT_IMAGE",
     "BwrapSandbox",
     "DockerSandbox",
     "Execution",

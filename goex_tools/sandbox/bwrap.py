@@ -13,15 +13,13 @@ command runs as that user, as always.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 from goex_tools.sandbox import view
 from goex_tools.sandbox.base import Execution, Layers, Limits, SandboxUnavailable
-from goex_tools.sandbox.idmap import SANDBOX_UID, idmapped
+from goex_tools.sandbox.idmap import SANDBOX_UID, idmap_problem, idmapped_layers
 from goex_tools.sandbox.overlay import (
     namespaced,
     overlay_problem,
@@ -45,7 +43,7 @@ class BwrapSandbox:
         done = subprocess.run([*check, "true"], capture_output=True, text=True, timeout=30)
         if done.returncode != 0:
             return f"bwrap cannot create namespaces here: {done.stderr.strip()}"
-        return overlay_problem() or _idmap_problem()
+        return overlay_problem() or idmap_problem()
 
     def notes(self, limits: Limits) -> list[str]:
         leftovers = "processes it left running were killed when it ended"
@@ -103,7 +101,7 @@ class BwrapSandbox:
         status, status_w = os.pipe()
         fds.append(status_w)
         try:
-            layer_fds = _layer_fds(layers, fds)
+            layer_fds = idmapped_layers(layers, fds)
             cgroup = Cgroup.make(limits)
             argv = self.argv(
                 command, layers, limits, env["PATH"], status_w, cgroup=cgroup is not None
@@ -152,48 +150,6 @@ def drop_to(uid: int) -> list[str]:
         "--bounding-set=-all",
         "--no-new-privs",
     ]
-
-
-def _layer_fds(layers: Layers, kept: list[int]) -> tuple[int, int] | None:
-    """As root: idmapped mounts of the workspace and of the scratch directory (see idmap)."""
-    if unprivileged():
-        return None
-    try:
-        lower = idmapped(layers.lower)
-        kept.append(lower)
-    except OSError as exc:
-        raise SandboxUnavailable(
-            f"the overlay over {layers.lower} could not be mounted, so the command did not run: "
-            f"its owners cannot be mapped for an unprivileged command ({exc.strerror})"
-        ) from None
-    try:
-        scratch = idmapped(layers.upper.parent)
-        kept.append(scratch)
-        return lower, scratch
-    except OSError as exc:
-        raise SandboxUnavailable(
-            f"the overlay's scratch directory {layers.upper.parent} could not be mounted, so the "
-            f"command did not run: {exc.strerror}"
-        ) from None
-
-
-def _idmap_problem() -> str | None:
-    """As root: None if the layers of an overlay can be idmapped here, else why not."""
-    if unprivileged():
-        return None
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="goex-idmap-check-") as tmp:
-        try:
-            fd = idmapped(Path(tmp))
-        except OSError as exc:
-            return (
-                f"idmapped mounts do not work here ({exc.strerror}): a root goex cannot run "
-                f"commands as an unprivileged user"
-            )
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    return None
 
 
 def _available(fd: int) -> bytes:

@@ -4,7 +4,8 @@ Three findings, each from a real command in the sandbox over a throw-away worksp
 - sockets: no Unix socket is visible anywhere (a full scan of what the command sees), not
   even one this process listens on beside the workspace, nor the well-known host ones;
 - user: the command's uid is not 0, and a root-only file is unreadable;
-- limits: the rlimits the command runs under, and whether a cgroup caps it as a whole.
+- limits: the rlimits the command runs under, and whether a cgroup caps it as a whole (one
+  goex made, or a container's whose limits its engine shows inside).
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ WELL_KNOWN_SOCKETS = (
     "/run/user",
 )
 ROOT_ONLY = "/etc/shadow"
+# A container's own cgroup, as its engine shows it inside (v1, then v2): memory, processes.
+CGROUP_LIMITS = (
+    "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    "/sys/fs/cgroup/pids/pids.max",
+    "/sys/fs/cgroup/memory.max",
+    "/sys/fs/cgroup/pids.max",
+)
 _SCAN = "find / -path /proc -prune -o -type s -print 2>/dev/null"
 
 
@@ -52,7 +60,8 @@ def probe(backend: str) -> list[Finding]:
                 f"for p in {names}; do [ -e $p ] && echo visible:$p; done; {_SCAN}; "
                 f"echo uid:$(id -u); cat {ROOT_ONLY} >/dev/null 2>&1 && echo read:{ROOT_ONLY}; "
                 "echo limits:$(ulimit -t) $(ulimit -f) $(ulimit -d) $(ulimit -p); "
-                "grep -q goex- /proc/self/cgroup && echo cgroup:yes; true"
+                "grep -q goex- /proc/self/cgroup && echo cgroup:yes; "
+                f"for f in {' '.join(CGROUP_LIMITS)}; do [ -r $f ] && echo cg:$(cat $f); done; true"
             )
             layers = make_layers(lower, Path(tmp) / "scratch")
             try:
@@ -87,7 +96,11 @@ def judge(lines: list[str], backend: str, limits: Limits) -> list[Finding]:
             ("user unprivileged", "ok", f"{backend}: commands run as uid {uid}{unreadable}")
         )
     raw = next((line.removeprefix("limits:") for line in lines if line.startswith("limits:")), "")
-    cgroup = "cgroup:yes" in lines
+    capped = [line.removeprefix("cg:") for line in lines if line.startswith("cg:")]
+    numbers = [int(v) for v in capped if v.isdigit()]
+    cgroup = "cgroup:yes" in lines or (
+        len(numbers) == 2 and numbers[0] <= limits.memory and numbers[1] <= limits.processes + 1
+    )
     values = raw.split()
     if len(values) != 4 or values[0] == "unlimited" or values[1] == "unlimited":
         findings.append(("limits in force", "fail", f"{backend}: rlimits not set ({raw!r})"))

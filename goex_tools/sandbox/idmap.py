@@ -18,9 +18,13 @@ import contextlib
 import ctypes
 import os
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
+
+from goex_tools.sandbox.base import Layers, SandboxUnavailable
+from goex_tools.sandbox.overlay import unprivileged
 
 SANDBOX_UID = 65534  # nobody / nogroup on Debian and most distributions
 _TOP = 4294967295  # (uid_t)-1, never a valid id
@@ -101,3 +105,44 @@ def idmapped(path: Path) -> int:
         os.close(fd)
         raise OSError(errno, f"cannot idmap a mount of {path}: {os.strerror(errno)}")
     return fd
+
+
+def idmapped_layers(layers: Layers, kept: list[int]) -> tuple[int, int] | None:
+    """As root: idmapped mounts of the workspace and of the scratch directory, their
+    descriptors added to `kept` (close them once the overlay is mounted)."""
+    if unprivileged():
+        return None
+    try:
+        lower = idmapped(layers.lower)
+        kept.append(lower)
+    except OSError as exc:
+        raise SandboxUnavailable(
+            f"the overlay over {layers.lower} could not be mounted, so the command did not run: "
+            f"its owners cannot be mapped for an unprivileged command ({exc.strerror})"
+        ) from None
+    try:
+        scratch = idmapped(layers.upper.parent)
+        kept.append(scratch)
+        return lower, scratch
+    except OSError as exc:
+        raise SandboxUnavailable(
+            f"the overlay's scratch directory {layers.upper.parent} could not be mounted, so the "
+            f"command did not run: {exc.strerror}"
+        ) from None
+
+
+def idmap_problem() -> str | None:
+    """As root: None if the layers of an overlay can be idmapped here, else why not."""
+    if unprivileged():
+        return None
+    with tempfile.TemporaryDirectory(prefix="goex-idmap-check-") as tmp:
+        try:
+            fd = idmapped(Path(tmp))
+        except OSError as exc:
+            return (
+                f"idmapped mounts do not work here ({exc.strerror}): a root goex cannot run "
+                f"commands as an unprivileged user"
+            )
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    return None

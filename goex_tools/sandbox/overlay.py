@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import os
 import re
 import shutil
@@ -88,7 +89,10 @@ def remove_layers(layers: Layers) -> None:
 
 
 def remove_tree(scratch: Path) -> None:
-    """`remove_layers` for a scratch directory known only by its path."""
+    """`remove_layers` for a scratch directory known only by its path. An overlay still
+    mounted there on the host (the docker backend's, left by a killed process) is detached
+    first: deleting through it would only fill its upper layer."""
+    detach_below(scratch)
     if unprivileged():
         with contextlib.suppress(OSError):
             _make_writable(scratch)
@@ -97,6 +101,37 @@ def remove_tree(scratch: Path) -> None:
         with contextlib.suppress(OSError):
             _make_writable(scratch)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def detach_below(directory: Path) -> None:
+    """Detach (lazily) every mount of this mount namespace at or below `directory`."""
+    top = os.path.realpath(directory)
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as info:
+            points = [_unescape(line.split(" ")[4]) for line in info]
+    except OSError:
+        return
+    below = [p for p in points if p == top or p.startswith(top + "/")]
+    for point in sorted(set(below), key=len, reverse=True):  # the deepest first
+        with contextlib.suppress(OSError):  # best effort: what stays mounted stays, unharmed
+            detach(Path(point))
+
+
+def detach(mountpoint: Path) -> None:
+    """umount2(MNT_DETACH): the mount leaves the tree now, and goes once nothing uses it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.umount2(os.fsencode(mountpoint), _MNT_DETACH) != 0:
+        errno = ctypes.get_errno()
+        if errno not in (22, 2):  # EINVAL: not a mount point (any more); ENOENT: gone
+            raise OSError(errno, f"cannot unmount {mountpoint}: {os.strerror(errno)}")
+
+
+def _unescape(field: str) -> str:
+    """A mountinfo path: space, tab, newline and backslash are written as octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)
+
+
+_MNT_DETACH = 2
 
 
 class _Remover:

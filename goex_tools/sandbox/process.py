@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from goex_tools.redaction import redact
 from goex_tools.sandbox.base import Execution, Limits
@@ -24,7 +25,7 @@ POLL_TICK = 0.005  # seconds between exit checks where there is no pidfd to wait
 _READABLE = select.POLLIN | select.POLLHUP | select.POLLERR
 
 
-class _Capped:
+class Capped:
     """What a pipe delivered, keeping at most `limit` (+ slack) bytes."""
 
     def __init__(self, limit: int) -> None:
@@ -78,7 +79,7 @@ def run_capped(
         pass_fds=pass_fds,
     )
     assert proc.stdout is not None and proc.stderr is not None
-    out, err = _Capped(limits.output_limit), _Capped(limits.output_limit)
+    out, err = Capped(limits.output_limit), Capped(limits.output_limit)
     pipes = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
     cpu = 0.0
     try:
@@ -92,16 +93,23 @@ def run_capped(
     return Execution(
         cpu_seconds=cpu,
         exit_code=None if timed_out else proc.returncode,
-        stdout=out.text(),
-        stderr=err.text(),
         timed_out=timed_out,
-        stdout_truncated=out.truncated,
-        stderr_truncated=err.truncated,
         seconds=time.monotonic() - start,
+        **outputs(out, err),
     )
 
 
-def _pump(proc: subprocess.Popen[bytes] | None, pipes: dict[int, _Capped], deadline: float) -> bool:
+def outputs(out: Capped, err: Capped) -> dict[str, Any]:
+    """The output fields of an `Execution`, from what its two streams delivered."""
+    return {
+        "stdout": out.text(),
+        "stderr": err.text(),
+        "stdout_truncated": out.truncated,
+        "stderr_truncated": err.truncated,
+    }
+
+
+def _pump(proc: subprocess.Popen[bytes] | None, pipes: dict[int, Capped], deadline: float) -> bool:
     """Read `pipes` (never blocking a chatty process) until `proc` exits (True) or the
     deadline passes (False); without `proc`, until both pipes are closed or the deadline."""
     pidfd = _pidfd(proc)

@@ -54,6 +54,31 @@ class Cgroup:
         self.limits: tuple[int, int] | None = None
         self.start: tuple[int, int, float] = (0, 0, 0.0)
 
+    @classmethod
+    def of_process(cls, pid: int, must_name: str = "") -> Cgroup | None:
+        """The cgroup process `pid` is in, to read its counters (a container's, made by its
+        engine); None if it is not readable here or its path does not name `must_name`."""
+        try:
+            lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        except OSError:
+            return None
+        paths: dict[str, str] = {}
+        for line in lines:
+            _, controllers, path = line.split(":", 2)
+            for controller in controllers.split(",") if controllers else [""]:
+                paths[controller] = path.lstrip("/")
+        if "memory" in paths and "pids" in paths:
+            dirs = [CGROUPS / "memory" / paths["memory"], CGROUPS / "pids" / paths["pids"]]
+            if "cpuacct" in paths:
+                dirs.append(CGROUPS / "cpuacct" / paths["cpuacct"])
+            found = cls(dirs, 1)
+        elif "" in paths and (CGROUPS / "cgroup.controllers").exists():
+            found = cls([CGROUPS / paths[""]], 2)
+        else:
+            return None
+        named = all(must_name in str(d) for d in found.dirs)
+        return found if named and all(d.is_dir() for d in found.dirs) else None
+
     @property
     def procs(self) -> list[str]:
         return [str(d / "cgroup.procs") for d in self.dirs]

@@ -112,9 +112,10 @@ def in_system(path: Path) -> bool:
     return any(text == top or text.startswith(top + "/") for top in tops)
 
 
-def hidden_under(shown: list[Path], hidden: list[Path]) -> list[Path]:
-    """Those of goex's own directories that something shown would reveal."""
-    roots = [*shown, *(Path(top) for top in (*SYSTEM, *TOP_LINKS))]
+def hidden_under(shown: list[Path], hidden: list[Path], *, system: bool = True) -> list[Path]:
+    """Those of goex's own directories that something shown (and, with `system`, the
+    host's system view) would reveal."""
+    roots = [*shown, *(Path(top) for top in (*SYSTEM, *TOP_LINKS) if system)]
     return [h for h in hidden if any(h == r or r in h.parents for r in roots)]
 
 

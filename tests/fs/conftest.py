@@ -6,6 +6,7 @@ not check the implementation against itself.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import stat
@@ -83,6 +84,35 @@ def git_state(root: Path) -> dict[str, str]:
         "status": git(root, "status", "--porcelain=v2", "--branch"),
         "index": git(root, "ls-files", "--stage"),
     }
+
+
+CONFINING = ("bwrap", "docker")  # the backends that confine a command
+
+
+@functools.cache
+def engine_problem() -> str | None:
+    from goex_tools.sandbox import get_sandbox
+
+    return get_sandbox("docker").problem()
+
+
+def require_engine() -> None:
+    """Fail (never skip) a docker test where the docker backend does not work."""
+    problem = engine_problem()
+    if problem is not None:
+        pytest.fail(
+            f"the docker backend does not work here ({problem}); run the tests with "
+            f"`bash scripts/test.sh`, which starts an engine and builds the image "
+            f"(scripts/start-container-engine.sh), or set DOCKER_HOST"
+        )
+
+
+@pytest.fixture(params=CONFINING)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each confining sandbox backend in turn: a test using it holds for both."""
+    if request.param == "docker":
+        require_engine()
+    return str(request.param)
 
 
 @pytest.fixture

@@ -29,6 +29,12 @@ HOST_SECRET = "host secret: never in goex's store"
 
 
 @pytest.fixture
+def ws(root: Path, tmp_path: Path, backend: str) -> Workspace:
+    """The workspace, its commands run in each confining backend in turn."""
+    return Workspace(root, store=tmp_path / "store", sandbox=backend)
+
+
+@pytest.fixture
 def victim() -> Iterator[Path]:
     """A host directory outside the workspace (and outside /tmp, which the sandbox replaces)."""
     path = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="goex-victim-"))
@@ -297,7 +303,11 @@ def test_a_command_runs_unprivileged_and_cannot_read_root_only_files(
 
 
 def test_the_journal_store_and_secrets_stay_hidden_even_below_a_shown_directory(
-    root: Path, tmp_path: Path, journal: goex.Journal, monkeypatch: pytest.MonkeyPatch
+    root: Path,
+    tmp_path: Path,
+    journal: goex.Journal,
+    monkeypatch: pytest.MonkeyPatch,
+    backend: str,
 ) -> None:
     from goex_tools.sandbox import Limits
 
@@ -305,7 +315,8 @@ def test_the_journal_store_and_secrets_stay_hidden_even_below_a_shown_directory(
     secrets.parent.mkdir()
     secrets.write_text('[token]\nvalue = "s3"\n')
     monkeypatch.setenv("GOEX_SECRETS_FILE", str(secrets))
-    ws = Workspace(root, store=tmp_path / "store", limits=Limits(show=[str(tmp_path)]))
+    shown = Limits(show=[str(tmp_path)])
+    ws = Workspace(root, store=tmp_path / "store", limits=shown, sandbox=backend)
     probe = f"ls {tmp_path}; ls -A {tmp_path}/store {tmp_path}/secrets | wc -l; cat {secrets}"
     with goex.run("hidden", journal=journal):
         result = ws.run_shell(f"{probe}; od -c {tmp_path}/journal.db | head -1")
@@ -341,14 +352,14 @@ LIMITED = {
 
 @pytest.mark.parametrize("name", sorted(LIMITED))
 def test_a_command_past_a_resource_limit_fails_and_applies_nothing(
-    root: Path, tmp_path: Path, journal: goex.Journal, name: str
+    root: Path, tmp_path: Path, journal: goex.Journal, name: str, backend: str
 ) -> None:
     from goex_tools.sandbox import LimitExceeded, Limits
 
     command, limits, shown = LIMITED[name]
     if name in ("memory", "processes") and os.geteuid() != 0:
         pytest.skip("whole-command memory and process limits need a cgroup (root)")
-    ws = Workspace(root, store=tmp_path / "store", limits=Limits(**limits))
+    ws = Workspace(root, store=tmp_path / "store", limits=Limits(**limits), sandbox=backend)
     before = manifest(root)
     with goex.run(name, journal=journal) as run, pytest.raises(LimitExceeded, match=shown):
         ws.run_shell(f"echo partial > partial.txt && rm README.md; {command}")
@@ -371,10 +382,10 @@ def test_the_default_limits_stop_a_gigabyte_and_a_thousand_processes(
         assert manifest(root) == before
 
 
-def test_doctor_reports_hidden_sockets_an_unprivileged_user_and_limits() -> None:
+def test_doctor_reports_hidden_sockets_an_unprivileged_user_and_limits(backend: str) -> None:
     from goex_tools.policy.doctor import doctor
 
-    report = doctor(backends=("bwrap",))
+    report = doctor(backends=(backend,))
     found = {c.name: c for c in report.checks}
     assert found["sockets hidden"].status == "ok", found["sockets hidden"].detail
     assert found["user unprivileged"].status == "ok", found["user unprivileged"].detail
@@ -396,11 +407,12 @@ def test_the_confinement_probe_sees_what_an_unconfined_command_sees() -> None:
 
 
 def test_a_commands_limits_are_in_its_proposal_for_a_gate_to_judge(
-    root: Path, tmp_path: Path, journal: goex.Journal
+    root: Path, tmp_path: Path, journal: goex.Journal, backend: str
 ) -> None:
     from goex_tools.sandbox import Limits
 
-    ws = Workspace(root, store=tmp_path / "store", limits=Limits(memory=64 << 20, processes=8))
+    limits = Limits(memory=64 << 20, processes=8)
+    ws = Workspace(root, store=tmp_path / "store", limits=limits, sandbox=backend)
     with goex.run("limits", journal=journal):
         result = ws.run_shell("true")
     predicted = journal.get_step(result.step_id).effect["predicted"]

@@ -1,4 +1,5 @@
-"""run_shell: real commands over a real overlay in real bubblewrap, then exact rollback."""
+"""run_shell: real commands over a real overlay in each confining sandbox (bubblewrap, a
+container on a real engine), then exact rollback."""
 
 from __future__ import annotations
 
@@ -46,6 +47,13 @@ COMMANDS = {
 }
 
 
+@pytest.fixture
+def ws(root: Path, tmp_path: Path, backend: str) -> Workspace:
+    """The seeded workspace, its commands run in each confining backend in turn (a test
+    parametrized on `backend` picks its own)."""
+    return Workspace(root, store=tmp_path / "store", sandbox=backend)
+
+
 def reference(root: Path, tmp_path: Path, command: str) -> dict[str, object]:
     """The manifest the command produces when run directly on a copy (no goex, no sandbox)."""
     copy = tmp_path / "reference"
@@ -72,6 +80,7 @@ def test_command_effect_is_exact_and_rollback_restores_the_tree(
     assert manifest(root) == before
 
 
+@pytest.mark.parametrize("backend", ["bwrap"])  # the default image has no git
 def test_git_commit_in_a_repository_workspace_is_undone_with_its_history(
     ws: Workspace, git_root: Path, journal: goex.Journal
 ) -> None:
@@ -149,15 +158,22 @@ def http_server(tmp_path: Path) -> tuple[str, list[str]]:
     server.shutdown()
 
 
+def fetch(url: str, path: str) -> str:
+    """A GET every sandbox can send: bash's /dev/tcp (curl is not in the default image)."""
+    port = url.rsplit(":", 1)[1]
+    request = f"printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' >&3"
+    return f'bash -c "exec 3<>/dev/tcp/127.0.0.1/{port} && {request} && cat <&3"'
+
+
 def test_network_is_cut_unless_allowed_and_then_noted(
     ws: Workspace, journal: goex.Journal, http_server: tuple[str, list[str]]
 ) -> None:
     url, hits = http_server
     with goex.run("net", journal=journal):
-        cut = ws.run_shell(f"curl -sS --max-time 5 {url}/blocked")
-        allowed = ws.run_shell(f"curl -sS --max-time 5 {url}/allowed", network=True)
-    assert cut.exit_code != 0 and "curl" in cut.stderr
-    assert allowed.exit_code == 0 and allowed.stdout == "reached"
+        cut = ws.run_shell(fetch(url, "/blocked"))
+        allowed = ws.run_shell(fetch(url, "/allowed"), network=True)
+    assert cut.exit_code != 0 and "/dev/tcp/127.0.0.1" in cut.stderr
+    assert allowed.exit_code == 0 and allowed.stdout.endswith("\r\n\r\nreached")
     assert hits == ["/allowed"]
     step = journal.get_step(allowed.step_id)
     assert step.effect["predicted"]["network"] is True
@@ -165,8 +181,9 @@ def test_network_is_cut_unless_allowed_and_then_noted(
     assert journal.get_step(cut.step_id).effect["predicted"] == {
         "workspace": str(ws.root),
         "paths": [],
-        "command": f"curl -sS --max-time 5 {url}/blocked",
-        "sandbox": "bwrap",
+        "command": fetch(url, "/blocked"),
+        "sandbox": ws.sandbox.name,
+        **({"image": "goex-sandbox:bookworm"} if ws.sandbox.name == "docker" else {}),
         "network": False,
         "limits": {"memory": 512 << 20, "processes": 256, "file_size": 1 << 30, "cpu_time": 60.0},
     }
@@ -198,9 +215,10 @@ def test_a_finished_commands_scratch_layers_are_removed_after_it_returns(
 
 
 def test_output_is_capped_and_exit_codes_and_stderr_are_returned(
-    root: Path, tmp_path: Path, journal: goex.Journal
+    root: Path, tmp_path: Path, journal: goex.Journal, backend: str
 ) -> None:
-    ws = Workspace(root, store=tmp_path / "store", limits=Limits(output_limit=1000))
+    limits = Limits(output_limit=1000)
+    ws = Workspace(root, store=tmp_path / "store", limits=limits, sandbox=backend)
     with goex.run("loud", journal=journal):
         result = ws.run_shell("yes goex | head -c 100000; echo oops >&2; exit 7")
     assert result.exit_code == 7 and result.stderr == "oops\n"
@@ -286,7 +304,7 @@ def test_none_backend_runs_unsandboxed_and_says_so(
     assert manifest(root) == before
 
 
-@pytest.mark.parametrize("backend", ["bwrap", "none"])
+@pytest.mark.parametrize("backend", ["bwrap", "docker", "none"])
 def test_processes_that_leave_the_session_are_killed_too(
     root: Path, tmp_path: Path, journal: goex.Journal, backend: str
 ) -> None:
@@ -402,11 +420,12 @@ def test_a_file_changed_while_the_command_ran_is_not_overwritten(
 
 
 def test_a_secret_cut_by_the_output_limit_is_not_half_shown(
-    root: Path, tmp_path: Path, journal: goex.Journal
+    root: Path, tmp_path: Path, journal: goex.Journal, backend: str
 ) -> None:
     secret = "zq9X-" + "k7" * 10
     redactor.add(secret)
-    ws = Workspace(root, store=tmp_path / "store", limits=Limits(output_limit=1000))
+    limits = Limits(output_limit=1000)
+    ws = Workspace(root, store=tmp_path / "store", limits=limits, sandbox=backend)
     with goex.run("cut", journal=journal):
         result = ws.run_shell(f"head -c 995 /dev/zero | tr '\\0' a; echo {secret}; seq 1 5000")
     assert result.stdout_truncated and result.stdout.startswith("a" * 995)

@@ -42,7 +42,9 @@ def test_doctor_reports_what_works_here(
     checks = by_name(report)
     assert code == 0 and report["ok"] is True
     assert checks["sandbox:bwrap"] == ("ok", "works")
-    assert checks["sandbox:docker"][0] == "warn"  # no Docker engine on this machine
+    assert checks["sandbox:docker"] == ("ok", "works")  # the engine scripts/test.sh starts
+    assert checks["network isolation (docker)"][0] == "ok"
+    assert checks["sockets hidden (docker)"][0] == "ok"
     assert checks["network isolation"] == (
         "ok",
         "bwrap: no network unless allowed (a local TCP server was unreachable)",

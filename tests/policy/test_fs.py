@@ -243,28 +243,34 @@ def test_an_allowed_command_cannot_carry_a_refused_one(
 
 
 def test_a_sandbox_that_does_not_work_here_is_refused_not_bypassed(
-    ws: Workspace, sqlite_journal: Journal, policy_file: MakePolicy
+    ws: Workspace,
+    sqlite_journal: Journal,
+    policy_file: MakePolicy,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The real docker backend, on a machine whose doctor finds no Docker engine."""
-    problem = sandbox_problem("docker")
-    if problem is None:
-        pytest.skip("a Docker engine works here")
-    gate = policy_file("default: allow\n")
-    docker = Workspace(ws.root, store=ws.store.root, sandbox="docker")
-    before = ws.manifest()
-    with (
-        goex.run("agent", journal=sqlite_journal, gate=gate) as run,
-        pytest.raises(ActionRefused, match="the docker sandbox does not work on this machine"),
-    ):
-        docker.run_shell("echo hi > x.txt")
-    assert ws.manifest() == before
-    (step,) = sqlite_journal.steps(run.id)
-    assert step.status is StepStatus.REFUSED and step.decision is not None
-    assert step.decision.rule == "fs.require_sandbox"
-    report = doctor(sqlite_journal.url, backends=("docker", "bwrap"))
-    assert (
-        report.status_of("sandbox:docker") == "warn" and report.status_of("sandbox:bwrap") == "ok"
-    )
+    """The real docker backend, pointed at a socket where no engine answers."""
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    sandbox_problem.cache_clear()
+    try:
+        assert "no Docker engine answers" in str(sandbox_problem("docker"))
+        gate = policy_file("default: allow\n")
+        docker = Workspace(ws.root, store=ws.store.root, sandbox="docker")
+        before = ws.manifest()
+        with (
+            goex.run("agent", journal=sqlite_journal, gate=gate) as run,
+            pytest.raises(ActionRefused, match="the docker sandbox does not work on this machine"),
+        ):
+            docker.run_shell("echo hi > x.txt")
+        assert ws.manifest() == before
+        (step,) = sqlite_journal.steps(run.id)
+        assert step.status is StepStatus.REFUSED and step.decision is not None
+        assert step.decision.rule == "fs.require_sandbox"
+        report = doctor(sqlite_journal.url, backends=("docker", "bwrap"))
+        assert report.status_of("sandbox:docker") == "warn"
+        assert report.status_of("sandbox:bwrap") == "ok"
+    finally:
+        sandbox_problem.cache_clear()  # the real engine's answer, for the tests after
 
 
 def test_a_path_rule_sees_what_a_directory_operation_reaches(

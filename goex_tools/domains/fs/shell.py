@@ -72,6 +72,7 @@ def run_shell(
     predicted = ws.predicted([]) | {
         "command": command,
         "sandbox": ws.sandbox.name,
+        **({"image": image} if (image := getattr(ws.sandbox, "image", None)) else {}),
         "network": limits.network,
         "limits": limits.model_dump(include={"memory", "processes", "file_size", "cpu_time"}),
     }

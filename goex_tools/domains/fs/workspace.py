@@ -37,7 +37,9 @@ DEFAULT_STORE = Path(".goex") / "store"
 
 
 class Workspace:
-    """A directory an agent may change. `store` (outside it) keeps before/after images."""
+    """A directory an agent may change. `store` (outside it) keeps before/after images;
+    `sandbox` runs its commands ("bwrap", "docker" or "none"), `image` is the docker
+    sandbox's (one with your project's toolchain; default `goex-sandbox:bookworm`)."""
 
     def __init__(
         self,
@@ -46,6 +48,7 @@ class Workspace:
         store: str | os.PathLike[str] | None = None,
         sandbox: str = DEFAULT,
         limits: Limits | None = None,
+        image: str | None = None,
     ) -> None:
         self.root = Path(os.path.realpath(root))
         if not self.root.is_dir():
@@ -56,7 +59,7 @@ class Workspace:
             raise FsError(f"the store {store_root} must be outside the workspace {self.root}")
         self.store = BlobStore(store_root)
         _sweep_once(self.store)
-        self.sandbox = get_sandbox(sandbox)
+        self.sandbox = get_sandbox(sandbox, image=image)
         self.limits = limits or Limits()
 
     def __repr__(self) -> str:
