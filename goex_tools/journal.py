@@ -260,6 +260,15 @@ class Journal:
         with self._read("list runs") as conn:
             return [_run_from_row(r._mapping) for r in conn.execute(query)]
 
+    def find_runs(self, **metadata: str) -> list[Run]:
+        """The runs whose metadata holds every `key=value` given, oldest first (e.g. the
+        runs of one LangGraph conversation: `find_runs(thread_id=...)`)."""
+        query = runs_table.select().order_by(runs_table.c.started_at, runs_table.c.id)
+        for key, value in metadata.items():
+            query = query.where(runs_table.c.metadata[key].as_string() == value)
+        with self._read("find runs by metadata") as conn:
+            return [_run_from_row(r._mapping) for r in conn.execute(query)]
+
     def set_run_status(self, run_id: str, status: RunStatus, *, ended: bool = False) -> None:
         """Set a run's status, whatever it was (`end_run` and `close_run` compare first)."""
         values: dict[str, Any] = {"status": status.value}

@@ -53,6 +53,10 @@ class UndoContext:
 
 CompensateFn = Callable[[JSONDict, UndoContext], Any]
 ProbeFn = Callable[[Step], EffectState]
+PreviewFn = Callable[[list[Step]], dict[str, str]]
+"""Given steps of one kind in the order their undos would run (newest first), the conflict
+each undo would meet, by step id: read from the world and the steps' own records, nothing
+changed. Lets a rollback of several steps stop before undoing anything (`goex_tools.threads`)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class Handler:
     compensate: CompensateFn
     probe: ProbeFn | None = None
     args_model: type[BaseModel] | None = None
+    preview: PreviewFn | None = None
 
     def validate(self, args: JSONDict) -> None:
         if self.args_model is None:
@@ -86,11 +91,12 @@ class Registry:
         *,
         probe: ProbeFn | None = None,
         args_model: type[BaseModel] | None = None,
+        preview: PreviewFn | None = None,
     ) -> Callable[[CompensateFn], CompensateFn]:
         """Decorator: `@registry.register("fs.restore", args_model=RestoreArgs)`."""
 
         def decorate(compensate: CompensateFn) -> CompensateFn:
-            self._handlers[kind] = Handler(kind, compensate, probe, args_model)
+            self._handlers[kind] = Handler(kind, compensate, probe, args_model, preview)
             return compensate
 
         return decorate

@@ -51,8 +51,13 @@ __all__ = [
     "RetryPolicy",
     "RollbackReport",
     "StepOutcome",
+    "agent_running",
+    "close_for_rollback",
+    "needs_undo",
     "plan",
     "rollback",
+    "settle_run_status",
+    "top_level",
     "undo_step",
 ]
 
@@ -89,7 +94,7 @@ def plan(
         raise InvalidArgument("steps must be a positive number")
     journal.get_run(run_id)  # NotFound for an unknown run
     all_steps = journal.steps(run_id)
-    candidates = [s for s in all_steps if _needs_undo(s)]
+    candidates = [s for s in all_steps if needs_undo(s)]
     if to is not None:
         anchor = next((s for s in all_steps if s.id == to), None)
         if anchor is None:
@@ -156,7 +161,7 @@ def rollback(
     store = get_journal(journal)
     _check_arguments(store, run_id, steps, to)
     if not dry_run:
-        _close(store, run_id, live)
+        close_for_rollback(store, run_id, live)
     todo = plan(store, run_id, steps=steps, to=to)
     try:
         return _execute(
@@ -164,7 +169,7 @@ def rollback(
         )
     finally:
         if not dry_run:
-            _update_run_status(store, run_id)
+            settle_run_status(store, run_id)
 
 
 def undo_step(
@@ -184,16 +189,16 @@ def undo_step(
     """
     store = get_journal(journal)
     step = store.get_step(step_id)
-    if not _needs_undo(step):
+    if not needs_undo(step):
         raise GoexError(f"step {step_id} ({step.tool}) is {step.status.value}: nothing to undo")
     if not dry_run:
-        _close(store, step.run_id, live)
+        close_for_rollback(store, step.run_id, live)
         step = store.get_step(step_id)
     try:
         return _execute(store, step.run_id, [step], dry_run, force, "stop", retry or RetryPolicy())
     finally:
         if not dry_run:
-            _update_run_status(store, step.run_id)
+            settle_run_status(store, step.run_id)
 
 
 def _check_arguments(journal: Journal, run_id: str, steps: int | None, to: str | None) -> None:
@@ -212,26 +217,34 @@ def _check_arguments(journal: Journal, run_id: str, steps: int | None, to: str |
             raise NotFound(f"run {run_id} has no step {to!r}")
 
 
-def _close(journal: Journal, run_id: str, live: bool) -> None:
+def close_for_rollback(journal: Journal, run_id: str, live: bool) -> None:
     """Close the run to new steps before reading what to undo; refuse a run whose agent may
     still be running unless `live`."""
-    run = journal.get_run(run_id)
-    if run.status is RunStatus.ACTIVE and not live:
-        owners = journal.step_owners(run_id)
-        verdicts = [liveness(owner) for owner in owners]
-        running = [v.reason for v in verdicts if v.liveness is not Liveness.DEAD]
-        if running or not owners:
-            why = running[0] if running else "it has no steps to tell by"
-            raise RollbackFailed(
-                f"run {run_id} is still active and its agent may be running ({why}); nothing "
-                f"was undone. Pass live=True (`goex rollback --live`) to close the run and roll "
-                f"it back: its next tool call will then be refused",
-                RollbackReport(run_id=run_id),
-            )
+    why = None if live else agent_running(journal, run_id)
+    if why is not None:
+        raise RollbackFailed(
+            f"run {run_id} is still active and its agent may be running ({why}); nothing "
+            f"was undone. Pass live=True (`goex rollback --live`) to close the run and roll "
+            f"it back: its next tool call will then be refused",
+            RollbackReport(run_id=run_id),
+        )
     journal.close_run(run_id)
 
 
-def _update_run_status(journal: Journal, run_id: str) -> None:
+def agent_running(journal: Journal, run_id: str) -> str | None:
+    """Why the agent of an active run may still be running (a process of its steps is not
+    provably gone, or it has no steps to tell by), or None."""
+    if journal.get_run(run_id).status is not RunStatus.ACTIVE:
+        return None
+    owners = journal.step_owners(run_id)
+    verdicts = [liveness(owner) for owner in owners]
+    running = [v.reason for v in verdicts if v.liveness is not Liveness.DEAD]
+    if running:
+        return running[0]
+    return None if owners else "it has no steps to tell by"
+
+
+def settle_run_status(journal: Journal, run_id: str) -> None:
     """A closed run's final status: rolled back, or partially (effects remain, or a held
     command may still be kept by a person)."""
     journal.end_rollback(run_id, (*_REMAINING, StepStatus.HELD), _EFFECTLESS)
@@ -246,7 +259,9 @@ _REMAINING = (
 )
 
 
-def _needs_undo(step: Step) -> bool:
+def needs_undo(step: Step) -> bool:
+    """True for a step with an effect a rollback must still deal with: applied, irreversible,
+    a failed undo, or left in between (pending, compensating)."""
     return step.reversibility not in _EFFECTLESS and step.status in _REMAINING
 
 

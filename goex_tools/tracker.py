@@ -36,6 +36,7 @@ from goex_tools.runtime import (
     is_pause,
     summarize,
 )
+from goex_tools.threads import THREAD_KEY, Place
 
 __all__ = ["HandlerConflict", "RunTracker", "ToolKind", "TrackedRuns", "call_in_thread"]
 
@@ -128,8 +129,12 @@ class RunTracker:
         tool: ToolKind | None = None,
         inputs: JSONDict | None = None,
         metadata: JSONDict | None = None,
+        place: Place | None = None,
     ) -> None:
         """A framework run began. `tool` is None for chains, nodes and model calls.
+
+        `place`: where in a conversation a tool call runs (its thread and checkpoint), kept
+        in its step's effect (`goex_tools.threads`); the run takes the thread's id too.
 
         Raises HandlerConflict if another tracker with a different gate journals `key` to
         the same journal (its step, if any, is failed with the same message).
@@ -146,7 +151,7 @@ class RunTracker:
             self._nodes[key] = node
         if tool is not None:
             try:
-                node.handle = self._begin_step(node, key, name, tool, inputs or {})
+                node.handle = self._begin_step(node, key, name, tool, inputs or {}, place)
             except BaseException:  # refused by the gate (journaled as such), or unjournalable
                 self._forget(key)
                 if node.root.key == key and node.root.ctx is not None:
@@ -314,9 +319,11 @@ class RunTracker:
             if not node.working:
                 self._close(node, None, unreported)
 
-    def _run(self, root: _Root) -> RunContext:
+    def _run(self, root: _Root, place: Place | None = None) -> RunContext:
         with self._lock:
             if root.ctx is None:
+                if place is not None and "thread_id" not in root.metadata:
+                    root.metadata = {**root.metadata, "thread_id": place.thread_id}
                 record = Run(
                     id=_fit(root.key),
                     name=root.name,
@@ -327,7 +334,13 @@ class RunTracker:
             return root.ctx
 
     def _begin_step(
-        self, node: _Node, key: str, name: str, tool: ToolKind, inputs: JSONDict
+        self,
+        node: _Node,
+        key: str,
+        name: str,
+        tool: ToolKind,
+        inputs: JSONDict,
+        place: Place | None,
     ) -> StepHandle:
         # Containers and read-only calls change nothing themselves: no gate to pass. An opaque
         # tool's effect is one goex cannot undo, so the gate decides on it like any other.
@@ -341,10 +354,13 @@ class RunTracker:
         )
         with self._lock:
             parent_step = self._nearest_step(node.parent)
-        run = self._run(node.root)
-        return RunContext(run.journal, run.run, gate).begin(
+        run = self._run(node.root, place)
+        handle = RunContext(run.journal, run.run, gate).begin(
             proposal, step_id=_fit(key), parent_id=parent_step
         )
+        if place is not None:  # journaled with the call's outcome
+            handle.effect[THREAD_KEY] = place.model_dump(mode="json", exclude_defaults=True)
+        return handle
 
     def _nearest_step(self, key: str | None) -> str | None:
         """The id of the closest enclosing framework run journaled as a step (lock held)."""

@@ -1,4 +1,5 @@
-"""LangChain integration of goex-tools: reversible tools and a journaling callback handler.
+"""LangChain integration of goex-tools: reversible tools, a journaling callback handler, and
+LangGraph time travel that rewinds the world with the agent (`rewind`, `fork`).
 
 `ScriptedChatModel`, the scripted model of the tests and demos, is imported from
 `langchain_goex.chat_models`.
@@ -8,6 +9,7 @@ from importlib import metadata
 
 from goex_tools.tracker import HandlerConflict
 from langchain_goex.callbacks import GOEX_METADATA_KEY, GoexCallbackHandler
+from langchain_goex.time_travel import fork, rewind
 from langchain_goex.toolkits import GoexToolkit
 from langchain_goex.tools import GoexTool, goex_tool, reversible_tool
 
@@ -24,6 +26,8 @@ __all__ = [
     "GoexToolkit",
     "HandlerConflict",
     "__version__",
+    "fork",
     "goex_tool",
     "reversible_tool",
+    "rewind",
 ]

@@ -17,11 +17,16 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import ToolMessage
+from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.tools import ToolException
 
 from goex_tools.journal import Journal
 from goex_tools.runtime import Gate, register_pause
+from goex_tools.threads import Place
 from goex_tools.tracker import RunTracker, ToolKind, TrackedRuns
+
+_CHECKPOINT_MAP = "checkpoint_map"  # LangGraph's config key: graph level -> checkpoint id
+_NS_SEP = "|"  # LangGraph's separator of graph levels in a checkpoint namespace
 
 GOEX_METADATA_KEY = "goex"
 """Tool metadata key marking how a tool is journaled: "journaled" (a goex tool) or "inner"."""
@@ -115,6 +120,7 @@ class GoexCallbackHandler(TrackedRuns, BaseCallbackHandler):
             name=name,
             tool=kind,
             inputs=inputs if inputs is not None else {"input": input_str},
+            place=_place() if kind is not None else None,
         )
 
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -127,6 +133,29 @@ class GoexCallbackHandler(TrackedRuns, BaseCallbackHandler):
 
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._tracker.end(str(run_id), error=error)
+
+
+def _place() -> Place | None:
+    """Where the tool being called runs: the LangGraph thread, and the checkpoint each graph
+    level (root, subgraphs) was at when its task started, read from the config LangGraph runs
+    the calling node with (callbacks run in its context). None outside a checkpointed graph."""
+    config = var_child_runnable_config.get() or {}
+    configurable = config.get("configurable") or {}
+    thread_id = configurable.get("thread_id")
+    checkpoints = configurable.get(_CHECKPOINT_MAP) or {}
+    if thread_id is None or not isinstance(checkpoints, dict) or not checkpoints:
+        return None
+    task_ns = str(configurable.get("checkpoint_ns") or "")
+    ns = task_ns.rpartition(_NS_SEP)[0] if _NS_SEP in task_ns else ""
+    if ns not in checkpoints:  # the deepest graph level the map knows
+        ns = max(checkpoints, key=len)
+    return Place(
+        thread_id=str(thread_id),
+        checkpoint_ns=ns,
+        checkpoint_id=str(checkpoints[ns]),
+        checkpoints={str(k): str(v) for k, v in checkpoints.items()},
+        task_ns=task_ns,
+    )
 
 
 def _key(run_id: UUID | None) -> str | None:

@@ -2,7 +2,10 @@
 
 Each turn is a list of tool calls `(tool name, arguments)` or a final text answer. It is a
 real `BaseChatModel`: `bind_tools` works, so agent loops (`create_agent`, LangGraph) drive
-it exactly as they drive a hosted model, offline and deterministically.
+it exactly as they drive a hosted model, offline and deterministically. With
+`replayable=True` the turn is chosen by the conversation (the number of AI messages in it so
+far), not by how often the model was called: a replay from an earlier checkpoint (LangGraph
+time travel) gets the same answers again.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ Turn = str | list[tuple[str, dict[str, Any]]]
 
 
 class ScriptedChatModel(BaseChatModel):
-    """Answers the n-th model call with the n-th turn of `script`."""
+    """Answers the n-th model call (or, `replayable`, the n-th AI message of the
+    conversation) with the n-th turn of `script`."""
 
     script: list[Turn]
+    replayable: bool = False
     _position: int = PrivateAttr(default=0)
 
     @property
@@ -43,6 +48,8 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        if self.replayable:
+            self._position = sum(isinstance(m, AIMessage) for m in messages)
         if self.finished:
             raise RuntimeError(f"the script has only {len(self.script)} turns; none is left")
         turn = self.script[self._position]

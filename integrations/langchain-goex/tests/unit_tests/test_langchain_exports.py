@@ -11,8 +11,10 @@ EXPECTED_ALL = [
     "GoexToolkit",
     "HandlerConflict",
     "__version__",
+    "fork",
     "goex_tool",
     "reversible_tool",
+    "rewind",
 ]
 
 
