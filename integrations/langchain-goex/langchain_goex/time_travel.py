@@ -15,9 +15,10 @@ agent, a hand-built `StateGraph`, subgraphs).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from langchain_core.runnables import RunnableConfig
+from typing_extensions import Unpack
 
 from goex_tools.errors import InvalidArgument, NotFound
 from goex_tools.journal import Journal, get_journal
@@ -86,36 +87,34 @@ def rewind(
     return report
 
 
+class RewindOptions(TypedDict, total=False):
+    """The keywords of `rewind` that `fork` passes on."""
+
+    journal: Journal | str | None
+    dry_run: bool
+    force: bool
+    on_irreversible: OnIrreversible
+    retry: RetryPolicy | None
+    live: bool
+
+
 def fork(
     graph: Any,
     config: RunnableConfig,
     values: dict[str, Any] | Any | None,
     *,
     as_node: str | None = None,
-    journal: Journal | str | None = None,
-    dry_run: bool = False,
-    force: bool = False,
-    on_irreversible: OnIrreversible = "stop",
-    retry: RetryPolicy | None = None,
-    live: bool = False,
+    **options: Unpack[RewindOptions],
 ) -> RewindReport:
     """`graph.update_state(config, values, as_node)` on a checkpoint, with the world brought
-    back to that checkpoint first (`rewind`). `report.config` is the fork to continue from
-    (`graph.invoke(None, report.config)`). With `dry_run` nothing is undone or forked.
+    back to that checkpoint first (`rewind`, with the same keywords). `report.config` is the
+    fork to continue from (`graph.invoke(None, report.config)`). With `dry_run` nothing is
+    undone or forked.
 
     Raises: as `rewind`; nothing is forked unless the world was rewound.
     """
-    report = rewind(
-        graph,
-        config,
-        journal=journal,
-        dry_run=dry_run,
-        force=force,
-        on_irreversible=on_irreversible,
-        retry=retry,
-        live=live,
-    )
-    if not dry_run:
+    report = rewind(graph, config, **options)
+    if not options.get("dry_run"):
         report.config = dict(graph.update_state(report.config, values, as_node=as_node))
     return report
 
