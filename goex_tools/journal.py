@@ -404,25 +404,22 @@ class Journal:
             )
         return _step_from_row(row) if row else self.get_step(step_id)
 
-    def transitions(self, moves: Sequence[Move]) -> list[Step | None]:
-        """Several compare-and-set transitions in one transaction, so one commit: each move
-        applies only if its step is in one of its expected statuses (None where it did not).
+    def transitions(self, moves: Sequence[Move]) -> list[bool]:
+        """Several compare-and-set transitions in one transaction, so one commit (on
+        PostgreSQL one statement): each move applies only if its step is in one of its
+        expected statuses; whether each did.
 
         A rollback marks a step compensated and claims the next one in a single commit."""
         doing = "record " + ", ".join(f"step {m.step_id} as {m.to.value}" for m in moves)
-        rows: list[dict[str, Any] | None] = []
-        with self._step_writes(doing, one_statement=len(moves) == 1) as writes:
-            for move in moves:
-                values: dict[str, Any] = {"status": move.to.value, "updated_at": utcnow()}
-                if move.owner is not None:
-                    values["owner"] = move.owner
-                event = _event(move.step_id, move.to, redact(move.detail))
-                expect = [s.value for s in move.expect]
-                rows.append(writes.transition(move.step_id, values, expect, event))
-        return [
-            None if row is None else _step_from_row(row) if row else self.get_step(move.step_id)
-            for move, row in zip(moves, rows, strict=True)
-        ]
+        changes = []
+        for move in moves:
+            values: dict[str, Any] = {"status": move.to.value, "updated_at": utcnow()}
+            if move.owner is not None:
+                values["owner"] = move.owner
+            event = _event(move.step_id, move.to, redact(move.detail))
+            changes.append((move.step_id, values, [s.value for s in move.expect], event))
+        with self._step_writes(doing, one_statement=True) as writes:
+            return writes.transitions(changes)
 
     def withdraw(self, step_id: str) -> bool:
         """Delete a step that is still pending and has no step under it, with its events.

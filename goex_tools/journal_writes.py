@@ -26,6 +26,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from goex_tools.journal_schema import events_table, runs_table, steps_table
 
 Row = dict[str, Any]
+Change = tuple[str, Row, Sequence[str], Row]
+"""A status change: the step's id, the values to set, the statuses expected, its event."""
 
 
 class StepWrites(Protocol):
@@ -44,6 +46,9 @@ class StepWrites(Protocol):
         self, step_id: str, values: Row, expect: Sequence[str], event: Row
     ) -> Row | None:
         """`update_step`, and the `event` recorded if (and only if) the step matched."""
+
+    def transitions(self, changes: Sequence[Change]) -> list[bool]:
+        """Several `transition`s (the rows not read back): whether each step matched."""
 
     def status(self, step_id: str) -> str | None: ...
 
@@ -84,6 +89,18 @@ class CoreWrites:
             self.insert_event(event)
         return row
 
+    def transitions(self, changes: Sequence[Change]) -> list[bool]:
+        matched = []
+        for step_id, values, expect, event in changes:
+            result = self.conn.execute(
+                _update_step(tuple(values), len(expect), False),
+                _update_params(step_id, values, expect),
+            )
+            if result.rowcount:
+                self.insert_event(event)
+            matched.append(bool(result.rowcount))
+        return matched
+
     def status(self, step_id: str) -> str | None:
         query = sa.select(steps_table.c.status).where(steps_table.c.id == step_id)
         return self.conn.execute(query).scalar()
@@ -109,6 +126,18 @@ class PostgresWrites(CoreWrites):
         params.update({f"e_{k}": v for k, v in event.items() if k != "step_id"})
         row = self.conn.execute(_transition(tuple(values), len(expect)), params).first()
         return dict(row._mapping) if row is not None else None
+
+    def transitions(self, changes: Sequence[Change]) -> list[bool]:
+        """All the changes in one statement: one round trip, and in autocommit one commit."""
+        shape = tuple((tuple(values), len(expect)) for _, values, expect, _ in changes)
+        params: Row = {}
+        for i, (step_id, values, expect, event) in enumerate(changes):
+            params.update(
+                {f"m{i}{k}": v for k, v in _update_params(step_id, values, expect).items()}
+            )
+            params.update({f"m{i}e_{k}": v for k, v in event.items() if k != "step_id"})
+        found = {k for (k,) in self.conn.execute(_transitions(shape), params)}
+        return [i in found for i in range(len(changes))]
 
 
 @contextmanager
@@ -139,6 +168,44 @@ def _transition(keys: tuple[str, ...], expected: int) -> sa.Select[Any]:
         ),
     )
     return sa.select(updated).add_cte(event.cte("goex_event"))
+
+
+@functools.cache
+def _transitions(
+    shape: tuple[tuple[tuple[str, ...], int], ...],
+) -> sa.CompoundSelect[Any] | sa.Select[Any]:
+    """Several compare-and-set UPDATEs, each with its event INSERT, as one statement:
+    WITH u0 AS (UPDATE ... RETURNING id), e0 AS (INSERT ... FROM u0), u1 ... SELECT the
+    numbers of the changes that matched. Parameters of change i are prefixed `m{i}`."""
+    matched = []
+    for i, (keys, expected) in enumerate(shape):
+        updated = (
+            steps_table.update()
+            .where(
+                steps_table.c.id == sa.bindparam(f"m{i}_id"),
+                steps_table.c.status.in_(
+                    [sa.bindparam(f"m{i}_expect{j}") for j in range(expected)]
+                ),
+            )
+            .values({key: sa.bindparam(f"m{i}v_{key}") for key in keys})
+            .returning(steps_table.c.id)
+            .cte(f"goex_u{i}")
+        )
+        event = events_table.insert().from_select(
+            ["step_id", "at", "status", "detail"],
+            sa.select(
+                updated.c.id,
+                sa.bindparam(f"m{i}e_at", type_=events_table.c.at.type),
+                sa.bindparam(f"m{i}e_status", type_=events_table.c.status.type),
+                sa.bindparam(f"m{i}e_detail", type_=events_table.c.detail.type),
+            ),
+        )
+        matched.append(
+            sa.select(sa.literal(i).label("k"))
+            .select_from(updated)
+            .add_cte(event.cte(f"goex_e{i}"))
+        )
+    return matched[0] if len(matched) == 1 else sa.union_all(*matched)
 
 
 class DriverWrites:
@@ -178,6 +245,17 @@ class DriverWrites:
         if row is not None:
             self.insert_event(event)
         return row
+
+    def transitions(self, changes: Sequence[Change]) -> list[bool]:
+        matched = []
+        for step_id, values, expect, event in changes:
+            sql, names = _compiled(self.dialect, _update_step(tuple(values), len(expect), False))
+            params = _update_params(step_id, values, expect)
+            self.cursor.execute(sql, _bound(self.dialect, names, params))
+            if self.cursor.rowcount:
+                self.insert_event(event)
+            matched.append(bool(self.cursor.rowcount))
+        return matched
 
     def status(self, step_id: str) -> str | None:
         self.cursor.execute("SELECT status FROM goex_steps WHERE id = ?", (step_id,))

@@ -408,7 +408,7 @@ def _compensate(
     )
     *done, claimed = journal.transitions([*_done_moves(undone), claim])
     _check_marked(undone, done)
-    if claimed is None:  # another rollback took it first
+    if not claimed:  # another rollback took it first
         now = journal.get_step(step.id)
         doing = "is being compensated" if now.status is StepStatus.COMPENSATING else "was undone"
         return StepOutcome(
@@ -418,7 +418,7 @@ def _compensate(
             detail=f"{doing} by another rollback ({now.owner}); run this one again once it "
             f"has finished",
         )
-    step = claimed
+    step = step.model_copy(update={"status": StepStatus.COMPENSATING, "owner": claim.owner})
     assert step.compensation is not None
     handler = registry.get(step.compensation.kind)
     ctx = UndoContext(step=step, journal=journal, force=force)
@@ -471,8 +471,8 @@ def _mark_undone(journal: Journal, undone: Step | None) -> None:
         _check_marked(undone, journal.transitions(_done_moves(undone)))
 
 
-def _check_marked(undone: Step | None, done: list[Step | None]) -> None:
-    if undone is not None and done[0] is None:
+def _check_marked(undone: Step | None, done: list[bool]) -> None:
+    if undone is not None and not done[0]:
         raise StaleTransition(
             f"step {undone.id} ({undone.tool}) was undone, but something else moved it "
             f"meanwhile: it could not be marked compensated"
