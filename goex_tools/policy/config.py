@@ -87,6 +87,7 @@ class FsPolicy(_Strict):
     network: Verdict = "refuse"  # run_shell asking for network access
     require_sandbox: bool = True  # run_shell only inside a sandbox that works here
     limits: SandboxCeilings = Field(default_factory=SandboxCeilings)
+    images: list[str] | None = None  # docker images run_shell may use (globs); None: any
 
 
 class SqlPolicy(_Strict):

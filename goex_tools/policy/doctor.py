@@ -102,14 +102,21 @@ def policy_check(path: str | Path, confining: str | None) -> Check:
 
 
 def _sandbox_check(backend: str) -> Check:
+    from goex_tools.sandbox import DEFAULT_IMAGE
+
     problem = sandbox_problem(backend)
     if problem is None:
-        what = (
-            "works" if backend != "none" else "works (no confinement beyond the workspace overlay)"
-        )
+        what = {
+            "none": "works (no confinement beyond the workspace overlay)",
+            "docker": f"works (engine at {_engine_named()}, default image {DEFAULT_IMAGE})",
+        }.get(backend, "works")
         return Check(name=f"sandbox:{backend}", status="ok", detail=what)
     status: Status = "fail" if backend == "bwrap" else "warn"
     return Check(name=f"sandbox:{backend}", status=status, detail=problem)
+
+
+def _engine_named() -> str:
+    return os.environ.get("DOCKER_HOST") or "the default socket"
 
 
 def network_isolation(backend: str | None) -> Check:

@@ -9,6 +9,7 @@ and is journaled with the step, refused or not.
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -224,6 +225,10 @@ class Policy:
                         ("fs", "require_sandbox"),
                     )
                 )
+        images, image = self.config.fs.images, predicted.get("image")
+        if image is not None and images is not None and not _named(images, str(image)):
+            why = f"the command would run in the image {image}, which fs.images does not name"
+            found.append(Verdicted("refuse", "fs.images", why, ("fs", "images")))
         return found
 
     def _past_ceilings(self, proposal: Proposal) -> list[Verdicted]:
@@ -355,6 +360,10 @@ class Policy:
         if self.source is None or not verdict.loc:
             return verdict.reason
         return f"{verdict.reason} ({self.source.where(*verdict.loc)})"
+
+
+def _named(globs: list[str], image: str) -> bool:
+    return any(fnmatch.fnmatchcase(image, glob) for glob in globs)
 
 
 def _default_sandbox_check(backend: str) -> bool:

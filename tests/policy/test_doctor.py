@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,10 @@ def test_doctor_reports_what_works_here(
     checks = by_name(report)
     assert code == 0 and report["ok"] is True
     assert checks["sandbox:bwrap"] == ("ok", "works")
-    assert checks["sandbox:docker"] == ("ok", "works")  # the engine scripts/test.sh starts
+    assert checks["sandbox:docker"] == (  # the engine scripts/test.sh starts
+        "ok",
+        f"works (engine at {os.environ['DOCKER_HOST']}, default image goex-sandbox:bookworm)",
+    )
     assert checks["network isolation (docker)"][0] == "ok"
     assert checks["sockets hidden (docker)"][0] == "ok"
     assert checks["network isolation"] == (
