@@ -94,6 +94,73 @@ def test_journal_on_a_full_or_read_only_disk_refuses_the_action(tmp_path: Path, 
     assert all(Path(f"{target}.{i}").exists() for i in result["made"])
 
 
+IO_ERROR = """
+set -eu
+work=$1
+mount -t tmpfs -o size=24m tmpfs "$work/backing"
+truncate -s 32M "$work/backing/disk.img"
+loop=$(losetup -f --show "$work/backing/disk.img")
+trap 'umount "$work/mnt" 2>/dev/null || true; losetup -d "$loop"' EXIT
+mkfs.ext4 -q -E lazy_itable_init=0,lazy_journal_init=0 "$loop"
+mount "$loop" "$work/mnt"
+"$PYTHON" -c "$SCRIPT" "$work"
+"""
+
+IO_AGENT = """
+import json, sys
+import goex_tools as goex
+from tests.support import fileops
+work = sys.argv[1]
+result = {"made": []}
+try:
+    with goex.run("io", journal=goex.Journal(f"sqlite:///{work}/mnt/journal.db", durable=True)):
+        fileops.create_file(f"{work}/made.0")
+        result["made"].append(0)
+        with open(f"{work}/backing/filler", "wb", buffering=0) as filler:
+            try:  # the loop device's file can grow no more: its writes fail (EIO)
+                while True:
+                    filler.write(b"x" * 65536)
+            except OSError:
+                pass
+        for i in range(1, 100):
+            result["trying"] = i
+            fileops.create_file(f"{work}/made.{i}", "y" * 5000)
+            result["made"].append(i)
+except goex.GoexError as exc:
+    result["error"] = [type(exc).__name__, str(exc)]
+print(json.dumps(result))
+"""
+
+
+def test_journal_disk_io_error_is_a_goex_error_saying_what_ran(tmp_path: Path) -> None:
+    """A real EIO: ext4 on a loop device whose backing file can no longer grow."""
+    if os.geteuid() != 0 or not all(map(shutil.which, ("losetup", "mkfs.ext4", "unshare"))):
+        pytest.skip("needs root, losetup and mkfs.ext4 (e2fsprogs) for a loop device")
+    for name in ("backing", "mnt"):
+        (tmp_path / name).mkdir()
+    out = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", IO_ERROR, "io-error", str(tmp_path)],
+        cwd=ROOT,
+        env={**ENV, "PYTHON": sys.executable, "SCRIPT": IO_AGENT},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if out.returncode != 0 and "losetup" in out.stderr:
+        pytest.skip(f"no loop devices here: {out.stderr.strip()}")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    kind, message = result["error"]
+    assert kind == "JournalUnavailable" and "a disk I/O error" in message, message
+    assert f"goex journal sqlite:///{tmp_path}/mnt/journal.db" in message
+    failed = result["trying"]
+    if "did not run" in message:  # refused before its effect
+        assert not (tmp_path / f"made.{failed}").exists()
+    else:  # its effect ran; the journal could not mark it applied and says so
+        assert "ran, but the journal could not record that" in message
+        assert "goex recover" in message and (tmp_path / f"made.{failed}").exists()
+
+
 def test_journal_locked_too_long_refuses_the_action_but_reads_go_on(
     sqlite_journal_url: str, tmp_path: Path
 ) -> None:
@@ -106,6 +173,8 @@ def test_journal_locked_too_long_refuses_the_action_but_reads_go_on(
         try:
             with pytest.raises(goex.JournalUnavailable) as err:
                 create_file(str(tmp_path / "blocked.txt"))
+            # A writing process's own reads take no write lock either (timeout 0.5 s).
+            assert [r.name for r in journal.list_runs()] == ["blocked", "before"]
             # Reading takes no write lock: the CLI lists runs while the writer holds it.
             listed = subprocess.run(
                 [sys.executable, "-m", "goex_tools.cli", "runs", "--json"],
