@@ -30,13 +30,14 @@ def undo(
     to_step: str | None = None,
     whole_run: bool = False,
     dry_run: bool = True,
-    force: bool = False,
 ) -> JSONDict:
     """Roll back the last `calls` tool calls, the steps after `to_step`, or the whole run.
 
     The run is the session's own and may still be active: it is rolled back `live` (the
     caller has checked that none of its tool calls is still running), which closes it.
-    A rollback that stops (a conflict, an irreversible step) is reported, not raised.
+    A rollback that stops (a conflict, an irreversible step) is reported, not raised. There
+    is no `force` here: overriding a conflict (someone changed the same thing since) is for
+    a person at `goex rollback --force`, not for the model.
     """
     chosen = sum((calls is not None, to_step is not None, whole_run))
     if chosen != 1:
@@ -50,7 +51,6 @@ def undo(
             to=to_step,
             journal=journal,
             dry_run=dry_run,
-            force=force,
             live=True,
         )
     except RollbackFailed as exc:

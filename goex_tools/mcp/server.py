@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import io
 import json
 import re
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TextIO
 
 import anyio
 import sqlalchemy as sa
@@ -205,13 +207,13 @@ def _can_elicit(ctx: GoexContext) -> bool:
 
 
 class Approval(BaseModel):
-    """The form an `ask` shows the client's user."""
+    """The form a question to the client's user shows: one yes/no field."""
 
-    approve: bool = Field(description="Let this action run (goex journals it with its undo).")
+    approve: bool = Field(description="Yes: let it go ahead.")
 
 
-async def _elicit(ctx: GoexContext, message: str) -> bool:
-    answer = await ctx.elicit(f"{message}\n\nApprove this action?", Approval)
+async def _elicit(ctx: GoexContext, message: str, question: str = "Approve this action?") -> bool:
+    answer = await ctx.elicit(f"{message}\n\n{question}", Approval)
     return answer.action == "accept" and answer.data.approve is True
 
 
@@ -301,37 +303,30 @@ def _review_tools(server: FastMCP[Session], journal: Journal) -> None:
         dry_run: Annotated[
             bool, Field(description="Only say what would be undone (default); false undoes.")
         ] = True,
-        force: Annotated[
-            bool,
-            Field(description="Undo even where someone changed the same thing since."),
-        ] = False,
         run_id: RunArg = None,
     ) -> CallToolResult:
         """Undo this session's last N tool calls (calls=N), everything after a step
         (to_step=ID) or the whole run (whole_run=true). Call with dry_run=true first and show
         the person what would be undone; dry_run=false undoes it. Once undone, the run is
         closed: later calls go to a new run."""
+        ctx = server.get_context()
         try:
-            session, chosen = _reviewed(server.get_context(), run_id)
-            running = [] if dry_run else session.in_flight(chosen)
-            if running:
-                raise GoexError(
-                    f"{len(running)} tool call(s) of run {chosen} still running "
-                    f"({', '.join(running)}); nothing was undone: try again when they end"
-                )
+            session, chosen = _reviewed(ctx, run_id)
 
-            def roll() -> dict[str, Any]:
+            def roll(dry: bool) -> dict[str, Any]:
                 return undo(
-                    journal,
-                    chosen,
-                    calls=calls,
-                    to_step=to_step,
-                    whole_run=whole_run,
-                    dry_run=dry_run,
-                    force=force,
+                    journal, chosen, calls=calls, to_step=to_step, whole_run=whole_run, dry_run=dry
                 )
 
-            data = await anyio.to_thread.run_sync(roll)
+            if not dry_run:
+                _check_idle(session, chosen)
+            if not dry_run and _can_elicit(ctx):  # the person sees the plan and decides
+                plan = await anyio.to_thread.run_sync(roll, True)
+                if not await _elicit(ctx, _plan_text(plan), "Undo these steps now?"):
+                    declined = "The person declined: nothing was undone."
+                    return _data({**plan, "declined": True, "text": declined})
+                _check_idle(session, chosen)  # a call may have started while they read
+            data = await anyio.to_thread.run_sync(roll, dry_run)
         except GoexError as exc:
             return _error(exc)
         if not dry_run:
@@ -339,6 +334,23 @@ def _review_tools(server: FastMCP[Session], journal: Journal) -> None:
                 data["next_run"] = "this run is closed: the session's next calls go to a new run"
             session.rolled_back(chosen)
         return _data(data, error=not data["complete"])
+
+
+def _check_idle(session: Session, run_id: str) -> None:
+    running = session.in_flight(run_id)
+    if running:
+        raise GoexError(
+            f"{len(running)} tool call(s) of run {run_id} still running "
+            f"({', '.join(running)}); nothing was undone: try again when they end"
+        )
+
+
+def _plan_text(plan: dict[str, Any]) -> str:
+    lines = [f"Roll back run {plan['run']['id']} ({plan['run']['name']}): {plan['outcome']}"]
+    for outcome in plan["report"]["outcomes"]:
+        undo = f" [{outcome['undo']}]" if outcome.get("undo") else ""
+        lines.append(f"- {outcome['tool']}: {outcome['detail']}{undo}")
+    return "\n".join(lines)
 
 
 def _review_resources(server: FastMCP[Session], journal: Journal) -> None:
@@ -395,9 +407,35 @@ def serve(
     """Serve until the client goes (stdio) or the process is stopped (http). For http,
     `announce` gets the URL once the port is bound (port 0 picks a free one)."""
     if transport == "stdio":
-        anyio.run(server.run_stdio_async)
+        with _reserved_for_protocol():
+            anyio.run(server.run_stdio_async)
     else:
         anyio.run(_serve_http, server, announce)
+
+
+@contextmanager
+def _reserved_for_protocol() -> Iterator[None]:
+    """While serving over stdio, stdin and stdout carry the protocol only: the SDK reads and
+    writes their `buffer`; text printed by anything else (an approver, a library) goes to
+    stderr, and reading stdin as text (`input()`) gets end of input, never a message."""
+    saved = sys.stdin, sys.stdout
+    sys.stdin = _Reserved(sys.stdin, io.StringIO())
+    sys.stdout = _Reserved(sys.stdout, sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdin, sys.stdout = saved
+
+
+class _Reserved:
+    """A standard stream whose `buffer` is the protocol's and whose text goes elsewhere."""
+
+    def __init__(self, protocol: TextIO, instead: TextIO) -> None:
+        self.buffer = protocol.buffer
+        self._instead = instead
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._instead, name)
 
 
 async def _serve_http(server: FastMCP[Session], announce: Callable[[str], Any] | None) -> None:

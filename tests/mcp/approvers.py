@@ -8,3 +8,14 @@ from goex_tools.policy import ApprovalRequest
 def approve_all(request: ApprovalRequest) -> bool:
     """Approves every request (stands in for a person who says yes)."""
     return True
+
+
+def approve_loudly(request: ApprovalRequest) -> bool:
+    """Prints to stdout and reads stdin first, as careless code does: over stdio, neither
+    may touch the protocol's streams."""
+    print("approver: approving", request.describe())
+    try:
+        input("approve? ")
+    except EOFError:
+        pass
+    return True

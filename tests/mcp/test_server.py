@@ -202,6 +202,28 @@ async def test_mcp_several_databases_get_a_tool_each(world: Any, tmp_path: Any) 
     assert "orders" not in text(listing) and '"t"' in text(listing)
 
 
+async def test_mcp_rollback_asks_the_person_first_where_the_client_can(world: Any) -> None:
+    before = world.snapshot()
+    shown: list[str] = []
+    answers = iter([False, True])
+
+    async def person(_: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        shown.append(params.message)
+        return types.ElicitResult(action="accept", content={"approve": next(answers)})
+
+    async with connected(served(world), elicitation_callback=person) as session:
+        await call(session, "write_file", {"path": "a.txt", "content": "a"})
+        await call(session, "run_sql", {"sql": "DELETE FROM orders"})
+        whole = {"whole_run": True, "dry_run": False}
+        declined = await call(session, "goex_rollback", whole)
+        assert "declined: nothing was undone" in text(declined)
+        assert world.snapshot() != before
+        await call(session, "goex_rollback", whole)
+    assert world.snapshot() == before
+    assert "would undo 2 step(s)" in shown[0] and "- run_sql:" in shown[0]
+    assert shown[0].endswith("Undo these steps now?") and len(shown) == 2
+
+
 @pytest.mark.parametrize(
     ("arguments", "says"),
     [

@@ -23,9 +23,15 @@ DOMAIN_TOOLS = [
 ]  # fmt: skip
 
 
+ASK_CONFIG = "default: allow\nfs:\n  rules:\n    - {paths: [config.toml], decision: ask}\n"
+
+
 async def test_mcp_stdio_calls_are_undone_exactly_by_the_review_tools(world: Any) -> None:
     before = world.snapshot()
-    async with stdio_session(server_args(world)) as session:
+    policy = world.dir / "policy.yaml"
+    policy.write_text(ASK_CONFIG)  # its approver prints and reads stdin: not the protocol's
+    extra = ["--policy", str(policy), "--approver", "tests.mcp.approvers:approve_loudly"]
+    async with stdio_session(server_args(world, *extra)) as session:
         listed = [t.name for t in (await session.list_tools()).tools]
         assert listed == [*DOMAIN_TOOLS, "goex_review", "goex_rollback"]
 
