@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from goex_tools.policy import ApprovalRequest
 
 
@@ -14,8 +16,6 @@ def approve_loudly(request: ApprovalRequest) -> bool:
     """Prints to stdout and reads stdin first, as careless code does: over stdio, neither
     may touch the protocol's streams."""
     print("approver: approving", request.describe())
-    try:
+    with contextlib.suppress(EOFError):
         input("approve? ")
-    except EOFError:
-        pass
     return True
