@@ -23,6 +23,7 @@ from goex_tools.mcp.command import add_command as add_mcp_command
 from goex_tools.model import Step
 from goex_tools.recovery import recover
 from goex_tools.rollback import RollbackReport, rollback, undo_step
+from goex_tools.ui import add_command as add_ui_command
 
 EXIT_OK, EXIT_STOPPED, EXIT_BAD_INPUT = 0, 1, 2
 SHOW_LIMIT = 100  # steps `show` prints unless told otherwise (newest first)
@@ -184,6 +185,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_doctor, access="none")
     _fs_commands(sub, common)
     add_mcp_command(sub, common)
+    add_ui_command(sub, common)
     return parser
 
 

@@ -58,15 +58,8 @@ class RunView:
         self.changes = {step.id: change_of(step, self.journal) for step in self.steps}
         self.report = report
         self.error = error
-        parents = {s.parent_id for s in self.steps if s.parent_id}
-        # a tool-call container with child steps is left out: its children say what it did
-        self.shown = [
-            s for s in self.steps
-            if s.reversibility is not Reversibility.CONTAINER or s.id not in parents
-        ]  # fmt: skip
-        order = _call_order(self.steps)
-        self.shown.sort(key=lambda s: (order[s.id], s.seq or 0))  # each call's steps together
-        self.numbers = _numbers(self.steps, self.shown)
+        self.shown = shown_steps(self.steps)
+        self.numbers = step_numbers(self.steps, self.shown)
 
     def rows(self) -> list[tuple[str, ...]]:
         """One row per step shown (COLUMNS), children indented under their parent.
@@ -255,17 +248,29 @@ def _sql_rows(step: Step, counts: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def _call_order(steps: list[Step]) -> dict[str, int]:
+def shown_steps(steps: list[Step]) -> list[Step]:
+    """The steps a review shows, each tool call's together in the order the calls began: a
+    tool-call container with child steps is left out (its children say what it did)."""
+    parents = {s.parent_id for s in steps if s.parent_id}
+    shown = [
+        s for s in steps if s.reversibility is not Reversibility.CONTAINER or s.id not in parents
+    ]
+    order = call_order(steps)
+    shown.sort(key=lambda s: (order[s.id], s.seq or 0))
+    return shown
+
+
+def call_order(steps: list[Step]) -> dict[str, int]:
     """Each step's tool call's number (1..N, in the order the calls began)."""
     top = top_level(steps)
     calls = {call: i for i, call in enumerate(dict.fromkeys(top[s.id] for s in steps), 1)}
     return {s.id: calls[top[s.id]] for s in steps}
 
 
-def _numbers(steps: list[Step], shown: list[Step]) -> dict[str, str]:
+def step_numbers(steps: list[Step], shown: list[Step]) -> dict[str, str]:
     """Each shown step's number: its tool call's (1..N, as `rollback(steps=N)` counts), and
     N.1, N.2, ... for the effects under a call, unless the call shows as one row."""
-    top, calls = top_level(steps), _call_order(steps)
+    top, calls = top_level(steps), call_order(steps)
     under: dict[str, list[str]] = {}
     for step in shown:
         if step.id != top[step.id]:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv with goex-tools and its integrations, and install bubblewrap (the default
 # sandbox) when missing; with --dev, also the test tools and the Debian packages the tests use
-# (git, PostgreSQL, MariaDB, nginx: their binaries; the tests start throw-away servers if none runs).
+# (git, PostgreSQL, MariaDB, nginx, chromium: their binaries; the tests start throw-away
+# servers if none runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev=${1:-}
@@ -14,6 +15,8 @@ if [ "$dev" = "--dev" ]; then
   command -v mariadbd >/dev/null || missing+=(mariadb-server)
   [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx-light)  # path tests
   command -v npm >/dev/null || missing+=(nodejs npm)  # json-server, Prism, oidc-provider (npm)
+  command -v chromium >/dev/null || missing+=(chromium)  # the review page's browser tests
+  command -v chromedriver >/dev/null || missing+=(chromium-driver)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then

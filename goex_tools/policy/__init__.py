@@ -24,6 +24,7 @@ from goex_tools.policy.doctor import DoctorReport, doctor
 from goex_tools.policy.gate import Policy
 from goex_tools.policy.llm_undo import LLMUndoProposer
 from goex_tools.policy.source import PolicyError, PolicySource, load_policy, parse_policy
+from goex_tools.policy.web_approver import WebApprover
 
 __all__ = [
     "ApprovalRequest",
@@ -43,6 +44,7 @@ __all__ = [
     "SqlPolicy",
     "SqlRule",
     "Usage",
+    "WebApprover",
     "doctor",
     "load_policy",
     "parse_policy",

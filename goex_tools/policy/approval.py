@@ -13,19 +13,30 @@ import contextvars
 import json
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol
 
 from goex_tools.model import Compensation, JSONDict, Proposal, Reversibility
 from goex_tools.redaction import redact
 
+if TYPE_CHECKING:
+    from goex_tools.journal import Journal
+
 
 @dataclass(frozen=True)
 class ApprovalRequest:
+    """What an approver is asked: the proposed action, the run, and the rule that asks.
+
+    `timeout`: the seconds the approver has (set by `ask_within`); `journal`: the run's
+    journal (set by the policy), where an approver in another process can be reached.
+    """
+
     proposal: Proposal
     run_id: str
     rule: str  # the rule or mode that asks
     reason: str
+    timeout: float | None = None
+    journal: Journal | None = None
 
     @property
     def action(self) -> JSONDict:
@@ -77,6 +88,7 @@ def ask_within(approver: Approver, request: ApprovalRequest, timeout: float) -> 
     """
     answers: list[bool] = []
     failures: list[BaseException] = []
+    request = replace(request, timeout=timeout)
 
     def answer() -> None:
         try:

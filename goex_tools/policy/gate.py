@@ -334,7 +334,9 @@ class Policy:
             shown = proposal.model_copy(
                 update={"compensation": compensation, "reversibility": Reversibility.SEMANTIC}
             )
-        request = ApprovalRequest(shown, run.id, verdict.rule, self._reason(verdict))
+        request = ApprovalRequest(
+            shown, run.id, verdict.rule, self._reason(verdict), journal=run.journal
+        )
         who = approver_name(self.approver)
         try:
             approved = ask_within(self.approver, request, self.approval_timeout)
