@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from mcp import types
 
@@ -145,6 +146,24 @@ async def test_mcp_http_policy_refuses_and_asks_by_elicitation_first(
     for run_id in {run_of(approved), run_of(declined)}:
         await ended(world, run_id)
         assert rollback(run_id, journal=world.journal).complete
+    assert world.snapshot() == before
+
+
+def test_mcp_http_refuses_requests_from_pages_elsewhere(served: tuple[Any, str]) -> None:
+    """A web page's script (DNS rebinding, or a cross-site request) must not drive the tools."""
+    world, url = served
+    before = world.snapshot()
+    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "page", "version": "1"}}}  # fmt: skip
+    accept = {"Accept": "application/json, text/event-stream"}
+    for headers, status in [
+        ({"Host": "evil.example"}, 421),
+        ({"Origin": "http://evil.example"}, 403),
+    ]:
+        answer = httpx.post(url, json=initialize, headers={**accept, **headers})
+        assert answer.status_code == status
+    assert httpx.post(url, json=initialize, headers=accept).status_code == 200
     assert world.snapshot() == before
 
 

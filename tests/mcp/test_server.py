@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,6 +23,7 @@ from goex_tools.mcp.server import build_server
 from goex_tools.policy import Policy, parse_policy
 from tests.http.conftest import TOKEN, registered_rules
 from tests.http.service import Service
+from tests.integrations.conftest import REPO
 from tests.mcp.conftest import call, run_of, step_of, text
 
 
@@ -222,6 +224,18 @@ async def test_mcp_rollback_asks_the_person_first_where_the_client_can(world: An
     assert world.snapshot() == before
     assert "would undo 2 step(s)" in shown[0] and "- run_sql:" in shown[0]
     assert shown[0].endswith("Undo these steps now?") and len(shown) == 2
+
+
+def test_readme_mcp_client_configuration_is_a_goex_command_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    readme = (REPO / "README.md").read_text()
+    block = re.search(r"```json\n(\{\n  \"mcpServers\".*?)```", readme, re.DOTALL)
+    assert block is not None
+    server = json.loads(block.group(1))["mcpServers"]["goex"]
+    assert server["command"] == "goex"
+    assert main([*server["args"], "--json"]) == 2  # parsed; its example paths are not here
+    assert "--workspace /home/me/project" in json.loads(capsys.readouterr().out)["error"]
 
 
 @pytest.mark.parametrize(
