@@ -6,6 +6,8 @@ table for before/after comparisons."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -189,3 +191,19 @@ def mysql_url() -> Iterator[str]:
     with admin.connect() as conn:
         conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
     admin.dispose()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_killed(script: str, *args: str) -> None:
+    """Run a Python script that SIGKILLs itself at a chosen point, and check that it did."""
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == -9, proc.stderr

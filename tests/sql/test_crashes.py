@@ -6,16 +6,9 @@ process kills itself from the confirm callback (before COMMIT) or from the journ
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import goex_tools as goex
 from goex_tools import Journal, StepStatus
-from tests.sql.conftest import dump_all
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.sql.conftest import dump_all, run_killed
 
 AGENT = """
 import os, signal, sys
@@ -36,15 +29,7 @@ with goex.run("doomed", journal=goex.Journal(journal_url)):
 
 
 def crash(journal: Journal, db_url: str, where: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-c", AGENT, journal.url, db_url, where],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == -9, proc.stderr
+    run_killed(AGENT, journal.url, db_url, where)
     [run] = journal.list_runs()
     return run.id
 

@@ -27,4 +27,4 @@ def _undo_sqlite(args: JSONDict, ctx: UndoContext) -> None:
 
 @registry.register(postgres.KIND, args_model=postgres.RestoreRowsArgs, probe=_probe_postgres)
 def _undo_postgres(args: JSONDict, ctx: UndoContext) -> None:
-    postgres_undo.restore(args, ctx.force)
+    postgres_undo.restore(args, ctx.force, ctx)

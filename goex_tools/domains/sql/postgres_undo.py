@@ -36,15 +36,24 @@ from goex_tools.domains.sql.postgres import LoggedRows, RestoreRowsArgs, engine_
 from goex_tools.domains.sql.quoting import concat, ident
 from goex_tools.errors import CompensationConflict, GoexError, TransientError
 from goex_tools.model import JSONDict
-from goex_tools.registry import EffectState
+from goex_tools.registry import EffectState, UndoContext
 
 SET_BASED = 2  # events of a table from which its undo is set-based
+UNDO_TRANSACTION = "undo transaction"  # a journal event: the undo's id, before its COMMIT
 
 
-def restore(args: JSONDict, force: bool) -> None:
-    """Undo the row log of a committed batch in one transaction (the compensation)."""
+def restore(args: JSONDict, force: bool, ctx: UndoContext | None = None) -> None:
+    """Undo the row log of a committed batch in one transaction (the compensation).
+
+    With `ctx`, the undo transaction's id is noted in the step's journal events before its
+    COMMIT, and an undo finding an earlier one of its own committed does nothing: its process
+    died between that COMMIT and the journal's `compensated` mark (PostgreSQL remembers every
+    transaction's fate, `pg_xact_status`)."""
     parsed = RestoreRowsArgs.model_validate(args)
-    with _transient_errors(), engine_for(resolve(parsed.database)).begin() as conn:
+    url = resolve(parsed.database)
+    if ctx is not None and _undone_already(url, ctx):
+        return
+    with _transient_errors(), engine_for(url).begin() as conn:
         _replica_role(conn)
         rows = parsed.unpacked()
         runs: dict[tuple[str, str], list[LoggedRows]] = {}
@@ -57,6 +66,33 @@ def restore(args: JSONDict, force: bool) -> None:
         if conflicts and not force:
             raise CompensationConflict(conflict_report(conflicts))
         _check_foreign_keys(conn, rows, tables)
+        if ctx is not None:  # before COMMIT: a crash after it leaves the id to ask about
+            txid = conn.exec_driver_sql("SELECT pg_current_xact_id()").scalar()
+            ctx.journal.note(ctx.step.id, f"{UNDO_TRANSACTION} {txid}")
+
+
+def _undone_already(url: str, ctx: UndoContext) -> bool:
+    """Did an earlier undo of this step commit? Raises GoexError while one is in progress."""
+    noted = [
+        e.detail.removeprefix(UNDO_TRANSACTION).strip()
+        for e in ctx.journal.events(ctx.step.id)
+        if e.detail.startswith(UNDO_TRANSACTION)
+    ]
+    if not noted:
+        return False
+    with engine_for(url).connect() as conn:
+        states = [
+            conn.execute(
+                sa.text("SELECT pg_xact_status(CAST(:txid AS xid8))"), {"txid": txid}
+            ).scalar()
+            for txid in noted
+        ]
+    if "in progress" in states:
+        raise GoexError(
+            "an earlier undo of this step is still in progress on the server (its process "
+            "died or hangs); run the rollback again once that transaction has ended"
+        )
+    return "committed" in states
 
 
 def probe(args: JSONDict) -> EffectState:

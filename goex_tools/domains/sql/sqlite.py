@@ -54,6 +54,7 @@ OPCODES: dict[int, Operation] = {
     apsw.SQLITE_UPDATE: "update",
     apsw.SQLITE_DELETE: "delete",
 }
+OMIT = apsw.SQLITE_CHANGESET_OMIT
 FETCH_CHUNK = 500  # keys per query reading whole rows
 Sequences = dict[str, int]
 Row = tuple[Any, ...]
@@ -90,6 +91,7 @@ class ChangesetArgs(BaseModel):
     sequences: dict[str, tuple[int | None, int | None]] = {}  # name -> (before, after)
     updated: list[UpdatedRows] = []  # full images, so that any later change is a conflict
     keyless: list[KeylessRun] = []  # tables without a primary key (see sqlite_keyless)
+    keyless_after: str | None = None  # packed JSON: sqlite_keyless.counts after the batch
     packed: bool = False
 
     def changeset_bytes(self) -> bytes:
@@ -103,6 +105,13 @@ class ChangesetArgs(BaseModel):
         return (
             zlib.decompress(base64.b64decode(rows.images)).decode() if self.packed else rows.images
         )
+
+    def keyless_counts(self) -> dict[str, list[list[Any]]] | None:
+        """What the batch left in its keyless tables, counted (None in older journals)."""
+        if self.keyless_after is None:
+            return None
+        counted: dict[str, list[list[Any]]] = json.loads(unpack(self.keyless_after) or "{}")
+        return counted
 
     def keyless_runs(self) -> list[KeylessRun]:
         """`keyless` with its images unpacked."""
@@ -287,6 +296,7 @@ class SqliteTransaction:
             keyless=[
                 r.model_copy(update={"old": pack(r.old), "new": pack(r.new)}) for r in keyless
             ],
+            keyless_after=pack(json.dumps(sqlite_keyless.counts(self.conn, keyless))),
             packed=True,
         ).model_dump(mode="json")
 
@@ -346,11 +356,50 @@ def connect(url: str) -> apsw.Connection:
 
 
 def restore(args: JSONDict, force: bool) -> None:
-    """Apply the inverse of a journaled changeset in one transaction (the compensation)."""
+    """Apply the inverse of a journaled changeset in one transaction (the compensation).
+
+    An undo that finds the step's rows as they were before it (its own earlier run committed,
+    and the process died before the journal said so) does nothing (see `_undone_already`)."""
     parsed = ChangesetArgs.model_validate(args)
+    if force and _undone_already(parsed):
+        return
     conflicts = _apply_inverse(parsed, force, keep=True)
-    if conflicts and not force:
+    if conflicts and not force and not _undone_already(parsed):
         raise CompensationConflict(conflict_report(conflicts))
+
+
+def _undone_already(args: ChangesetArgs) -> bool:
+    """Is every row the step changed as it was before the step? The changeset applies
+    forward without a conflict (each updated row holds its old values, each inserted row is
+    absent, each deleted row is back), and each keyless table counts its rows as before."""
+    runs, after = args.keyless_runs(), args.keyless_counts()
+    changeset = args.changeset_bytes()
+    if (runs and after is None) or not (runs or changeset):
+        return False  # nothing to tell by
+    conn = connect(resolve(args.database))
+    forward: list[int] = []
+    try:
+        conn.execute("BEGIN")
+        conn.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, 0)
+        for table in {run.table for run in runs}:
+            its = [r for r in runs if r.table == table]
+            assert after is not None
+            if sqlite_keyless.state(conn, table, its, after.get(table, [])) != "before":
+                return False
+        if changeset:
+
+            def conflict(reason: int, change: apsw.TableChange) -> int:
+                forward.append(reason)
+                return OMIT
+
+            apsw.Changeset.apply(
+                changeset, conn, conflict=conflict, flags=apsw.SQLITE_CHANGESETAPPLY_FKNOACTION
+            )
+        return not forward
+    finally:
+        if not conn.get_autocommit():
+            conn.execute("ROLLBACK")
+        conn.close()
 
 
 def probe(args: JSONDict) -> EffectState:
@@ -423,7 +472,7 @@ def _apply_inverse(args: ChangesetArgs, force: bool, *, keep: bool) -> list[str]
         conn.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, 0)
         conn.execute("PRAGMA defer_foreign_keys = ON")  # forced rows are checked at the end too
         keyless.update(n for (n,) in conn.execute(sqlite_keyless.KEYLESS))  # old changesets
-        conflicts += sqlite_keyless.undo(conn, args.keyless_runs(), force)
+        conflicts += sqlite_keyless.undo(conn, args.keyless_runs(), force, args.keyless_counts())
         changed_since.extend(_changed_since(conn, args, conflicts))
         reported.update((rows.table, key) for rows, key, _ in changed_since)
         unforceable.extend(

@@ -127,11 +127,26 @@ class Capture:
             )
 
 
-def undo(conn: apsw.Connection, runs: list[KeylessRun], force: bool) -> list[str]:
+def undo(
+    conn: apsw.Connection,
+    runs: list[KeylessRun],
+    force: bool,
+    after: dict[str, list[list[Any]]] | None = None,
+) -> list[str]:
     """Undo the runs (inside the caller's transaction); returns the conflicts, changing
-    nothing of a table that has one. Raises GoexError for a conflict under `force`."""
+    nothing of a table that has one. Raises GoexError for a conflict under `force`. A table
+    whose rows are counted as before the step (`after`: the counts the step left, see
+    `counts`) is not undone again: that is a conflict too (the caller may find the whole
+    step undone already)."""
     conflicts: list[str] = []
     for table, its in _by_table(runs).items():
+        if (
+            after is not None
+            and table in after
+            and state(conn, table, its, after[table]) == ("before")
+        ):
+            conflicts.append(f"{table}: its rows are as they were before the step already")
+            continue
         _, missing = _removals(conn, table, its)
         conflicts += [f"{table} row {v} was changed or deleted since the step" for v in missing]
         if not missing:
@@ -146,6 +161,36 @@ def evidence(conn: apsw.Connection, runs: list[KeylessRun]) -> tuple[int, int]:
     the step left are there. An undo that only adds rows back tells nothing."""
     found = [_removals(conn, table, its) for table, its in _by_table(runs).items()]
     return sum(g for g, _ in found), sum(len(m) for _, m in found)
+
+
+def counts(conn: apsw.Connection, runs: list[KeylessRun]) -> dict[str, list[list[Any]]]:
+    """Per table, [row image, net rows the undo removes, rows with that image now] for every
+    image the step's net change involves (taken right after the batch: the step's state)."""
+    return {table: _counted(conn, table, its) for table, its in _by_table(runs).items()}
+
+
+def state(
+    conn: apsw.Connection, table: str, runs: list[KeylessRun], after: list[list[Any]]
+) -> Literal["after", "before", "changed"]:
+    """Are the table's rows (by the counts of the images the step changed) as the step left
+    them, as they were before it (an undo already ran), or neither?"""
+    now = {str(v): int(c) for v, _, c in _counted(conn, table, runs)}
+    if all(now.get(str(v)) == c for v, _, c in after):
+        return "after"
+    if all(now.get(str(v)) == c - n for v, n, c in after):
+        return "before"
+    return "changed"
+
+
+def _counted(conn: apsw.Connection, table: str, runs: list[KeylessRun]) -> list[list[Any]]:
+    now = image_sql(runs[0].columns, "t")
+    found = conn.execute(
+        _net(table, runs[0].columns)
+        + f"SELECT net.v, net.n, count(x.v) FROM net LEFT JOIN (SELECT json_array({now}) AS v "
+        f"FROM main.{ident(table)} AS t) AS x ON x.v = net.v GROUP BY net.v, net.n",
+        _binds(runs),
+    ).fetchall()
+    return [[str(v), int(str(n)), int(str(c))] for v, n, c in found]
 
 
 def _by_table(runs: list[KeylessRun]) -> dict[str, list[KeylessRun]]:
