@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import jinja2
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -43,7 +44,19 @@ CHECK_EVERY = 1.0  # seconds between looks at the journal for the live stream
 KEEPALIVE = 15.0  # seconds between comments on a quiet live stream
 ANSWERED_BY = "the review page"
 
-templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+def _masked(value: Any) -> Any:
+    """Every value a template prints passes here: a secret shows only as [REDACTED]."""
+    return redact(value) if isinstance(value, str) else value
+
+
+templates = Jinja2Templates(
+    env=jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        finalize=_masked,
+    )
+)
 
 
 @dataclass
@@ -86,6 +99,7 @@ def create_app(journal: Journal, keys: Keys, hosts: list[str]) -> Starlette:
         Route("/fragments/runs", page("_runs.html", _runs)),
         Route("/runs/{run_id}", page("run.html", _run)),
         Route("/fragments/runs/{run_id}", page("_calls.html", _run)),
+        Route("/fragments/runs/{run_id}/head", page("_run_head.html", _run)),
         Route("/runs/{run_id}/plan", page("_plan.html", _plan), methods=["POST"]),
         Route("/runs/{run_id}/undo", page("_result.html", _undo), methods=["POST"]),
         Route("/steps/{step_id}/{decision:str}", page("_held.html", _held), methods=["POST"]),

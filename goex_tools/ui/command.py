@@ -11,8 +11,10 @@ policy asks through `WebApprover` wait on this page for an answer.
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
+import tomllib
 from typing import Any
 
 from goex_tools.errors import GoexError
@@ -55,6 +57,8 @@ def cmd_ui(args: argparse.Namespace, journal: Any) -> int:
     except OSError as exc:
         raise GoexError(f"goex ui cannot listen on {HOST}:{args.port}: {exc.strerror}") from None
     port = sock.getsockname()[1]
+    for warning in register_known_secrets():
+        print(f"goex ui: {warning}", file=sys.stderr, flush=True)
     keys = Keys()
     hosts = [f"{HOST}:{port}", f"localhost:{port}"]
     app = create_app(journal, keys, hosts)
@@ -66,3 +70,29 @@ def cmd_ui(args: argparse.Namespace, journal: Any) -> int:
         sock.close()
     print("goex review page stopped", file=sys.stderr, flush=True)
     return EXIT_OK
+
+
+def register_known_secrets() -> list[str]:
+    """Mask every secret this machine's store can list (environment, secrets file), so that
+    a value that reached a file or a row the page shows appears as [REDACTED]; the journal
+    itself holds none. Returns warnings for secrets that could not be read."""
+    from goex_tools.secrets import ENV_PREFIX, FileSource, SecretError, default_store
+
+    names = {
+        key[len(ENV_PREFIX) :]
+        for key in os.environ
+        if key.startswith(ENV_PREFIX) and not key.endswith("_HOSTS")
+    }
+    warnings = []
+    path = FileSource().path
+    try:
+        if path.exists():
+            names.update(name for name, entry in tomllib.loads(path.read_text()).items())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        warnings.append(f"secrets in {path} are not masked on the page: {exc}")
+    for name in sorted(names):
+        try:
+            default_store().get(name)  # registers its value with the redactor
+        except SecretError as exc:
+            warnings.append(f"secret {name!r} is not masked on the page: {exc}")
+    return warnings

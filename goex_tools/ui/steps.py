@@ -6,6 +6,7 @@ decision that allowed it and its undo.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from goex_tools.journal import Journal
@@ -16,6 +17,8 @@ from goex_tools.rollback import top_level
 from goex_tools.ui.changes import StepChanges, changes_of
 
 __all__ = ["CallView", "StepView", "run_calls"]
+
+INPUTS_SHOWN = 600  # characters of a step's inputs the page shows
 
 _UNDONE_LATER = frozenset(  # statuses a rollback may still take a step from
     {
@@ -44,6 +47,22 @@ class StepView:
     @property
     def undo(self) -> str:
         return str(redact(self.step.undo_summary))
+
+    @property
+    def inputs(self) -> str:
+        """The tool call's arguments, as JSON (long values cut)."""
+        if not self.step.inputs:
+            return ""
+        text = json.dumps(redact(self.step.inputs), sort_keys=True, default=str)
+        return text if len(text) <= INPUTS_SHOWN else text[: INPUTS_SHOWN - 1] + "…"
+
+    @property
+    def error(self) -> str:
+        return str(redact(self.step.error or ""))
+
+    @property
+    def notes(self) -> list[str]:
+        return [str(redact(note)) for note in self.step.notes]
 
     @property
     def can_undo(self) -> bool:

@@ -61,3 +61,37 @@ def world() -> Iterator[Any]:
     created = load_demo().DemoWorld()
     yield created
     created.close()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's headless chromium, driven through its own chromedriver (no download)."""
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if binary is None or driver is None:
+        pytest.fail("the browser tests need Debian's chromium and chromium-driver (setup.sh --dev)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",  # the tests run as root
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1200,900",
+        "--force-device-scale-factor=1",
+        "--no-first-run",
+        "--disable-extensions",
+        "--disable-background-networking",  # no traffic but to 127.0.0.1
+        "--disable-component-update",
+        "--disable-sync",
+        "--lang=en-US",
+    ):
+        options.add_argument(argument)
+    chrome = webdriver.Chrome(service=Service(driver), options=options)
+    chrome.set_page_load_timeout(30)
+    yield chrome
+    chrome.quit()

@@ -4,16 +4,28 @@
 (function () {
   "use strict";
 
-  function refresh() {
-    document.querySelectorAll("[data-live]").forEach(function (el) {
-      var url = el.getAttribute("data-live");
-      var from = el.getAttribute("data-live-from");
-      if (from) {
-        var input = document.querySelector(from);
-        if (input && input.value) url += "?q=" + encodeURIComponent(input.value);
-      }
-      htmx.ajax("GET", url, { target: el, swap: "innerHTML" });
+  // One reload per part at a time: a change seen while a part reloads reloads it again after.
+  function reload(el) {
+    if (el.getAttribute("data-loading")) {
+      el.setAttribute("data-stale", "1");
+      return;
+    }
+    var url = el.getAttribute("data-live");
+    var from = el.getAttribute("data-live-from");
+    if (from) {
+      var input = document.querySelector(from);
+      if (input && input.value) url += "?q=" + encodeURIComponent(input.value);
+    }
+    el.setAttribute("data-loading", "1");
+    el.removeAttribute("data-stale");
+    htmx.ajax("GET", url, { source: el, target: el, swap: "innerHTML" }).finally(function () {
+      el.removeAttribute("data-loading");
+      if (el.getAttribute("data-stale")) reload(el);
     });
+  }
+
+  function refresh() {
+    document.querySelectorAll("[data-live]").forEach(reload);
   }
 
   var kept = {};
