@@ -15,6 +15,7 @@ its event INSERT in one WITH), run in autocommit, where it is atomic on its own.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol, cast
@@ -128,15 +129,9 @@ class PostgresWrites(CoreWrites):
         return dict(row._mapping) if row is not None else None
 
     def transitions(self, changes: Sequence[Change]) -> list[bool]:
-        """All the changes in one statement: one round trip, and in autocommit one commit."""
+        """All the changes in one statement: one round trip."""
         shape = tuple((tuple(values), len(expect)) for _, values, expect, _ in changes)
-        params: Row = {}
-        for i, (step_id, values, expect, event) in enumerate(changes):
-            params.update(
-                {f"m{i}{k}": v for k, v in _update_params(step_id, values, expect).items()}
-            )
-            params.update({f"m{i}e_{k}": v for k, v in event.items() if k != "step_id"})
-        found = {k for (k,) in self.conn.execute(_transitions(shape), params)}
+        found = {k for (k,) in self.conn.execute(_transitions(shape), _transitions_params(changes))}
         return [i in found for i in range(len(changes))]
 
 
@@ -147,10 +142,92 @@ def postgres_transaction(engine: Engine) -> Iterator[PostgresWrites]:
 
 
 @contextmanager
-def postgres_statement(engine: Engine) -> Iterator[PostgresWrites]:
-    """Writes that are one statement each (a status change): autocommit, no BEGIN/COMMIT."""
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        yield PostgresWrites(conn)
+def postgres_statement(engine: Engine) -> Iterator[PostgresDriverWrites]:
+    """Writes that are one statement each (status changes): on the psycopg connection
+    itself, in autocommit (no BEGIN, no COMMIT, none of SQLAlchemy's per-call work: a
+    rollback makes one such write per step)."""
+    raw = engine.raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    try:
+        driver.autocommit = True
+        yield PostgresDriverWrites(raw.cursor(), engine.dialect)
+    finally:
+        try:
+            driver.autocommit = False  # the pool hands it out again for transactions
+        except Exception:
+            raw.invalidate()  # broken meanwhile: never pooled again
+        raw.close()
+
+
+class PostgresDriverWrites:
+    """Step writes on a psycopg connection: SQLAlchemy's statements, compiled once, values
+    through the columns' own bind processors (as `DriverWrites` does for SQLite)."""
+
+    def __init__(self, cursor: Any, dialect: sa.Dialect) -> None:
+        self.cursor = cursor
+        self.dialect = dialect
+
+    def insert_step(self, row: Row) -> int | None:
+        self._execute(_INSERT_STEP.returning(steps_table.c.seq), row)
+        return int(self.cursor.fetchone()[0])
+
+    def insert_event(self, row: Row) -> None:
+        self._execute(_INSERT_EVENT, row)
+
+    def update_step(self, step_id: str, values: Row, expect: Sequence[str]) -> Row | None:
+        self._execute(
+            _update_step(tuple(values), len(expect), True), _update_params(step_id, values, expect)
+        )
+        return self._row()
+
+    def transition(
+        self, step_id: str, values: Row, expect: Sequence[str], event: Row
+    ) -> Row | None:
+        params = _update_params(step_id, values, expect)
+        params.update({f"e_{k}": v for k, v in event.items() if k != "step_id"})
+        self._execute(_transition(tuple(values), len(expect)), params)
+        return self._row()
+
+    def transitions(self, changes: Sequence[Change]) -> list[bool]:
+        """All the changes in one statement: one round trip, one commit."""
+        shape = tuple((tuple(values), len(expect)) for _, values, expect, _ in changes)
+        self._execute(_transitions(shape), _transitions_params(changes))
+        found = {k for (k,) in self.cursor.fetchall()}
+        return [i in found for i in range(len(changes))]
+
+    def status(self, step_id: str) -> str | None:
+        self._execute(sa.select(steps_table.c.status).where(steps_table.c.id == step_id), {})
+        found = self.cursor.fetchone()
+        return None if found is None else str(found[0])
+
+    def run_status(self, run_id: str) -> str | None:
+        raise NotImplementedError("a run's status is held inside a transaction, not here")
+
+    def _execute(self, stmt: sa.ClauseElement, params: Mapping[str, Any]) -> None:
+        sql, defaults = _named(self.dialect, stmt)
+        processors = _processors(self.dialect, "bind")
+        bound = dict(defaults)
+        for name, value in params.items():
+            process = processors.get(_column_of(name))
+            bound[name] = process(value) if process is not None else value
+        self.cursor.execute(sql, bound)
+
+    def _row(self) -> Row | None:
+        found = self.cursor.fetchone()
+        if found is None:
+            return None
+        columns = [d[0] for d in self.cursor.description]
+        return _loaded(self.dialect, dict(zip(columns, found, strict=True)))
+
+
+def _transitions_params(changes: Sequence[Change]) -> Row:
+    """The parameters of `_transitions`: change i's under the prefix `m{i}`."""
+    params: Row = {}
+    for i, (step_id, values, expect, event) in enumerate(changes):
+        params.update({f"m{i}{k}": v for k, v in _update_params(step_id, values, expect).items()})
+        params.update({f"m{i}e_{k}": v for k, v in event.items() if k != "step_id"})
+    return params
 
 
 @functools.cache
@@ -343,8 +420,20 @@ def _loaded(dialect: sa.Dialect, row: Row) -> Row:
     return {k: (p(v) if (p := processors.get(k)) is not None else v) for k, v in row.items()}
 
 
+@functools.cache
+def _named(dialect: sa.Dialect, stmt: sa.ClauseElement) -> tuple[str, Row]:
+    """The statement's SQL for this dialect (named parameters) and its parameters' fixed
+    values (literals)."""
+    compiled = stmt.compile(dialect=dialect)
+    return compiled.string, dict(compiled.params)
+
+
 def _column_of(param: str) -> str:
-    """The steps/events column a parameter binds (`v_status` and `_expect0` bind `status`)."""
+    """The steps/events column a parameter binds (`v_status` and `_expect0` bind `status`;
+    `m1v_owner` is change 1's `v_owner`; `e_at` an event's `at`)."""
+    param = re.sub(r"^m\d+", "", param)
+    if param.startswith("e_"):
+        return param[2:]
     if param.startswith("v_"):
         return param[2:]
     if param.startswith("_expect"):
