@@ -30,6 +30,7 @@ from goex_tools.journal import Journal
 from goex_tools.journal_approvals import Approval, ApprovalBoard
 from goex_tools.journal_overview import journal_mark, run_summaries
 from goex_tools.model import RollbackReport, RunStatus, StepStatus, utcnow
+from goex_tools.notebook import shown_steps, step_numbers
 from goex_tools.redaction import redact
 from goex_tools.rollback import rollback, undo_step
 from goex_tools.ui.guard import CSRF_HEADER, Guard, Keys
@@ -201,13 +202,15 @@ def _scope(form: dict[str, str]) -> Scope:
     raise GoexError(f"unknown undo scope {kind!r}")
 
 
-def _plan(request: Request, review: Review) -> dict[str, Any]:
+def _rolled(request: Request, review: Review, *, dry_run: bool) -> dict[str, Any]:
+    """The plan of an undo (a dry run), or the undo itself, for the page."""
     form = _read_form(request)
     scope = _scope(form)
     run_id = request.path_params["run_id"]
-    report, error = _roll(review.journal, run_id, scope, form, dry_run=True)
-    run, calls = run_calls(review.journal, run_id)
-    numbers = {v.step.id: v.number for c in calls for v in c.steps}
+    report, error = _roll(review.journal, run_id, scope, form, dry_run=dry_run)
+    run = review.journal.get_run(run_id)
+    steps = review.journal.steps(run_id)
+    numbers = step_numbers(steps, shown_steps(steps))
     return {
         "run": run,
         "scope": scope,
@@ -222,20 +225,12 @@ def _plan(request: Request, review: Review) -> dict[str, Any]:
     }
 
 
+def _plan(request: Request, review: Review) -> dict[str, Any]:
+    return _rolled(request, review, dry_run=True)
+
+
 def _undo(request: Request, review: Review) -> dict[str, Any]:
-    form = _read_form(request)
-    scope = _scope(form)
-    run_id = request.path_params["run_id"]
-    report, error = _roll(review.journal, run_id, scope, form, dry_run=False)
-    run, calls = run_calls(review.journal, run_id)
-    numbers = {v.step.id: v.number for c in calls for v in c.steps}
-    return {
-        "run": run,
-        "what": scope.describe(numbers),
-        "report": report,
-        "error": error,
-        "numbers": numbers,
-    }
+    return _rolled(request, review, dry_run=False)
 
 
 def _roll(

@@ -172,6 +172,11 @@ def test_ui_reviews_an_agent_run_and_undoes_it_exactly(
         assert "gift card" in created.text and "(absent)" in created.text
         deleted = shown(browser, "details.resource", "DELETE", "/items/1")
         assert "paper planner" in deleted.text
+        # calls of one turn that overlapped in time are marked; calls of later turns are not
+        first, second = (s for s in world.journal.steps(run_id) if s.parent_id is None)
+        together = first.created_at < second.updated_at and second.created_at < first.updated_at
+        assert ("parallel with #2" in text_of(browser, "#call-1 > h2")) == together
+        assert "parallel" not in text_of(browser, "#call-3 > h2")  # run_shell: a turn alone
         # the decision, the label, the undo
         assert "allowed by rule default" in text
         assert "undo: exact" in text and "exact: DELETE" in text
@@ -304,3 +309,35 @@ def test_ui_approves_one_ask_and_refuses_another_while_the_agent_waits(
     after = world.snapshot()
     assert after["files"]["keep.txt"] == before["files"]["keep.txt"]
     assert after["files"].keys() - before["files"].keys() == {"approved.txt"}
+
+
+def test_ui_keeps_and_discards_held_commands_and_shows_a_conflict(world: Any, browser: Any) -> None:
+    with goex.run("held commands", journal=world.journal) as ctx:
+        kept = world.workspace.run_shell("echo kept > kept.txt", tentative=True)
+        dropped = world.workspace.run_shell("echo dropped > dropped.txt", tentative=True)
+        world.workspace.write_file("notes.txt", "v1\n")
+    assert not (world.root / "kept.txt").exists()
+    with review_page(world.journal.url) as page:
+        browser.get(f"{page.base}/runs/{ctx.id}?token={page.token}")
+        click(browser, f"#held-{kept.step_id} button.keep")
+        shown(browser, f"#held-{kept.step_id}", "Kept")
+        assert (world.root / "kept.txt").read_text() == "kept\n"
+        click(browser, f"#held-{dropped.step_id} button.discard")
+        shown(browser, f"#held-{dropped.step_id}", "Discarded")
+        assert not (world.root / "dropped.txt").exists()
+
+        (world.root / "notes.txt").write_text("a person's change\n")  # after the agent's
+        notes = next(s.id for s in world.journal.steps(ctx.id) if s.tool == "write_file")
+        click(browser, f"#step-{notes} button.undo-step")
+        shown(browser, "#the-plan", "write_file")
+        click(browser, "#confirm")
+        stopped = shown(browser, "#the-result.stopped", "CONFLICT", "notes.txt")
+        assert "Undone" not in stopped.text
+        assert (world.root / "notes.txt").read_text() == "a person's change\n"
+
+        click(browser, f"#step-{notes} button.undo-step")
+        shown(browser, "#the-plan", "write_file")
+        browser.find_element(By.CSS_SELECTOR, "#the-plan input[name=force]").click()
+        click(browser, "#confirm")
+        shown(browser, "#the-result.ok", "Undone: step #3", "restored exactly")
+        assert not (world.root / "notes.txt").exists()
