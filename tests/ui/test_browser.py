@@ -173,7 +173,7 @@ def test_ui_reviews_an_agent_run_and_undoes_it_exactly(
         deleted = shown(browser, "details.resource", "DELETE", "/items/1")
         assert "paper planner" in deleted.text
         # calls of one turn that overlapped in time are marked; calls of later turns are not
-        first, second = (s for s in world.journal.steps(run_id) if s.parent_id is None)
+        first, second, *_ = (s for s in world.journal.steps(run_id) if s.parent_id is None)
         together = first.created_at < second.updated_at and second.created_at < first.updated_at
         assert ("parallel with #2" in text_of(browser, "#call-1 > h2")) == together
         assert "parallel" not in text_of(browser, "#call-3 > h2")  # run_shell: a turn alone
