@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -76,9 +77,13 @@ def http_server(args: list[str]) -> Iterator[str]:
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stderr is not None
-        line = process.stderr.readline()
-        found = ANNOUNCED.search(line)
-        assert found, f"the server did not start: {line}{process.stderr.read()}"
+        said = ""
+        while not (found := ANNOUNCED.search(said)):
+            line = process.stderr.readline()  # warnings may come first
+            assert line, f"the server did not start: {said}"
+            said += line
+        # keep reading what it says, so that a full pipe never blocks it
+        threading.Thread(target=process.stderr.read, daemon=True).start()
         yield found.group(1)
     finally:
         process.terminate()
