@@ -9,6 +9,7 @@ included, is one JSON document on stdout.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -86,6 +87,18 @@ class UsageError(Exception):
         self.usage = usage
 
 
+class _Commands:
+    """Subcommands whose --help shows their handler's docstring (with its example)."""
+
+    def __init__(self, sub: Any) -> None:
+        self.sub = sub
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        parser: argparse.ArgumentParser = self.sub.add_parser(name, **kwargs)
+        return parser
+
+
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser that raises instead of printing and exiting, so that `--json`
     still gets JSON."""
@@ -122,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     # The same options after the command; SUPPRESS keeps a value given before the command.
     common = _Parser(add_help=False)
     _global_options(common, argparse.SUPPRESS)
-    sub = parser.add_subparsers(metavar="COMMAND")
+    sub = _Commands(parser.add_subparsers(metavar="COMMAND"))
 
     p = sub.add_parser("runs", parents=[common], help="list recent runs, newest first")
     p.add_argument("--limit", type=_count(1, MAX_PAGE), default=50, help="runs to list")
@@ -186,6 +199,10 @@ def _parser() -> argparse.ArgumentParser:
     _fs_commands(sub, common)
     add_mcp_command(sub, common)
     add_ui_command(sub, common)
+    for command in sub.sub.choices.values():  # --help shows the handler's doc and example
+        handler = command.get_default("handler")
+        if command.description is None and handler is not None and handler.__doc__:
+            command.description = inspect.cleandoc(handler.__doc__)
     return parser
 
 
@@ -208,6 +225,12 @@ def _fs_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_diff(args: argparse.Namespace, journal: Journal) -> int:
+    """Show what a filesystem step changed (a unified diff; binary files by size and hash).
+
+    Example:
+
+        goex diff 9b1e07...
+    """
     from goex_tools.domains.fs import diff
 
     result = diff(args.step_id, journal=journal)
@@ -216,6 +239,12 @@ def cmd_diff(args: argparse.Namespace, journal: Journal) -> int:
 
 
 def cmd_keep(args: argparse.Namespace, journal: Journal) -> int:
+    """Apply a held (tentative) command's changes; the step becomes undoable.
+
+    Example:
+
+        goex keep 9b1e07...
+    """
     from goex_tools.domains.fs import keep
 
     step = keep(args.step_id, journal=journal, force=args.force)
@@ -224,6 +253,12 @@ def cmd_keep(args: argparse.Namespace, journal: Journal) -> int:
 
 
 def cmd_discard(args: argparse.Namespace, journal: Journal) -> int:
+    """Drop a held (tentative) command; the workspace stays as it is.
+
+    Example:
+
+        goex discard 9b1e07...
+    """
     from goex_tools.domains.fs import discard
 
     step = discard(args.step_id, journal=journal)
@@ -261,6 +296,13 @@ def _rollback_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_runs(args: argparse.Namespace, journal: Journal) -> int:
+    """List recent runs, newest first.
+
+    Example:
+
+        goex runs --limit 20
+        goex runs --journal postgresql+psycopg://goex@db/goex --json
+    """
     runs = journal.list_runs(limit=args.limit, offset=args.offset)
 
     def table() -> None:
@@ -274,6 +316,12 @@ def cmd_runs(args: argparse.Namespace, journal: Journal) -> int:
 
 
 def cmd_show(args: argparse.Namespace, journal: Journal) -> int:
+    """Show a run's steps, newest first, 100 at a time (nested steps indented).
+
+    Example:
+
+        goex show 3f2a9c... --limit 50 --offset 50
+    """
     run = journal.get_run(args.run_id)
     total = journal.count_steps(run.id)
     steps = journal.steps(run.id, limit=args.limit, offset=args.offset, newest_first=True)
@@ -314,6 +362,18 @@ def _steps_table(steps: list[Step]) -> Table:
 
 
 def cmd_rollback(args: argparse.Namespace, journal: Journal) -> int:
+    """Undo a run, its last N tool calls, or everything after a step.
+
+    A run whose agent may still be running needs --live: the run is closed first, so the
+    agent's next tool call is refused. A step left pending by a crash is resolved on the spot
+    when its process is gone, or the rollback stops there and says so.
+
+    Example:
+
+        goex rollback 3f2a9c... --dry-run
+        goex rollback 3f2a9c... --steps 2
+        goex rollback 3f2a9c... --skip-irreversible
+    """
     report = rollback(
         args.run_id,
         steps=args.steps,
@@ -329,6 +389,12 @@ def cmd_rollback(args: argparse.Namespace, journal: Journal) -> int:
 
 
 def cmd_undo(args: argparse.Namespace, journal: Journal) -> int:
+    """Undo one step, wherever it is in its run.
+
+    Example:
+
+        goex undo 9b1e07... --force
+    """
     report = undo_step(
         args.step_id, journal=journal, dry_run=args.dry_run, force=args.force, live=args.live
     )
@@ -337,6 +403,15 @@ def cmd_undo(args: argparse.Namespace, journal: Journal) -> int:
 
 
 def cmd_recover(args: argparse.Namespace, journal: Journal) -> int:
+    """Resolve steps a crash left pending or compensating: each domain says whether the
+    effect happened. Steps whose process runs, or cannot be proven gone, are left alone and
+    reported (--all takes them).
+
+    Example:
+
+        goex recover
+        goex recover --assume 9b1e07...=applied
+    """
     assume: dict[str, Any] = dict(args.assume)
     outcomes = recover(journal, assume=assume, include_live=args.all)
 
@@ -352,7 +427,13 @@ def cmd_recover(args: argparse.Namespace, journal: Journal) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace, _journal: None) -> int:
-    """Every check is tried for real; exit 1 if any confinement the policy needs is missing."""
+    """Report the confinement this machine gives: sandboxes, network isolation, journal and
+    secret store, each tried for real; exit 1 if something the policy needs is missing.
+
+    Example:
+
+        goex doctor --policy goex-policy.yaml
+    """
     from goex_tools.policy.doctor import doctor
 
     report = doctor(args.journal, policy=args.policy)

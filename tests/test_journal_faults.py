@@ -287,3 +287,14 @@ def _fresh_database(request: pytest.FixtureRequest) -> str:
 
     request.addfinalizer(drop)
     return sa.engine.make_url(POSTGRES_URL).set(database=name).render_as_string(False)
+
+
+def test_journal_under_a_file_is_a_goex_error_and_nothing_runs(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("a file, not a directory\n")
+    url = f"sqlite:///{tmp_path}/notes.txt/journal.db"
+    with pytest.raises(goex.JournalUnavailable, match="cannot create a goex journal at"):
+        goex.Journal(url)
+    with pytest.raises(goex.JournalUnavailable), goex.run("never", journal=url):
+        create_file(str(tmp_path / "never.txt"))
+    assert not (tmp_path / "never.txt").exists()
+    assert (tmp_path / "notes.txt").read_text() == "a file, not a directory\n"
