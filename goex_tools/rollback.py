@@ -53,6 +53,7 @@ __all__ = [
     "StepOutcome",
     "agent_running",
     "close_for_rollback",
+    "foresee_conflicts",
     "needs_undo",
     "plan",
     "rollback",
@@ -108,6 +109,30 @@ def plan(
     calls = sorted({top[s.id] for s in candidates}, key=lambda c: -seq[c])  # newest first
     kept = set(calls[:steps])
     return [s for s in candidates if top[s.id] in kept]
+
+
+def foresee_conflicts(todo: list[Step]) -> dict[str, str]:
+    """The conflict each step's undo would meet, by step id, as its compensation kind's
+    `preview` foresees it, the steps undone in this order (newest first); a kind that cannot
+    read the world now says so as a conflict, and a kind without a preview says nothing."""
+    kinds: dict[str, list[Step]] = {}
+    for step in todo:
+        if step.undoable and step.compensation is not None:
+            kinds.setdefault(step.compensation.kind, []).append(step)
+    found: dict[str, str] = {}
+    for kind, steps in kinds.items():
+        try:
+            preview = registry.get(kind).preview
+        except GoexError:
+            continue  # the dry run reports the unknown kind
+        if preview is None:
+            continue
+        try:
+            found.update(preview(steps))
+        except Exception as exc:
+            reason = f"could not be checked before undoing ({type(exc).__name__}: {exc})"
+            found.update({s.id: reason for s in steps})
+    return found
 
 
 def top_level(steps: list[Step]) -> dict[str, str]:

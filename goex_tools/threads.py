@@ -32,11 +32,11 @@ from goex_tools.journal import Journal, get_journal
 from goex_tools.model import JSONDict, RollbackReport, Step, StepOutcome, StepStatus
 from goex_tools.owner import Liveness, liveness
 from goex_tools.recovery import settle
-from goex_tools.registry import registry
 from goex_tools.rollback import (
     OnIrreversible,
     RetryPolicy,
     agent_running,
+    foresee_conflicts,
     needs_undo,
     settle_run_status,
     top_level,
@@ -320,7 +320,7 @@ def _checks(journal: Journal, todo: list[Step], force: bool, live: bool) -> list
     """What undoing each step would do, as a dry-run rollback says it, with the conflicts the
     compensation kinds foresee and the runs whose agent may still be running."""
     running = {} if live else {r: agent_running(journal, r) for r in _runs(todo)}
-    conflicts = {} if force else _conflicts(todo)
+    conflicts = {} if force else foresee_conflicts(todo)
     outcomes = []
     for step in todo:
         why = running.get(step.run_id)
@@ -352,29 +352,6 @@ def _dry_run(journal: Journal, step: Step) -> StepOutcome:
     except GoexError as exc:  # an unknown compensation kind, or undone meanwhile
         return StepOutcome(step_id=step.id, tool=step.tool, outcome="failed", detail=str(exc))
     return outcome
-
-
-def _conflicts(todo: list[Step]) -> dict[str, str]:
-    """The conflicts each compensation kind's preview foresees for its steps, undone in this
-    order; a kind that cannot read the world now says so as a conflict."""
-    kinds: dict[str, list[Step]] = {}
-    for step in todo:
-        if step.undoable and step.compensation is not None:
-            kinds.setdefault(step.compensation.kind, []).append(step)
-    found: dict[str, str] = {}
-    for kind, steps in kinds.items():
-        try:
-            preview = registry.get(kind).preview
-        except GoexError:
-            continue  # the dry run reports the unknown kind
-        if preview is None:
-            continue
-        try:
-            found.update(preview(steps))
-        except Exception as exc:
-            reason = f"could not be checked before undoing ({type(exc).__name__}: {exc})"
-            found.update({s.id: reason for s in steps})
-    return found
 
 
 def _stops(outcomes: list[StepOutcome], on_irreversible: OnIrreversible) -> list[StepOutcome]:

@@ -29,10 +29,10 @@ from goex_tools.errors import GoexError, NotFound, RollbackFailed
 from goex_tools.journal import Journal
 from goex_tools.journal_approvals import Approval, ApprovalBoard
 from goex_tools.journal_overview import journal_mark, run_summaries
-from goex_tools.model import RollbackReport, RunStatus, StepStatus, utcnow
+from goex_tools.model import RollbackReport, RunStatus, StepOutcome, StepStatus, utcnow
 from goex_tools.notebook import shown_steps, step_numbers
 from goex_tools.redaction import redact
-from goex_tools.rollback import rollback, undo_step
+from goex_tools.rollback import foresee_conflicts, rollback, undo_step
 from goex_tools.ui.guard import CSRF_HEADER, Guard, Keys
 from goex_tools.ui.steps import run_calls
 
@@ -221,6 +221,7 @@ def _rolled(request: Request, review: Review, *, dry_run: bool) -> dict[str, Any
         "numbers": numbers,
         "irreversible": [o for o in report.outcomes if o.outcome == "irreversible"],
         "blocked": [o for o in report.outcomes if o.outcome in ("pending", "busy")],
+        "conflicts": [o for o in report.outcomes if o.outcome == "conflict"],
         "active": run.status is RunStatus.ACTIVE,
     }
 
@@ -260,7 +261,28 @@ def _roll(
             )
     except RollbackFailed as exc:
         return _redacted(exc.report), str(redact(str(exc)))
+    if dry_run and not options["force"]:
+        report = _with_conflicts(journal, report)
     return _redacted(report), None
+
+
+def _with_conflicts(journal: Journal, report: RollbackReport) -> RollbackReport:
+    """A dry run's report with the conflicts the steps' domains foresee now (someone changed
+    what a step left), for the steps it would undo, in the order it would undo them."""
+    ids = [o.step_id for o in report.outcomes if o.outcome == "would_compensate"]
+    found = foresee_conflicts([journal.get_step(i) for i in ids]) if ids else {}
+    outcomes = [
+        StepOutcome(
+            step_id=o.step_id,
+            tool=o.tool,
+            outcome="conflict",
+            detail=f"conflict: {found[o.step_id]} (tick force to overwrite)",
+        )
+        if o.step_id in found
+        else o
+        for o in report.outcomes
+    ]
+    return report.model_copy(update={"outcomes": outcomes})
 
 
 def _redacted(report: RollbackReport) -> RollbackReport:
