@@ -1,7 +1,8 @@
 """Seeded random kills (about a minute): an agent, then maybe a rollback, each SIGKILLed at a
-random moment; then `recover` and `rollback`. Every trial ends in the exact starting world
-or in a rollback that stops and says why. A silent wrong (goex says the run is rolled back,
-or journaled nothing, while the world differs) fails the test.
+random moment; then `recover` and `rollback`, on SQLite and PostgreSQL journals in turn.
+Every trial ends in the exact starting world or in a rollback that stops and says why. A
+silent wrong (goex says the run is rolled back, or journaled nothing, while the world
+differs) fails the test.
 
 GOEX_KILL_SEED and GOEX_KILL_SECONDS change the seed and the time budget."""
 
@@ -26,11 +27,11 @@ import random, sys
 from pathlib import Path
 import goex_tools as goex
 from tests.support import fileops
-journal, root, seed, ready = sys.argv[1:5]
+journal, root, seed, name, ready = sys.argv[1:6]
 rng = random.Random(int(seed))
 names = ["a.txt", "b.txt", "c.txt"]
 Path(ready).write_text("")
-with goex.run("random", journal=journal):
+with goex.run(name, journal=journal):
     for i in range(rng.randint(3, 12)):
         if rng.random() < 0.4:
             name = f"new{i}.txt"
@@ -45,9 +46,11 @@ ROLLBACK = """
 import sys
 from pathlib import Path
 import goex_tools as goex
-journal, ready = sys.argv[1:3]
+journal, name, ready = sys.argv[1:4]
 Path(ready).write_text("")
-for run in goex.Journal(journal).list_runs():
+for run in goex.Journal(journal).list_runs(limit=1000):
+    if run.name != name:
+        continue
     try:
         goex.rollback(run.id, journal=journal, live=True)
     except goex.GoexError:
@@ -72,22 +75,21 @@ def killed_at_random(
     proc.wait(timeout=120)
 
 
-def trial(base: Path, number: int) -> str:
+def trial(base: Path, number: int, url: str) -> str:
     """One trial; returns how it ended: 'exact' or 'stopped' (an explicit report)."""
     rng = random.Random(SEED * 1000 + number)
     root = base / f"t{number}"
     root.mkdir()
     for name, text in START.items():
         (root / name).write_text(text)
-    url = f"sqlite:///{base}/t{number}.db"
-    Journal(url).close()
+    name = f"random-{number}"
     agent_seed = str(rng.randrange(10**9))
-    killed_at_random(AGENT, [url, str(root), agent_seed], base / f"a{number}", rng, 0.12)
+    killed_at_random(AGENT, [url, str(root), agent_seed, name], base / f"a{number}", rng, 0.12)
     if rng.random() < 0.5:
-        killed_at_random(ROLLBACK, [url], base / f"r{number}", rng, 0.08)
+        killed_at_random(ROLLBACK, [url, name], base / f"r{number}", rng, 0.08)
 
     journal = Journal(url)
-    runs = journal.list_runs()
+    runs = [r for r in journal.list_runs(limit=1000) if r.name == name]
     if not runs:  # killed before its run began: nothing may have changed
         assert world(root) == START, f"trial {number}: effects without a journaled run"
         return "exact"
@@ -109,10 +111,14 @@ def trial(base: Path, number: int) -> str:
     return "exact"
 
 
-def test_random_kills_never_leave_a_silent_wrong(tmp_path: Path) -> None:
+def test_random_kills_never_leave_a_silent_wrong(tmp_path: Path, pg_url: str) -> None:
+    """Trials alternate between a SQLite journal and a PostgreSQL one."""
+    Journal(pg_url).close()
     ends: list[str] = []
     deadline = time.monotonic() + SECONDS
-    while time.monotonic() < deadline or len(ends) < 3:
-        ends.append(trial(tmp_path, len(ends)))
-    print(ends)
-    assert ends.count("exact") >= 1  # the trials did reach the end of their rollbacks
+    while time.monotonic() < deadline or len(ends) < 4:
+        number = len(ends)
+        url = pg_url if number % 2 else f"sqlite:///{tmp_path}/t{number}.db"
+        Journal(url).close()
+        ends.append(trial(tmp_path, number, url))
+    assert ends.count("exact") >= 2  # the trials did reach the end of their rollbacks
