@@ -10,6 +10,7 @@ never lost.
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -180,7 +181,8 @@ class Journal:
         return (found.st_dev, found.st_ino)
 
     def _faults(self, doing: str) -> AbstractContextManager[None]:
-        return translated(self._name, doing, self.timeout, self._target.path)
+        error = getattr(self.engine.dialect.loaded_dbapi, "Error", sqlite3.Error)
+        return translated(self._name, doing, self.timeout, self._target.path, error)
 
     def transaction(self, doing: str) -> AbstractContextManager[Connection]:
         """A write transaction for tables beside the journal's (e.g. the budget ledger):

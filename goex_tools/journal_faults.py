@@ -19,18 +19,29 @@ import sqlalchemy as sa
 
 from goex_tools.errors import JournalDetached, JournalError, JournalNotFound, JournalUnavailable
 
-_DRIVER_ERRORS = (sa.exc.DBAPIError, sqlite3.Error)  # SQLite step writes run on the driver
 _ADVICE = "point GOEX_JOURNAL_URL (or --journal) at a journal that works"
 
 
 @contextmanager
-def translated(where: str, doing: str, timeout: float, path: Path | None = None) -> Iterator[None]:
+def translated(
+    where: str,
+    doing: str,
+    timeout: float,
+    path: Path | None = None,
+    driver_error: type[Exception] = sqlite3.Error,
+) -> Iterator[None]:
     """Run the block; a database fault in it is raised as a JournalError about `where` (the
-    SQLite file `path`, if it is one)."""
+    SQLite file `path`, if it is one). `driver_error`: the DBAPI's base error, for writes
+    made on the driver's connection itself."""
     started = time.monotonic()
     try:
         yield
-    except (*_DRIVER_ERRORS, sa.exc.TimeoutError, sa.exc.DisconnectionError) as exc:
+    except (
+        sa.exc.DBAPIError,
+        driver_error,
+        sa.exc.TimeoutError,
+        sa.exc.DisconnectionError,
+    ) as exc:
         waited = time.monotonic() - started
         raise fault(exc, where, doing, timeout, waited, path) from exc
 
@@ -86,7 +97,10 @@ def fault(
             f"and is writable"
         )
     unreachable = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
-    if isinstance(exc, unreachable) or isinstance(orig, sqlite3.OperationalError):
+    if isinstance(exc, unreachable) or type(orig).__name__ in (
+        "OperationalError",
+        "InterfaceError",
+    ):
         return JournalUnavailable(
             f"{head}: the database is unreachable or failed ({text}). Check that its server "
             f"runs and accepts connections, or {_ADVICE}"

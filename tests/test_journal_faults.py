@@ -243,6 +243,35 @@ def test_hung_journal_server_fails_the_next_action_within_the_timeout(
         assert [r.name for r in runs] == ["hangs"]
 
 
+def test_journal_server_hung_in_a_rollback_is_a_goex_error_then_resumes(
+    pg_url: str, tmp_path: Path
+) -> None:
+    from tests.support import fileops
+
+    target = sa.engine.make_url(pg_url)
+    with FreezableProxy((target.host or "127.0.0.1", target.port or 5432)) as proxy:
+        journal = goex.Journal(proxied(pg_url, proxy), timeout=2)
+        with goex.run("to undo", journal=journal) as run:
+            create_file(str(tmp_path / "first.txt"))
+            fileops.create_with_hooked_undo(str(tmp_path / "middle.txt"))
+            create_file(str(tmp_path / "last.txt"))
+        fileops.UNDO_HOOKS.append(proxy.freeze)  # the server stops while an undo runs
+        with pytest.raises(goex.JournalUnavailable, match="no answer within 2 s"):
+            goex.rollback(run.id, journal=journal)
+        assert not (tmp_path / "middle.txt").exists() and (tmp_path / "first.txt").exists()
+        proxy.thaw()
+        # Whether or not the server ran the mark-and-claim it was sent, the journal is true:
+        # the undone step is compensated or still claimed; the next one is claimed or not.
+        first, middle, last = journal.steps(run.id)
+        assert last.status is goex.StepStatus.COMPENSATED
+        assert middle.status in (goex.StepStatus.COMPENSATING, goex.StepStatus.COMPENSATED)
+        assert first.status in (goex.StepStatus.APPLIED, goex.StepStatus.COMPENSATING)
+        released = goex.recover(journal, include_live=True)  # a person: that rollback is over
+        assert {o.resolution for o in released} <= {"released"}
+        report = goex.rollback(run.id, journal=journal)
+        assert report.complete and sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 SCHEMA_RACE = """
 import sys, time
 from pathlib import Path

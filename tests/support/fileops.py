@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from goex_tools import TransientError, reversible
@@ -177,3 +178,18 @@ def rewrite(path: str, text: str) -> None:
         fh.flush()
         time.sleep(0.002)
         fh.write(text[len(text) // 2 :])
+
+
+UNDO_HOOKS: list[Callable[[], None]] = []
+"""Called (and cleared) by `remove_then_hook`: lets a test act in the middle of a rollback."""
+
+
+def remove_then_hook(path: str, **_: object) -> None:
+    Path(path).unlink(missing_ok=True)
+    while UNDO_HOOKS:
+        UNDO_HOOKS.pop()()
+
+
+@reversible(undo=remove_then_hook, probe=file_exists)
+def create_with_hooked_undo(path: str) -> None:
+    Path(path).write_text("x")
