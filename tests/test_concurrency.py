@@ -83,3 +83,34 @@ def test_rollback_racing_a_running_agent_undoes_everything_it_journaled(
     steps = journal.steps(run_id)
     assert len(steps) == made and {s.status for s in steps} == {StepStatus.COMPENSATED}
     assert journal.get_run(run_id).status is RunStatus.ROLLED_BACK
+
+
+def test_rollback_losing_a_step_to_another_stops_with_its_report(
+    journal: Journal, tmp_path: Path
+) -> None:
+    """Deterministic: while rollback A undoes the newest step, B undoes the one A planned
+    next; A's claim finds it taken and A stops like any stopped rollback."""
+    from tests.support import fileops
+
+    work = tmp_path / "work"
+    work.mkdir()
+    with goex.run("contended", journal=journal) as run:
+        create_file(str(work / "first.txt"))
+        create_file(str(work / "middle.txt"))
+        fileops.create_with_hooked_undo(str(work / "last.txt"))
+    first, middle, _last = journal.steps(run.id)
+    fileops.UNDO_HOOKS.append(lambda: goex.undo_step(middle.id, journal=journal))
+    try:
+        goex.rollback(run.id, journal=journal)
+    except goex.RollbackFailed as stopped:
+        [*_, lost] = stopped.report.outcomes
+        assert lost.step_id == middle.id and lost.outcome == "busy"
+        assert "was undone by another rollback" in lost.detail
+        assert f"rollback stopped at step {middle.id}" in str(stopped)
+    else:
+        raise AssertionError("rollback A did not stop at the step B took")
+    assert sorted(p.name for p in work.iterdir()) == ["first.txt"]
+    assert journal.get_step(first.id).status is StepStatus.APPLIED
+    assert goex.rollback(run.id, journal=journal).complete  # resumes
+    assert list(work.iterdir()) == []
+    assert {s.status for s in journal.steps(run.id)} == {StepStatus.COMPENSATED}
