@@ -25,7 +25,7 @@ from tests.integrations.checks import (
 from tests.integrations.conftest import manifest
 
 
-def hand_built(model: ScriptedChatModel, tools: list[BaseTool]) -> Any:
+def hand_built(model: ScriptedChatModel, tools: list[BaseTool], saver: Any = None) -> Any:
     bound = model.bind_tools(tools)
 
     def call_model(state: MessagesState) -> dict[str, Any]:
@@ -37,7 +37,7 @@ def hand_built(model: ScriptedChatModel, tools: list[BaseTool]) -> Any:
     graph.add_edge(START, "model")
     graph.add_conditional_edges("model", tools_condition, ["tools", END])
     graph.add_edge("tools", "model")
-    return graph.compile()
+    return graph.compile(checkpointer=saver)
 
 
 def prebuilt(model: ScriptedChatModel, tools: list[BaseTool]) -> Any:

@@ -8,22 +8,27 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from langchain.agents import create_agent
 from langchain_core.messages import BaseMessage
-from langchain_goex import GoexCallbackHandler, GoexToolkit, goex_tool, rewind
+from langchain_core.tools import tool
+from langchain_goex import GoexCallbackHandler, GoexToolkit, fork, goex_tool, rewind
 from langchain_goex.chat_models import ScriptedChatModel
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command, interrupt
 
-from goex_tools import StepStatus
+from goex_tools import RollbackFailed, RunStatus, StepStatus
 from goex_tools.threads import place_of
+from tests.integrations import actions
+from tests.integrations.actions import slow_write, write_text
 
 USER_TURNS = ["open the spring sale", "now the catalog and the old orders"]
 
@@ -59,7 +64,9 @@ def script(world: Any) -> list[Any]:
     ]  # fmt: skip
 
 
-def agent_for(world: Any, saver: Any) -> Any:
+def agent_for(
+    world: Any, saver: Any, turns: list[Any] | None = None, extra: list[Any] = ()
+) -> Any:
     def delete_item(item_id: int) -> Any:
         """Delete an item of the catalog, once a person approves."""
         if interrupt({"delete item": item_id}) != "yes":
@@ -71,10 +78,10 @@ def agent_for(world: Any, saver: Any) -> Any:
     tools = GoexToolkit(
         workspace=world.workspace, database=world.database, http=world.http, shell=False
     ).get_tools()
-    model = ScriptedChatModel(script=script(world), replayable=True)
+    model = ScriptedChatModel(script=turns or script(world), replayable=True)
     return create_agent(
         model,
-        [*tools, goex_tool(delete_item)],
+        [*tools, goex_tool(delete_item), *extra],
         checkpointer=saver,
         interrupt_before=["tools"],  # a person looks at every tool step before it runs
     )
@@ -233,3 +240,230 @@ def test_rewind_at_an_interrupt_undoes_the_finished_parallel_call_and_runs_it_ag
     assert [s.status for s in sql if s.parent_id] == [
         StepStatus.APPLIED, StepStatus.COMPENSATED, StepStatus.APPLIED
     ]  # fmt: skip
+
+
+def outsider(world: Any, what: str) -> str:
+    """A person changes, outside goex, what the agent's first call of that kind changed;
+    returns the tool whose undo now meets it."""
+    if what == "file":
+        (world.root / "notes" / "sale.md").write_text("edited by a person\n")
+        return "write_file"
+    if what == "row":
+        with sqlite3.connect(world.db_path) as db:
+            db.execute("UPDATE customers SET name = 'Grace Hopper' WHERE id = 2")
+        db.close()
+        return "run_sql"
+    item = {"name": "gift card", "price": 30}
+    assert httpx.put(f"{world.service.url}/items/3", json=item).status_code == 200
+    return "http_request"
+
+
+def effects(world: Any, handler: GoexCallbackHandler) -> list[Any]:
+    return [s for run_id in handler.run_ids for s in world.journal.steps(run_id) if s.parent_id]
+
+
+@pytest.mark.parametrize("what", ["file", "row", "item"])
+def test_a_conflict_stops_the_rewind_before_anything_is_undone(world: Any, what: str) -> None:
+    agent = agent_for(world, InMemorySaver())
+    handler = GoexCallbackHandler(journal=world.journal)
+    config = {"configurable": {"thread_id": uuid.uuid4().hex}}
+    start = world.snapshot()
+    converse(agent, config, world, handler)
+    tool = outsider(world, what)
+    changed = world.snapshot()
+    first = list(agent.get_state_history(config))[-1]
+
+    plan = rewind(agent, first.config, journal=world.journal, dry_run=True)
+    assert not plan.complete and len(plan.outcomes) == 6
+    (conflict,) = plan.blocked
+    assert (conflict.tool, conflict.outcome) == (tool, "conflict")
+    assert {o.outcome for o in plan.outcomes} == {"would_compensate", "conflict"}
+
+    with pytest.raises(RollbackFailed, match="before undoing anything") as stopped:
+        rewind(agent, first.config, journal=world.journal)
+    assert [(o.step_id, o.outcome) for o in stopped.value.report.blocked] == [
+        (conflict.step_id, "conflict")
+    ]
+    assert world.snapshot() == changed
+    assert {s.status for s in effects(world, handler)} == {StepStatus.APPLIED}
+    assert {world.journal.get_run(r).status for r in handler.run_ids} == {RunStatus.COMPLETED}
+
+    report = rewind(agent, first.config, journal=world.journal, force=True)
+    assert report.complete and len(report.compensated) == 6
+    assert world.snapshot() == start
+
+
+def twice(world: Any, what: str) -> tuple[list[Any], Callable[[], None], str]:
+    """Two calls of the agent changing one file, row or item, what a person does to it in
+    between, and what the conflict names."""
+    if what == "file":
+        call = lambda text: ("write_file", {"path": "notes/a.md", "content": text})  # noqa: E731
+
+        def person() -> None:
+            (world.root / "notes" / "a.md").write_text("the person's\n")
+
+        return [[call("one\n")], [call("two\n")]], person, "notes/a.md"
+    if what == "row":
+        sql = "UPDATE customers SET tier = '{}' WHERE id = 2"
+
+        def person() -> None:
+            with sqlite3.connect(world.db_path) as db:
+                db.execute("UPDATE customers SET name = 'G. Hopper' WHERE id = 2")
+            db.close()
+
+        calls = [[("run_sql", {"sql": sql.format(tier)})] for tier in ("gold", "platinum")]
+        return calls, person, "customers"
+    url = f"{world.service.url}/items/2"
+    put = lambda price: ("http_request", {"method": "PUT", "url": url,  # noqa: E731
+                                          "body": {"name": "pen", "price": price}})  # fmt: skip
+
+    def person() -> None:
+        assert httpx.put(url, json={"name": "blue pen", "price": 4}).status_code == 200
+
+    return [[put(4)], [put(5)]], person, "/items/2"
+
+
+@pytest.mark.parametrize("what", ["file", "row", "item"])
+def test_a_change_between_two_calls_on_one_thing_is_foreseen(world: Any, what: str) -> None:
+    """A person changes it while the agent is paused between its two calls: undoing the
+    second brings the person's change back, so undoing the first would overwrite it."""
+    calls, person, named = twice(world, what)
+    agent = agent_for(world, InMemorySaver(), [*calls, "done", "nothing more"])
+    handler = GoexCallbackHandler(journal=world.journal)
+    config = {"configurable": {"thread_id": uuid.uuid4().hex}}
+    written = lambda s: sum(m.type == "tool" for m in s.values.get("messages", [])) == 1  # noqa: E731
+    converse(agent, config, world, handler, until=lambda s: written(s) and bool(s.next))
+    person()
+    converse(agent, config, world, handler)
+    changed = world.snapshot()
+    first = list(agent.get_state_history(config))[-1]
+    with pytest.raises(RollbackFailed, match="before undoing anything") as stopped:
+        rewind(agent, first.config, journal=world.journal)
+    (blocked,) = stopped.value.report.blocked
+    assert blocked.outcome == "conflict" and named in blocked.detail
+    assert blocked.step_id == effects(world, handler)[0].id  # the older call
+    assert world.snapshot() == changed
+
+
+def test_an_irreversible_call_stops_the_rewind_unless_skipped(world: Any) -> None:
+    """A tool goex does not journal the effect of (a plain LangChain tool) is irreversible:
+    the rewind names it and undoes nothing; told to skip it, it undoes the rest."""
+    log = world.root / "agent.log"
+
+    @tool
+    def log_line(line: str) -> str:
+        """Append a line to the agent's log."""
+        with log.open("a") as fh:
+            fh.write(line + "\n")
+        return "logged"
+
+    turns = [
+        [("write_file", {"path": "notes/a.md", "content": "one\n"})],
+        [("log_line", {"line": "wrote a.md"})],
+        [("write_file", {"path": "notes/b.md", "content": "two\n"})],
+        "done",
+        "nothing more",
+    ]
+    agent = agent_for(world, InMemorySaver(), turns, extra=[log_line])
+    handler = GoexCallbackHandler(journal=world.journal)
+    config = {"configurable": {"thread_id": uuid.uuid4().hex}}
+    start = world.snapshot()
+    converse(agent, config, world, handler)
+    changed = world.snapshot()
+    first = list(agent.get_state_history(config))[-1]
+
+    plan = rewind(agent, first.config, journal=world.journal, dry_run=True)
+    assert [(o.tool, o.outcome) for o in plan.outcomes] == [
+        ("write_file", "would_compensate"),
+        ("log_line", "irreversible"),
+        ("write_file", "would_compensate"),
+    ]
+    assert not plan.complete
+    with pytest.raises(RollbackFailed, match="before undoing anything") as stopped:
+        rewind(agent, first.config, journal=world.journal)
+    assert [(o.tool, o.outcome) for o in stopped.value.report.blocked] == [
+        ("log_line", "irreversible")
+    ]
+    assert world.snapshot() == changed
+
+    report = rewind(agent, first.config, journal=world.journal, on_irreversible="skip")
+    assert report.complete
+    assert [(o.tool, o.outcome) for o in report.outcomes] == [
+        ("write_file", "compensated"),
+        ("log_line", "irreversible"),
+        ("write_file", "compensated"),
+    ]
+    after = world.snapshot()
+    assert after["files"].pop("agent.log")["type"] == "file"  # goex could not undo it
+    assert after == start
+
+
+def test_a_run_still_working_stops_the_rewind_before_anything_is_undone(world: Any) -> None:
+    """The thread's agent is in the middle of a tool call (its step pending, its process
+    alive): the rewind refuses until it has finished, or is told `live`."""
+    actions.slow_started.clear()
+    actions.slow_may_finish.clear()
+    first_file, second_file = str(world.root / "a.txt"), str(world.root / "b.txt")
+    turns = [
+        [("write_text", {"path": first_file, "text": "one\n"})],
+        [("slow_write", {"path": second_file, "text": "two\n"})],
+        "done",
+    ]
+    model = ScriptedChatModel(script=turns, replayable=True)
+    saver = InMemorySaver()
+    agent = create_agent(model, [goex_tool(write_text), goex_tool(slow_write)], checkpointer=saver)
+    handler = GoexCallbackHandler(journal=world.journal)
+    config = {"configurable": {"thread_id": uuid.uuid4().hex}}
+    start = world.snapshot()
+    invoked = threading.Thread(
+        target=agent.invoke,
+        args=({"messages": [("user", "go")]}, {**config, "callbacks": [handler]}),
+    )
+    invoked.start()
+    try:
+        assert actions.slow_started.wait(30)
+        first = list(agent.get_state_history(config))[-1]
+        with pytest.raises(RollbackFailed, match="before undoing anything") as stopped:
+            rewind(agent, first.config, journal=world.journal)
+        blocked = stopped.value.report.blocked
+        assert [o.outcome for o in blocked] == ["busy"]
+        assert "still active" in blocked[0].detail
+        assert (world.root / "a.txt").read_text() == "one\n"
+    finally:
+        actions.slow_may_finish.set()
+        invoked.join(30)
+    report = rewind(agent, first.config, journal=world.journal)
+    assert report.complete and len(report.compensated) == 2
+    assert world.snapshot() == start
+
+
+def test_fork_brings_the_world_back_to_the_checkpoint_it_updates(world: Any) -> None:
+    """update_state on an old checkpoint (the person says something else after the first
+    turn): `fork` first undoes what the agent did since, then forks; the conversation goes
+    on from the fork on the world as it was there."""
+    agent = agent_for(world, InMemorySaver())
+    handler = GoexCallbackHandler(journal=world.journal)
+    config = {"configurable": {"thread_id": uuid.uuid4().hex}}
+    worlds = converse(agent, config, world, handler)
+    end = world.snapshot()
+    turn_done = next(
+        s for s in agent.get_state_history(config)
+        if not s.next and len(s.values["messages"]) == 6
+    )  # fmt: skip
+    said = {"messages": [("user", "the catalog now, please")]}
+    plan = fork(
+        agent, turn_done.config, said, as_node="__start__", journal=world.journal, dry_run=True
+    )
+    assert plan.complete and len(plan.outcomes) == 4
+    assert world.snapshot() == end  # a dry run undoes and forks nothing
+
+    report = fork(agent, turn_done.config, said, as_node="__start__", journal=world.journal)
+    assert world.snapshot() == worlds[turn_done.config["configurable"]["checkpoint_id"]]
+    forked = agent.get_state(report.config)
+    assert forked.values["messages"][-1].content == "the catalog now, please"
+    assert forked.next == ("model",)
+    assert forked.parent_config["configurable"]["checkpoint_id"] == (
+        turn_done.config["configurable"]["checkpoint_id"]
+    )
+    converse(agent, report.config, world, handler)
+    assert world.snapshot() == end

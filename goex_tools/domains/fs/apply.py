@@ -68,13 +68,13 @@ def materialize(
     todo: list[PathChange] = []
     strangers: list[str] = []
     for change in changes:
-        seen = _observed(root, change.path)
+        seen = observed(root, change.path)
         if seen != change.side(side):
             todo.append(change)
             if seen != change.side(other):
                 strangers.append(change.shown)
     if strangers and not force:
-        raise conflict(_conflict_message(strangers, hint if isinstance(hint, str) else hint()))
+        raise conflict(conflict_message(strangers, hint if isinstance(hint, str) else hint()))
     missing = [c.shown for c in todo if (sha := c.side(side).sha256) and not store.has(sha)]
     if missing:
         raise FsError(
@@ -131,7 +131,7 @@ def sweep(root: Path, changes: list[PathChange], tag: str) -> list[str]:
     return removed
 
 
-def _observed(root: Path, rel: str) -> Entry | None:
+def observed(root: Path, rel: str) -> Entry | None:
     """What `rel` holds now (hashed, not stored), or None if goex cannot version it: each
     path is read once to tell whether it is in the target state, the other one, or neither."""
     try:
@@ -323,7 +323,7 @@ def _write_file(dirfd: int, tmp: str, entry: Entry, store: BlobStore) -> None:
         os.fchmod(dst.fileno(), entry.mode)
 
 
-def _conflict_message(paths: list[str], hint: str) -> str:
+def conflict_message(paths: list[str], hint: str) -> str:
     named = ", ".join(paths[:MAX_NAMED])
     more = f" and {len(paths) - MAX_NAMED} more" if len(paths) > MAX_NAMED else ""
     text = f"changed since it was recorded: {named}{more}; nothing was touched"

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from goex_tools.domains.fs.apply import materialize, sweep
+from goex_tools.domains.fs.apply import conflict_message, materialize, observed, sweep
 from goex_tools.domains.fs.changes import PathChange, RestoreArgs
-from goex_tools.domains.fs.entries import matches
+from goex_tools.domains.fs.entries import Entry, matches
 from goex_tools.domains.fs.store import BlobStore
 from goex_tools.journal import Journal
 from goex_tools.model import Compensation, JSONDict, Step, StepStatus
@@ -60,7 +60,30 @@ def _state(root: Path, change: PathChange) -> str:
     return "before" if matches(root, change.path, change.before) else "other"
 
 
-@registry.register(KIND, args_model=RestoreArgs, probe=_probe)
+def _preview(steps: list[Step]) -> dict[str, str]:
+    """The conflicts undoing `steps` in this order (newest first) would meet: each path is
+    read once, then taken as each undo leaves it (its step's before-entry); a path in neither
+    state a step recorded when that step's undo comes is a conflict, as `materialize` sees it.
+    This is what a person changed after the step, or between two steps on the same path."""
+    holds: dict[tuple[str, str], Entry | None] = {}
+    found: dict[str, str] = {}
+    for step in steps:
+        args = parse(step.compensation)
+        root = Path(args.workspace)
+        strangers = []
+        for change in args.changes:
+            where = (args.workspace, change.path)
+            if where not in holds:
+                holds[where] = observed(root, change.path)
+            if holds[where] not in (change.after, change.before):
+                strangers.append(change.shown)
+            holds[where] = change.before
+        if strangers:
+            found[step.id] = conflict_message(strangers, "")
+    return found
+
+
+@registry.register(KIND, args_model=RestoreArgs, probe=_probe, preview=_preview)
 def _restore(args: JSONDict, ctx: UndoContext) -> None:
     parsed = RestoreArgs.model_validate(args)
     root, store = Path(parsed.workspace), BlobStore(Path(parsed.store))

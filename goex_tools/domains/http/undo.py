@@ -167,7 +167,61 @@ def _probe(step: Step) -> EffectState:
     return EffectState.UNKNOWN
 
 
-@registry.register(KIND, args_model=RevertArgs, probe=_probe)
+def _preview(steps: list[Step]) -> dict[str, str]:
+    """The conflicts undoing `steps` in this order (newest first) would meet: each resource
+    is read once, then taken as each undo leaves it (its step's before-state); a resource in
+    neither state a step recorded when that step's undo comes is a conflict, as the undo
+    itself judges it. Steps without a state to check (no `check_url`) are not checked, nor
+    are the sub-collection items a DELETE took with it."""
+    holds: dict[str, State | None] = {}  # check_url -> its state then (None: unknown)
+    found: dict[str, str] = {}
+    for step in steps:
+        assert step.compensation is not None
+        args = RevertArgs.model_validate(step.compensation.args)
+        url = args.check_url
+        if url is None or args.unavailable or _unresolved(args):
+            continue
+        if url not in holds:
+            headers = unconditional(args.headers)
+            holds[url] = args.read(
+                client_for(args.timeout), url, headers, hidden_is_absent=_hidden(args)
+            )
+        now = holds[url]
+        if now is not None:
+            conflict = _conflict(args, now)
+            if conflict is not None:
+                found[step.id] = conflict
+        holds[url] = args.before
+    return found
+
+
+def _hidden(args: RevertArgs) -> bool:
+    """Whether a 403 reads as absent: a service that hides what does not exist is read so
+    where the undo re-creates under `If-None-Match: *` or has just deleted (what the step
+    created)."""
+    left_absent = args.after is not None and not args.after.exists
+    same_url = args.call.url == args.check_url
+    return same_url and (
+        args.call.method == "DELETE" or (left_absent and args.call.method == "PUT")
+    )
+
+
+def _conflict(args: RevertArgs, current: State) -> str | None:
+    """Why undoing would overwrite a later change: the resource is neither as the step left
+    it nor as it was before; None if not."""
+    if args.before is not None and args.same(current, args.before):
+        return None
+    if args.after is None or args.same(current, args.after):
+        return None
+    return str(
+        redact(
+            f"{args.check_url} changed since the step: it is now {current.short()}, the step "
+            f"left it {args.after.short()}"
+        )
+    )
+
+
+@registry.register(KIND, args_model=RevertArgs, probe=_probe, preview=_preview)
 def _revert(raw: JSONDict, ctx: UndoContext) -> None:
     args = RevertArgs.model_validate(raw)
     if args.unavailable:
@@ -187,25 +241,16 @@ def _revert(raw: JSONDict, ctx: UndoContext) -> None:
 def _run(client: Any, args: RevertArgs, force: bool) -> None:
     headers = unconditional(args.headers)  # journals made before they were left out
     current: State | None = None
-    # a service that hides what does not exist (403) is read as absent where the undo
-    # re-creates under `If-None-Match: *` or has just deleted (what the step created)
-    left_absent = args.after is not None and not args.after.exists
+    hidden = _hidden(args)
     same_url = args.call.url == args.check_url
-    hidden = same_url and (
-        args.call.method == "DELETE" or (left_absent and args.call.method == "PUT")
-    )
     if args.check_url is not None:
         current = args.read(client, args.check_url, headers, hidden_is_absent=hidden)
         if args.before is not None and args.same(current, args.before):
             _restore_children(client, args, args.children, force)
             return  # already as it was: an earlier attempt got through
-        if args.after is not None and not force and not args.same(current, args.after):
-            raise CompensationConflict(
-                redact(
-                    f"{args.check_url} changed since the step: it is now {current.short()}, "
-                    f"the step left it {args.after.short()}"
-                )
-            )
+        conflict = _conflict(args, current)
+        if conflict is not None and not force:
+            raise CompensationConflict(conflict)
     _send(client, args, args.call, headers, current, same_url)
     if args.check_url is not None and args.before is not None:
         restored = args.read(client, args.check_url, headers, hidden_is_absent=hidden)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
@@ -62,6 +62,7 @@ class ChangeSummary(BaseModel):
 
 Decision = Literal["commit", "rollback"]
 E = TypeVar("E")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,18 @@ def shown_value(value: Any) -> Any:
     if isinstance(value, str) and len(value) > VALUE_LIMIT:
         return value[: VALUE_LIMIT - 3] + "..."
     return value
+
+
+def until_conflict(chain: Iterable[T], undo: Callable[[T], list[str]]) -> list[list[str]]:
+    """The conflicts of each undo of `chain` (newest first), tried in turn inside one
+    transaction the caller rolls back, up to the first that conflicts: undos past it would
+    meet rows it left half-undone (they get no list). Shared by the dialects' `preview`."""
+    found: list[list[str]] = []
+    for args in chain:
+        found.append(undo(args))
+        if found[-1]:
+            break
+    return found
 
 
 def conflict_report(conflicts: list[str], limit: int = 10) -> str:

@@ -30,7 +30,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from goex_tools.domains.sql import postgres_keys
-from goex_tools.domains.sql.changes import Operation, conflict_report, unforceable_report
+from goex_tools.domains.sql.changes import (
+    Operation,
+    conflict_report,
+    unforceable_report,
+    until_conflict,
+)
 from goex_tools.domains.sql.databases import resolve
 from goex_tools.domains.sql.postgres import LoggedRows, RestoreRowsArgs, engine_for
 from goex_tools.domains.sql.quoting import concat, ident
@@ -54,18 +59,9 @@ def restore(args: JSONDict, force: bool, ctx: UndoContext | None = None) -> None
     if ctx is not None and _undone_already(url, ctx):
         return
     with _transient_errors(), engine_for(url).begin() as conn:
-        _replica_role(conn)
-        rows = parsed.unpacked()
-        runs: dict[tuple[str, str], list[LoggedRows]] = {}
-        for run in rows:
-            runs.setdefault((run.schema_, run.table), []).append(run)
-        tables = {key: _Table.load(conn, *key) for key in runs}
-        conflicts: list[str] = []
-        for key, table_runs in runs.items():
-            conflicts += tables[key].undo(conn, table_runs, force)
+        conflicts = _undo(conn, parsed, force)
         if conflicts and not force:
             raise CompensationConflict(conflict_report(conflicts))
-        _check_foreign_keys(conn, rows, tables)
         if ctx is not None:  # before COMMIT: a crash after it leaves the id to ask about
             txid = conn.exec_driver_sql("SELECT pg_current_xact_id()").scalar()
             ctx.journal.note(ctx.step.id, f"{UNDO_TRANSACTION} {txid}")
@@ -93,6 +89,47 @@ def _undone_already(url: str, ctx: UndoContext) -> bool:
             "died or hangs); run the rollback again once that transaction has ended"
         )
     return "committed" in states
+
+
+def preview(chain: list[JSONDict]) -> list[list[str]]:
+    """The conflicts of each undo of `chain` (the steps' arguments, newest first, one
+    database), tried one after another in one transaction that is always rolled back: an
+    older step's undo meets the rows as the newer ones' undos leave them (`until_conflict`)."""
+    if not chain:
+        return []
+    parsed = [RestoreRowsArgs.model_validate(args) for args in chain]
+
+    def undo(args: RestoreRowsArgs) -> list[str]:
+        try:
+            return _undo(conn, args, False)
+        except GoexError as exc:  # a foreign key the undo would break
+            return [str(exc)]
+
+    with _transient_errors(), engine_for(resolve(parsed[0].database)).connect() as conn:
+        trial = conn.begin()
+        try:
+            return until_conflict(parsed, undo)
+        finally:
+            trial.rollback()
+
+
+def _undo(conn: Connection, parsed: RestoreRowsArgs, force: bool) -> list[str]:
+    """Undo the row log inside the caller's transaction, table by table; returns the
+    conflicts (then, unless `force`, the rows are left half-undone: roll back). Raises
+    GoexError for a foreign key the undo would break."""
+    _replica_role(conn)
+    rows = parsed.unpacked()
+    runs: dict[tuple[str, str], list[LoggedRows]] = {}
+    for run in rows:
+        runs.setdefault((run.schema_, run.table), []).append(run)
+    tables = {key: _Table.load(conn, *key) for key in runs}
+    conflicts: list[str] = []
+    for key, table_runs in runs.items():
+        conflicts += tables[key].undo(conn, table_runs, force)
+    if conflicts and not force:
+        return conflicts
+    _check_foreign_keys(conn, rows, tables)
+    return conflicts
 
 
 def probe(args: JSONDict) -> EffectState:

@@ -36,6 +36,7 @@ from goex_tools.domains.sql.changes import (
     RowChange,
     conflict_report,
     unforceable_report,
+    until_conflict,
 )
 from goex_tools.domains.sql.databases import DatabaseRef, resolve, sqlite_path
 from goex_tools.domains.sql.quoting import ident, pack, unpack
@@ -427,11 +428,53 @@ def probe(args: JSONDict) -> EffectState:
 
 def _apply_inverse(args: ChangesetArgs, force: bool, *, keep: bool) -> list[str]:
     """Apply the inverse in one transaction, committed if `keep` and nothing conflicts (or
-    `force`); returns the conflicts. Rows of tables without a primary key are the rows at
-    their rowid only while they hold the step's values (VACUUM renumbers rowids): a deleted
-    row whose rowid another row holds now is re-added beside it, and one that changed since
-    cannot be forced (raises GoexError)."""
+    `force`); returns the conflicts (see `_invert`)."""
     conn = connect(resolve(args.database))
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conflicts = _invert(conn, args, force, keep=keep)
+        if keep and (force or not conflicts):
+            conn.execute("COMMIT")
+    except apsw.ConstraintError as exc:
+        raise GoexError(
+            f"the undo would break a constraint, so it was not applied: {exc}"
+        ) from None
+    finally:
+        if not conn.get_autocommit():
+            conn.execute("ROLLBACK")
+        conn.close()
+    return conflicts
+
+
+def preview(chain: list[JSONDict]) -> list[list[str]]:
+    """The conflicts of each undo of `chain` (the steps' arguments, newest first, one
+    database), tried one after another in one transaction that is always rolled back: an
+    older step's undo meets the rows as the newer ones' undos leave them (`until_conflict`)."""
+    if not chain:
+        return []
+    parsed = [ChangesetArgs.model_validate(args) for args in chain]
+
+    def undo(args: ChangesetArgs) -> list[str]:
+        try:
+            return _invert(conn, args, False, keep=False)
+        except apsw.ConstraintError as exc:
+            return [f"the undo would break a constraint: {exc}"]
+
+    conn = connect(resolve(parsed[0].database))
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        return until_conflict(parsed, undo)
+    finally:
+        if not conn.get_autocommit():
+            conn.execute("ROLLBACK")
+        conn.close()
+
+
+def _invert(conn: apsw.Connection, args: ChangesetArgs, force: bool, *, keep: bool) -> list[str]:
+    """Apply the inverse inside the caller's transaction; returns the conflicts. Rows of
+    tables without a primary key are the rows at their rowid only while they hold the step's
+    values (VACUUM renumbers rowids): a deleted row whose rowid another row holds now is
+    re-added beside it, and one that changed since cannot be forced (raises GoexError)."""
     conflicts: list[str] = []
     changed_since: list[tuple[UpdatedRows, Row, Row]] = []  # (table, key, after)
     reported: set[tuple[str, Row]] = set()  # rows `_changed_since` already named
@@ -467,54 +510,42 @@ def _apply_inverse(args: ChangesetArgs, force: bool, *, keep: bool) -> list[str]
             return apsw.SQLITE_CHANGESET_REPLACE
         return apsw.SQLITE_CHANGESET_OMIT
 
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, 0)
-        conn.execute("PRAGMA defer_foreign_keys = ON")  # forced rows are checked at the end too
-        keyless.update(n for (n,) in conn.execute(sqlite_keyless.KEYLESS))  # old changesets
-        conflicts += sqlite_keyless.undo(conn, args.keyless_runs(), force, args.keyless_counts())
-        changed_since.extend(_changed_since(conn, args, conflicts))
-        reported.update((rows.table, key) for rows, key, _ in changed_since)
-        unforceable.extend(
-            f"{rows.table} row (rowid {key[0]}) changed since the step"
-            for rows, key, _ in changed_since
-            if rows.table in keyless
+    conn.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, 0)
+    conn.execute("PRAGMA defer_foreign_keys = ON")  # forced rows are checked at the end too
+    keyless.update(n for (n,) in conn.execute(sqlite_keyless.KEYLESS))  # old changesets
+    conflicts += sqlite_keyless.undo(conn, args.keyless_runs(), force, args.keyless_counts())
+    changed_since.extend(_changed_since(conn, args, conflicts))
+    reported.update((rows.table, key) for rows, key, _ in changed_since)
+    unforceable.extend(
+        f"{rows.table} row (rowid {key[0]}) changed since the step"
+        for rows, key, _ in changed_since
+        if rows.table in keyless
+    )
+    changeset = args.changeset_bytes()
+    if changeset:
+        apsw.Changeset.apply(
+            changeset,
+            conn,
+            conflict=on_conflict,
+            flags=apsw.SQLITE_CHANGESETAPPLY_INVERT | apsw.SQLITE_CHANGESETAPPLY_FKNOACTION,
         )
-        changeset = args.changeset_bytes()
-        if changeset:
-            apsw.Changeset.apply(
-                changeset,
-                conn,
-                conflict=on_conflict,
-                flags=apsw.SQLITE_CHANGESETAPPLY_INVERT | apsw.SQLITE_CHANGESETAPPLY_FKNOACTION,
-            )
-        if force and unforceable:
-            raise GoexError(unforceable_report(unforceable))
-        for table, values in readd:
-            _add_row(conn, table, values)
-        if force and changed_since:
-            olds = _old_values(changeset, reported)
-            for rows, key, after in changed_since:
-                _put_row(conn, rows, key, _before(olds[(rows.table, key)], after))
-        _restore_sequences(conn, args.sequences)
-        # COMMIT refuses deferred violations anyway; the (full) check names them, when likely
-        suspect = keep and (broken_keys or (force and bool(changed_since)))
-        violations = _foreign_key_violations(conn) if suspect else []
-        if violations or (keep and broken_keys):
-            raise GoexError(
-                "the undo would break a foreign key, so it was not applied (force cannot "
-                "override this): " + "; ".join(violations or conflicts[-3:])
-            )
-        if keep and (force or not conflicts):
-            conn.execute("COMMIT")
-    except apsw.ConstraintError as exc:
+    if force and unforceable:
+        raise GoexError(unforceable_report(unforceable))
+    for table, values in readd:
+        _add_row(conn, table, values)
+    if force and changed_since:
+        olds = _old_values(changeset, reported)
+        for rows, key, after in changed_since:
+            _put_row(conn, rows, key, _before(olds[(rows.table, key)], after))
+    _restore_sequences(conn, args.sequences)
+    # COMMIT refuses deferred violations anyway; the (full) check names them, when likely
+    suspect = keep and (broken_keys or (force and bool(changed_since)))
+    violations = _foreign_key_violations(conn) if suspect else []
+    if violations or (keep and broken_keys):
         raise GoexError(
-            f"the undo would break a constraint, so it was not applied: {exc}"
-        ) from None
-    finally:
-        if not conn.get_autocommit():
-            conn.execute("ROLLBACK")
-        conn.close()
+            "the undo would break a foreign key, so it was not applied (force cannot "
+            "override this): " + "; ".join(violations or conflicts[-3:])
+        )
     return conflicts
 
 
