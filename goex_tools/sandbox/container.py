@@ -81,18 +81,25 @@ def _start_time(pid: int) -> str:
 
 
 def create(
-    api: Any, image: str, limits: Limits, binds: dict[str, dict[str, str]], tmpfs: list[str]
+    api: Any, image: str, limits: Limits, binds: list[tuple[str, str, bool]], tmpfs: list[str]
 ) -> str:
     """A container of `image` set to `limits`, its first process waiting; returns its id.
 
-    - `binds`: host path -> {"bind": path inside, "mode": "rw" or "ro"};
+    - `binds`: (host path, path inside, writable), as structured mounts (a path is never
+      parsed out of a `src:dst:mode` string);
     - `tmpfs`: paths given an empty private tmpfs (besides /tmp, /run, /var/tmp and /sys).
     """
+    from docker.types import Mount
+
     fresh = {"/tmp": "rw,nosuid,nodev,mode=1777", "/var/tmp": "rw,nosuid,nodev,mode=1777"}
     fresh |= {"/run": "rw,nosuid,nodev,mode=755", "/sys": "ro,nosuid,nodev,noexec,mode=555"}
     fresh |= {path: "ro,nosuid,nodev,mode=555" for path in tmpfs}
+    mounts = [
+        Mount(inside, source, type="bind", read_only=not rw, propagation="rprivate")
+        for source, inside, rw in binds
+    ]
     host = api.create_host_config(
-        binds=binds,
+        mounts=mounts,
         tmpfs=fresh,
         read_only=True,
         network_mode="host" if limits.network else "none",

@@ -126,9 +126,9 @@ class DockerSandbox:
         marker: Path,
     ) -> Execution:
         workspace = str(layers.lower)
-        binds = {str(layers.merged): {"bind": workspace, "mode": "rw"}}
         shown, covered = _shown(layers, limits)
-        binds |= {str(path): {"bind": str(path), "mode": "ro"} for path in shown}
+        binds = [(str(layers.merged), workspace, True)]
+        binds += [(str(path), str(path), False) for path in shown]
         argv = ["sh", "-c", _CHECK_MOUNTED, "goex-mounted", str(layers.lower / marker.name)]
         argv += wrap(command, limits, data=False, processes=False)
         try:

@@ -304,3 +304,19 @@ def test_docker_refuses_an_engine_that_cannot_see_its_overlay(
     ws = Workspace(root, store=tmp_path / "store", sandbox="docker")
     refused_untouched(ws, journal, "does not see goex's overlay mount")
     assert _mounts_below(tmp_path) == []
+
+
+def test_docker_shows_a_directory_whose_name_a_bind_string_would_split(
+    root: Path, tmp_path: Path, journal: goex.Journal, api: Any
+) -> None:
+    """`src:dst:mode` strings would read `/x/a:/etc:rw` as a bind of /x/a onto /etc."""
+    odd = tmp_path / "shown" / "a:/etc:rw"
+    odd.mkdir(parents=True)
+    (odd / "f.txt").write_text("shown\n")
+    limits = Limits(show=[str(odd)])
+    ws = Workspace(root, store=tmp_path / "store", sandbox="docker", limits=limits)
+    with goex.run("colon", journal=journal):
+        result = ws.run_shell(f"cat '{odd}/f.txt'; touch '{odd}/new' /etc/new")
+    assert result.stdout == "shown\n"
+    assert result.stderr.count("Read-only file system") == 2
+    assert sorted(p.name for p in odd.iterdir()) == ["f.txt"]
