@@ -308,11 +308,14 @@ def test_a_command_runs_unprivileged_and_cannot_read_root_only_files(
     ws: Workspace, journal: goex.Journal
 ) -> None:
     with goex.run("uid", journal=journal):
-        result = ws.run_shell("id -u; cat /etc/shadow; grep Cap /proc/self/status")
+        result = ws.run_shell("id -u; cat /etc/shadow; grep -E 'Cap|NoNewPrivs' /proc/self/status")
     lines = result.stdout.splitlines()
     assert lines[0] != "0"
     assert "/etc/shadow: Permission denied" in result.stderr or not Path("/etc/shadow").exists()
-    assert all(line.split()[1] == "0000000000000000" for line in lines[1:])
+    status = dict(line.split(":\t") for line in lines[1:])
+    assert status.pop("NoNewPrivs") == "1"  # a set-uid program gains nothing
+    assert set(status) == {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"}
+    assert set(status.values()) == {"0000000000000000"}
 
 
 def test_the_journal_store_and_secrets_stay_hidden_even_below_a_shown_directory(

@@ -400,9 +400,10 @@ def test_a_file_changed_while_the_command_ran_is_not_overwritten(
     import threading
 
     def person_edits() -> None:
-        while not (ws.store.scratch.exists() and any(ws.store.scratch.iterdir())):
-            time.sleep(0.01)  # the command has started once its overlay exists
-        time.sleep(0.3)
+        deadline = time.monotonic() + 60
+        while not list(ws.store.scratch.glob("shell-*/upper/other.txt")):
+            time.sleep(0.01)  # the command has edited README.md once it made other.txt
+            assert time.monotonic() < deadline
         (root / "README.md").write_text("a person's edit\n")
 
     editor = threading.Thread(target=person_edits)
