@@ -18,12 +18,14 @@ from typing import Any, NoReturn
 from rich.console import Console
 from rich.table import Table
 
+from goex_tools import thread_view
 from goex_tools.errors import GoexError, JournalError, NotFound, RollbackFailed
 from goex_tools.journal import Journal
 from goex_tools.mcp.command import add_command as add_mcp_command
 from goex_tools.model import Step
 from goex_tools.recovery import recover
 from goex_tools.rollback import RollbackReport, rollback, undo_step
+from goex_tools.threads import RewindReport, rewind
 from goex_tools.ui import add_command as add_ui_command
 
 EXIT_OK, EXIT_STOPPED, EXIT_BAD_INPUT = 0, 1, 2
@@ -142,8 +144,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--offset", type=_count(0, MAX_OFFSET), default=0, help="newest to skip")
     p.set_defaults(handler=cmd_runs, access="read")
 
-    p = sub.add_parser("show", parents=[common], help="show a run's steps, newest first")
-    p.add_argument("run_id")
+    p = sub.add_parser(
+        "show", parents=[common], help="show a run's steps (or a thread's checkpoints)"
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("run_id", nargs="?")
+    which.add_argument(
+        "--thread", metavar="ID", help="a conversation's checkpoints, the calls after each"
+    )
     p.add_argument("--limit", type=_count(1, MAX_PAGE), default=SHOW_LIMIT, help="steps to show")
     p.add_argument("--offset", type=_count(0, MAX_OFFSET), default=0, help="newest to skip")
     p.set_defaults(handler=cmd_show, access="read")
@@ -164,6 +172,19 @@ def _parser() -> argparse.ArgumentParser:
         help="go past irreversible steps instead of stopping at them",
     )
     p.set_defaults(handler=cmd_rollback)
+
+    p = sub.add_parser(
+        "rewind", parents=[common], help="bring the world back to a checkpoint of a thread"
+    )
+    p.add_argument("--thread", metavar="ID", required=True, help="the conversation's id")
+    p.add_argument("--checkpoint", metavar="ID", required=True, help="the checkpoint's id")
+    _rollback_options(p)
+    p.add_argument(
+        "--skip-irreversible",
+        action="store_true",
+        help="go past irreversible steps instead of stopping before anything is undone",
+    )
+    p.set_defaults(handler=cmd_rewind)
 
     p = sub.add_parser("undo", parents=[common], help="undo one step")
     p.add_argument("step_id")
@@ -321,7 +342,10 @@ def cmd_show(args: argparse.Namespace, journal: Journal) -> int:
     Example:
 
         goex show 3f2a9c... --limit 50 --offset 50
+        goex show --thread 7d1e...   (a LangGraph thread's checkpoints)
     """
+    if args.thread is not None:
+        return _show_thread(args, journal)
     run = journal.get_run(args.run_id)
     total = journal.count_steps(run.id)
     steps = journal.steps(run.id, limit=args.limit, offset=args.offset, newest_first=True)
@@ -339,6 +363,47 @@ def cmd_show(args: argparse.Namespace, journal: Journal) -> int:
     steps_json = [s.model_dump(mode="json") for s in steps]
     _emit(args, {"run": run.model_dump(mode="json"), "steps": steps_json, **page}, table)
     return EXIT_OK
+
+
+def _show_thread(args: argparse.Namespace, journal: Journal) -> int:
+    view = thread_view.thread(args.thread, journal=journal)
+    if not view.checkpoints:
+        raise NotFound(f"no tool call of thread {args.thread!r} in {journal!r}")
+    checkpoints = [c.model_dump(mode="json") for c in view.checkpoints]
+    _emit(args, {"thread": args.thread, "checkpoints": checkpoints}, lambda: console.print(view))
+    return EXIT_OK
+
+
+def cmd_rewind(args: argparse.Namespace, journal: Journal) -> int:
+    """Bring the world back to a checkpoint of a conversation (a LangGraph thread): undo,
+    newest first, every effect of its tool calls made after it, across all its runs.
+
+    Every step is checked first: a conflict, an irreversible step (unless
+    --skip-irreversible), a pending step or a run still being run stops it before anything
+    is undone. Resume the graph from the config printed last.
+
+    Example:
+
+        goex show --thread 7d1e...
+        goex rewind --thread 7d1e... --checkpoint 1f0a3b... --dry-run
+    """
+    point = thread_view.checkpoint_of(args.thread, args.checkpoint, journal=journal)
+    report = rewind(
+        point,
+        journal=journal,
+        dry_run=args.dry_run,
+        force=args.force,
+        on_irreversible="skip" if args.skip_irreversible else "stop",
+        live=args.live,
+    )
+
+    def show() -> None:
+        _print_report(report)
+        if not report.dry_run:
+            console.print(f"resume from: {json.dumps(report.config)}")
+
+    _emit(args, report.model_dump(mode="json"), show)
+    return EXIT_OK if report.complete else EXIT_STOPPED
 
 
 def _steps_table(steps: list[Step]) -> Table:
@@ -451,7 +516,10 @@ def cmd_doctor(args: argparse.Namespace, _journal: None) -> int:
 
 def _print_report(report: RollbackReport) -> None:
     verb = "would undo" if report.dry_run else "undo"
-    t = Table("step", "tool", "outcome", "undo", "detail", title=f"{verb}: run {report.run_id}")
+    what = f"run {report.run_id}"
+    if isinstance(report, RewindReport):
+        what = f"thread {report.run_id} back to checkpoint {report.checkpoint_id}"
+    t = Table("step", "tool", "outcome", "undo", "detail", title=f"{verb}: {what}")
     for o in report.outcomes:
         t.add_row(o.step_id, o.tool, o.outcome, o.undo or "-", o.detail)
     console.print(t if report.outcomes else "nothing to undo")

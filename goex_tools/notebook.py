@@ -4,6 +4,8 @@
     notebook.show(run_id)                   # the steps as a table, each with what it changed
     notebook.rollback(run_id, steps=1)      # undo the last tool call; shows the run again
     notebook.rollback(run_id)               # undo the whole run
+    notebook.thread(thread_id)              # a conversation's checkpoints and tool calls
+    notebook.rewind(thread_id, checkpoint)  # the world as it was at that checkpoint
 
 A `RunView` renders as an HTML table in Jupyter and as a rich table in a terminal. What a
 step changed comes from its domain: a unified diff for files, rows per table for SQL, the
@@ -27,6 +29,10 @@ from goex_tools.model import Reversibility, Run, Step, StepStatus
 from goex_tools.rollback import RollbackReport, top_level
 from goex_tools.rollback import rollback as rollback_run
 from goex_tools.runtime import get_journal
+from goex_tools.tables import html_table
+from goex_tools.thread_view import ThreadView as ThreadView
+from goex_tools.thread_view import rewind as rewind
+from goex_tools.thread_view import thread as thread
 
 COLUMNS = ("#", "tool", "domain", "status", "what changed", "undo")
 _EFFECTS = frozenset(  # steps that changed the world (and may have been undone since)
@@ -130,12 +136,6 @@ class RunView:
         return Group(*parts)
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th style='text-align:left'>{c}</th>" for c in COLUMNS)
-        body = "".join(
-            "<tr>" + "".join(f"<td style='text-align:left'>{html.escape(v)}</td>" for v in row)
-            + "</tr>"
-            for row in self.rows()
-        )  # fmt: skip
         diffs = "".join(
             f"<details><summary>{html.escape(self._heading(step))}: changes</summary>"
             f"<pre>{html.escape(detail)}</pre></details>"
@@ -151,10 +151,7 @@ class RunView:
             f"<p style='color:#666'>undo: <code>{whole}</code> (whole run) or "
             f"<code>{last}</code> (last N tool calls)</p>"
         )
-        return (
-            f"<p><b>{html.escape(self.title())}</b></p><table><thead><tr>{head}</tr></thead>"
-            f"<tbody>{body}</tbody></table>{diffs}{outcome}{hint}"
-        )
+        return f"{html_table(self.title(), COLUMNS, self.rows())}{diffs}{outcome}{hint}"
 
     def __repr__(self) -> str:
         lines = [self.title(), *("  ".join(row) for row in self.rows())]

@@ -405,13 +405,15 @@ def _undo(
 
 
 class CheckpointCalls(BaseModel):
-    """A checkpoint of a thread that a tool call ran after, and the tool calls made after it
-    (ids, oldest first); `to_undo` counts the effects a rewind to it would undo now."""
+    """A checkpoint of a thread that a tool call ran after: the tool calls made after it
+    (ids, oldest first), those of them that ran right after it (`next_calls`, in the step it
+    started), and how many effects a rewind to it would undo now (`to_undo`)."""
 
     checkpoint_id: str
     checkpoint_ns: str = ""
     created_at: datetime | None = None
     calls: list[str] = Field(default_factory=list)
+    next_calls: list[str] = Field(default_factory=list)
     to_undo: int = 0
 
 
@@ -438,12 +440,18 @@ def thread_checkpoints(
         after = [c.id for c in calls if made_after(c, point)]
         chosen = set(after)
         undo = sum(1 for s in steps if top[s.id] in chosen and needs_undo(s))
+        right_after = [
+            c.id
+            for c in calls
+            if (place := place_of(c)) is not None and place.checkpoints.get(ns) == checkpoint_id
+        ]
         listed.append(
             CheckpointCalls(
                 checkpoint_id=checkpoint_id,
                 checkpoint_ns=ns,
                 created_at=made,
                 calls=after,
+                next_calls=right_after,
                 to_undo=undo,
             )
         )
