@@ -12,7 +12,7 @@ from goex_tools.journal import Journal
 from goex_tools.model import JSONDict, RollbackReport
 from goex_tools.notebook import RunView
 from goex_tools.redaction import redact
-from goex_tools.rollback import rollback
+from goex_tools.rollback import rollback, top_level
 
 __all__ = ["REVIEW_PROMPT", "UNDO_PROMPT", "review", "undo"]
 
@@ -42,6 +42,8 @@ def undo(
     chosen = sum((calls is not None, to_step is not None, whole_run))
     if chosen != 1:
         raise InvalidArgument("give exactly one of calls, to_step or whole_run=true")
+    if to_step is not None:
+        to_step = _end_of_call(journal, run_id, to_step)
     report: RollbackReport
     error: str | None = None
     try:
@@ -63,6 +65,17 @@ def undo(
         "outcome": view.outcome(),
         "report": report.model_dump(mode="json"),
     }
+
+
+def _end_of_call(journal: Journal, run_id: str, step_id: str) -> str:
+    """The last step of the tool call `step_id` names, if it names a call (its result's
+    `goex/step_id`): its effects are journaled after it, and rolling back *to* a call keeps
+    them. Any other step is itself."""
+    steps = journal.steps(run_id)
+    top = top_level(steps)
+    if top.get(step_id) != step_id:
+        return step_id
+    return max((s for s in steps if top[s.id] == step_id), key=lambda s: s.seq or 0).id
 
 
 def _view(view: RunView) -> JSONDict:

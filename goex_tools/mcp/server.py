@@ -297,7 +297,8 @@ def _review_tools(server: FastMCP[Session], journal: Journal) -> None:
             int | None, Field(description="Undo the last N tool calls of the run.", ge=1)
         ] = None,
         to_step: Annotated[
-            str | None, Field(description="Undo every step after this step id.")
+            str | None,
+            Field(description="Undo every call after this one (a goex/step_id), keeping it."),
         ] = None,
         whole_run: Annotated[bool, Field(description="Undo the whole run.")] = False,
         dry_run: Annotated[

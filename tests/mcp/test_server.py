@@ -204,6 +204,20 @@ async def test_mcp_several_databases_get_a_tool_each(world: Any, tmp_path: Any) 
     assert "orders" not in text(listing) and '"t"' in text(listing)
 
 
+async def test_mcp_rollback_to_a_call_keeps_that_call_and_undoes_the_later(world: Any) -> None:
+    """`to_step` names a tool call (the step id in its result's `_meta`): that call stays,
+    though its effect is journaled after it; every later call is undone."""
+    async with connected(served(world)) as session:
+        first = await call(session, "write_file", {"path": "a.txt", "content": "a"})
+        kept = world.snapshot()
+        await call(session, "write_file", {"path": "b.txt", "content": "b"})
+        await call(session, "run_sql", {"sql": "DELETE FROM orders"})
+        arguments = {"to_step": step_of(first), "dry_run": False}
+        undone = await call(session, "goex_rollback", arguments)
+    assert world.snapshot() == kept
+    assert "undid 2 step(s)" in text(undone)
+
+
 async def test_mcp_rollback_asks_the_person_first_where_the_client_can(world: Any) -> None:
     before = world.snapshot()
     shown: list[str] = []
