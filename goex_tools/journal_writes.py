@@ -428,6 +428,7 @@ def _named(dialect: sa.Dialect, stmt: sa.ClauseElement) -> tuple[str, Row]:
     return compiled.string, dict(compiled.params)
 
 
+@functools.cache
 def _column_of(param: str) -> str:
     """The steps/events column a parameter binds (`v_status` and `_expect0` bind `status`;
     `m1v_owner` is change 1's `v_owner`; `e_at` an event's `at`)."""
