@@ -13,13 +13,14 @@ import inspect
 import json
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.table import Table
 
 from goex_tools import thread_view
-from goex_tools.errors import GoexError, JournalError, NotFound, RollbackFailed
+from goex_tools.errors import GoexError, InvalidArgument, JournalError, NotFound, RollbackFailed
 from goex_tools.journal import Journal
 from goex_tools.mcp.command import add_command as add_mcp_command
 from goex_tools.model import Step
@@ -220,6 +221,7 @@ def _parser() -> argparse.ArgumentParser:
     _fs_commands(sub, common)
     add_mcp_command(sub, common)
     add_ui_command(sub, common)
+    _auth_commands(sub, common)
     for command in sub.sub.choices.values():  # --help shows the handler's doc and example
         handler = command.get_default("handler")
         if command.description is None and handler is not None and handler.__doc__:
@@ -284,6 +286,127 @@ def cmd_discard(args: argparse.Namespace, journal: Journal) -> int:
 
     step = discard(args.step_id, journal=journal)
     _emit(args, step.model_dump(mode="json"), lambda: console.print(f"discarded {step.id}"))
+    return EXIT_OK
+
+
+# OAuth2 grants: `{{secret:NAME}}` is then the grant's current access token.
+
+FLOWS = {"code": "authorization_code", "device": "device_code", "client": "client_credentials"}
+
+
+def _auth_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    auth = sub.add_parser(
+        "auth", help="sign in with OAuth2: {{secret:NAME}} becomes the access token"
+    )
+    actions = auth.add_subparsers(metavar="ACTION")
+    p = actions.add_parser(
+        "login",
+        parents=[common],
+        help="sign in and keep the grant (keyring, or a 0600 file)",
+        description=cmd_auth_login.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("name", help="the secret's name, as the model writes it: {{secret:NAME}}")
+    p.add_argument("--hosts", required=True, help="comma-separated hosts the token may go to")
+    p.add_argument("--client-id", required=True)
+    p.add_argument(
+        "--client-secret-env", metavar="VAR", help="environment variable holding the secret"
+    )
+    p.add_argument("--flow", choices=sorted(FLOWS), default="code")
+    p.add_argument("--issuer", help="discover the endpoints from the issuer's metadata")
+    p.add_argument("--token-url")
+    p.add_argument("--authorize-url")
+    p.add_argument("--device-url")
+    p.add_argument("--revoke-url")
+    p.add_argument("--scope")
+    p.add_argument("--port", type=int, default=0, help="the redirect listener's port (code)")
+    p.add_argument("--no-browser", action="store_true", help="print the sign-in URL only")
+    p.set_defaults(handler=cmd_auth_login, access="none")
+    p = actions.add_parser("list", parents=[common], help="the signed-in grants (no tokens)")
+    p.set_defaults(handler=cmd_auth_list, access="none")
+    p = actions.add_parser("logout", parents=[common], help="revoke and forget a grant")
+    p.add_argument("name")
+    p.set_defaults(handler=cmd_auth_logout, access="none")
+
+
+def cmd_auth_login(args: argparse.Namespace, _journal: None) -> int:
+    """Sign in to an OAuth2 server; the model then writes {{secret:NAME}}.
+
+    Example:
+
+        goex auth login github --issuer https://auth.example --client-id ID \\
+            --hosts api.github.com --scope repo
+        goex auth login ci --flow device --issuer https://auth.example --client-id ID \\
+            --hosts api.example.com
+    """
+    import os
+    import webbrowser
+
+    from goex_tools.oauth import OAuthClient, login
+
+    secret = None
+    if args.client_secret_env:
+        secret = os.environ.get(args.client_secret_env)
+        if not secret:
+            raise InvalidArgument(f"${args.client_secret_env} is empty or not set")
+    fields: dict[str, Any] = {
+        "flow": FLOWS[args.flow],
+        "client_id": args.client_id,
+        "client_secret": secret,
+        "scope": args.scope,
+        "hosts": [h.strip() for h in args.hosts.split(",") if h.strip()],
+    }
+    given = {
+        "token_endpoint": args.token_url,
+        "authorization_endpoint": args.authorize_url,
+        "device_authorization_endpoint": args.device_url,
+        "revocation_endpoint": args.revoke_url,
+    }
+    fields |= {k: v for k, v in given.items() if v}
+    if args.issuer:
+        client = OAuthClient.discover(args.issuer, **fields)
+    elif args.token_url:
+        client = OAuthClient.model_validate(fields)
+    else:
+        raise InvalidArgument("give --issuer, or --token-url (and the flow's other endpoints)")
+
+    def show(text: str) -> None:
+        Console(stderr=True).print(text, soft_wrap=True)
+
+    def browser(url: str) -> None:
+        if not args.no_browser:
+            webbrowser.open(url)
+
+    grant = login(args.name, client, open_browser=browser, show=show, port=args.port)
+    _emit(args, grant.summary(), lambda: console.print(f"signed in: {args.name}"))
+    return EXIT_OK
+
+
+def cmd_auth_list(args: argparse.Namespace, _journal: None) -> int:
+    """The grants `goex auth login` keeps: name, flow, hosts, expiry; never a token."""
+    from goex_tools.oauth import grants
+
+    found = grants()
+
+    def table() -> None:
+        t = Table("name", "flow", "hosts", "client", "expires")
+        for g in found:
+            when = g["expires_at"]
+            expires = _when(datetime.fromtimestamp(when, UTC)) if when else "-"
+            t.add_row(g["name"], g["flow"], ", ".join(g["hosts"]), g["client_id"], expires)
+        console.print(t if found else "no grants")
+
+    _emit(args, found, table)
+    return EXIT_OK
+
+
+def cmd_auth_logout(args: argparse.Namespace, _journal: None) -> int:
+    """Revoke a grant at its server (where it says how) and forget it."""
+    from goex_tools.oauth import logout
+
+    if not logout(args.name):
+        raise NotFound(f"no grant named {args.name!r}")
+    _emit(args, {"logged_out": args.name}, lambda: console.print(f"logged out: {args.name}"))
     return EXIT_OK
 
 

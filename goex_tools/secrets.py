@@ -11,7 +11,9 @@ Sources, first match wins:
 - a TOML file (`GOEX_SECRETS_FILE`, default `.goex/secrets.toml`), one table per secret:
   `[github]` / `value = "..."` / `hosts = ["api.github.com"]`; refused if others can read it;
 - the OS keyring (`keyring`, service `goex-tools`), when importable and a real backend answers:
-  the value under the secret's name, the hosts under `<name>.hosts`.
+  the value under the secret's name, the hosts under `<name>.hosts`;
+- an OAuth2 grant signed in with `goex auth login NAME` (`goex_tools.oauth`): the current
+  access token, renewed when it expires or a service answers 401.
 """
 
 from __future__ import annotations
@@ -72,6 +74,10 @@ class Secret:
 
 
 class SecretSource(Protocol):
+    """Where secrets come from. A source whose values expire (an OAuth2 grant) also has
+    `renew(name, rejected) -> bool`: get a new value for `name`, the service having refused
+    `rejected`."""
+
     name: str
 
     def lookup(self, name: str) -> Secret | None: ...
@@ -167,7 +173,7 @@ class SecretStore:
 
     def __init__(self, sources: Iterable[SecretSource] | None = None) -> None:
         self.sources: list[SecretSource] = (
-            list(sources) if sources is not None else [EnvSource(), FileSource(), KeyringSource()]
+            list(sources) if sources is not None else _default_sources()
         )
 
     def get(self, name: str) -> Secret:
@@ -189,6 +195,22 @@ class SecretStore:
                 f"not to {host}; the request was not sent"
             )
         return found.value
+
+    def renew(self, names: Iterable[str]) -> bool:
+        """Ask the sources that can (OAuth2 grants) for new values of `names`, whose current
+        ones a service refused (401); True if any was renewed. Raises SecretError when a
+        grant can no longer be renewed (revoked)."""
+        renewed = False
+        for name in names:
+            for source in self.sources:
+                renew = getattr(source, "renew", None)
+                if renew is None:
+                    continue
+                found = source.lookup(name)
+                if found is not None:
+                    renewed = bool(renew(name, found.value)) or renewed
+                    break
+        return renewed
 
     def check(self, names: Iterable[str], host: str, port: int | None = None) -> None:
         """Refuse early (before anything is journaled) if any secret may not go to `host`."""
@@ -316,6 +338,12 @@ def _redact_record(record: logging.LogRecord) -> None:
 _log_redaction = False
 _log_redaction_lock = threading.Lock()
 _default_store: SecretStore | None = None
+
+
+def _default_sources() -> list[SecretSource]:
+    from goex_tools.oauth import OAuthSource  # it builds on this module
+
+    return [EnvSource(), FileSource(), KeyringSource(), OAuthSource()]
 
 
 def default_store() -> SecretStore:

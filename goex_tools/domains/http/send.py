@@ -20,7 +20,7 @@ from goex_tools.domains.http.call import HttpCall, HttpResult
 from goex_tools.domains.http.fields import get, rewrite, split
 from goex_tools.errors import GoexError, TransientError
 from goex_tools.redaction import redact
-from goex_tools.secrets import SecretStore, cut_partial
+from goex_tools.secrets import SecretStore, cut_partial, placeholders
 
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 5.0  # seconds a compensation waits for a Retry-After before retrying
@@ -93,7 +93,21 @@ def client_for(timeout: float = DEFAULT_TIMEOUT) -> httpx.Client:
 
 
 def open_response(client: httpx.Client, call: HttpCall, store: SecretStore) -> httpx.Response:
-    """Send `call` with its placeholders resolved; the response is streamed, not yet read."""
+    """Send `call` with its placeholders resolved; the response is streamed, not yet read.
+
+    A 401 to a call whose secrets can be renewed (OAuth2 grants) renews them and sends the
+    call once more (a 401 means the service did not act on it)."""
+    response = _send_once(client, call, store)
+    if response.status_code != 401:
+        return response
+    names = placeholders([call.url, call.headers, call.body])
+    if not names or not store.renew(sorted(names)):
+        return response
+    response.close()
+    return _send_once(client, call, store)
+
+
+def _send_once(client: httpx.Client, call: HttpCall, store: SecretStore) -> httpx.Response:
     url = store.substitute(call.url, call.host, call.port, in_url=True)
     headers = store.substitute(call.headers, call.host, call.port)
     body = store.substitute(call.body, call.host, call.port)

@@ -19,12 +19,14 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from tests.http.test_secrets import closed_port
 
@@ -113,7 +115,15 @@ class Git:
 class GitHubLike:
     """The service's state and its FastAPI app."""
 
-    def __init__(self, root: Path, *, large: int = 1_000_000) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        large: int = 1_000_000,
+        authorize: Callable[[str], bool] | None = None,
+    ) -> None:
+        self.authorize = authorize  # given: every request needs a bearer token it accepts
+        self.requests: list[tuple[str, str, bool]] = []  # method, path, authorized
         self.git = Git(root / "repo")
         self.url = ""  # set once it runs
         self.large = large
@@ -149,6 +159,20 @@ class GitHubLike:
 
     def _app(self) -> FastAPI:
         app = FastAPI()
+
+        @app.middleware("http")
+        async def bearer(request: Request, call_next: Any) -> Response:
+            if self.authorize is None:
+                response: Response = await call_next(request)
+                return response
+            token = request.headers.get("authorization", "").removeprefix("Bearer ")
+            ok = await run_in_threadpool(self.authorize, token)
+            self.requests.append((request.method, request.url.path, ok))
+            if not ok:
+                return JSONResponse({"message": "Bad credentials"}, status_code=401)
+            response = await call_next(request)
+            return response
+
         app.add_api_route(f"{REPO}/contents/{{path:path}}", self.get_file, methods=["GET"])
         app.add_api_route(f"{REPO}/contents/{{path:path}}", self.put_file, methods=["PUT"])
         app.add_api_route(f"{REPO}/contents/{{path:path}}", self.delete_file, methods=["DELETE"])
