@@ -30,11 +30,11 @@ import http.server
 import json
 import os
 import secrets
-import stat
 import threading
 import time
 import webbrowser
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
@@ -50,6 +50,7 @@ from goex_tools.secrets import (
     Secret,
     SecretError,
     _keyring_backend,
+    read_owner_only,
     register,
 )
 
@@ -252,14 +253,8 @@ class TokenStore:
         path = self.path
         if not path.exists():
             return {}
-        mode = path.stat().st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise SecretError(
-                f"refusing to read OAuth2 tokens from {path}: others may read it "
-                f"(mode {stat.filemode(mode)}); run `chmod 600 {path}`"
-            )
         try:
-            data = json.loads(path.read_text() or "{}")
+            data = json.loads(read_owner_only(path, "OAuth2 tokens") or "{}")
         except ValueError as exc:
             raise SecretError(f"{path} is not valid JSON: {exc}") from None
         return data if isinstance(data, dict) else {}
@@ -308,7 +303,7 @@ def login(
     if client.client_secret:
         register(client.client_secret)
     try:
-        token = flows[client.flow](client, open_browser, show, port, timeout)
+        token = flows[client.flow](client, _Person(open_browser, show, port, timeout))
     except OAuthError as exc:
         raise SecretError(redact(f"signing in {name!r} failed: {_why(exc)}")) from None
     except httpx.HTTPError as exc:
@@ -332,6 +327,17 @@ def logout(name: str, *, store: TokenStore | None = None) -> bool:
     return store.delete(name)
 
 
+@dataclass(frozen=True)
+class _Person:
+    """How a sign-in reaches the person: where to send them, what to tell them, where the
+    redirect comes back, and how long to wait."""
+
+    open_browser: Callable[[str], Any]
+    show: Callable[[str], Any]
+    port: int
+    timeout: float
+
+
 def _session(client: OAuthClient, *, asks: bool = True, **extra: Any) -> OAuth2Client:
     """Authlib's client for `client`; `asks=False`: a refresh, which asks for no scope (the
     grant's own stays; asking again for what was not granted is refused)."""
@@ -348,25 +354,19 @@ def _session(client: OAuthClient, *, asks: bool = True, **extra: Any) -> OAuth2C
     )
 
 
-def _authorization_code(
-    client: OAuthClient,
-    open_browser: Callable[[str], Any],
-    show: Callable[[str], Any],
-    port: int,
-    timeout: float,
-) -> dict[str, Any]:
+def _authorization_code(client: OAuthClient, person: _Person) -> dict[str, Any]:
     if client.authorization_endpoint is None:
         raise SecretError("the client has no authorization endpoint")
-    with _Listener(port) as listener:
+    with _Listener(person.port) as listener:
         verifier = secrets.token_urlsafe(64)
         register(verifier)
         with _session(client, redirect_uri=listener.redirect_uri) as session:
             url, state = session.create_authorization_url(
                 client.authorization_endpoint, code_verifier=verifier
             )
-            show(f"sign in at {url}")
-            open_browser(url)
-            answer = listener.wait(timeout)
+            person.show(f"sign in at {url}")
+            person.open_browser(url)
+            answer = listener.wait(person.timeout)
             if answer.get("state") != state:
                 raise SecretError("the sign-in answered with another state: refused")
             if "error" in answer:
@@ -379,13 +379,7 @@ def _authorization_code(
             return token
 
 
-def _device_code(
-    client: OAuthClient,
-    open_browser: Callable[[str], Any],
-    show: Callable[[str], Any],
-    port: int,
-    timeout: float,
-) -> dict[str, Any]:
+def _device_code(client: OAuthClient, person: _Person) -> dict[str, Any]:
     if client.device_authorization_endpoint is None:
         raise SecretError("the client has no device authorization endpoint")
     with _session(client) as session:
@@ -403,10 +397,12 @@ def _device_code(
         device = asked.json()
         register(device["device_code"])
         where = device.get("verification_uri_complete") or device["verification_uri"]
-        show(f"open {device['verification_uri']} and enter the code {device['user_code']}")
-        open_browser(where)
+        person.show(f"open {device['verification_uri']} and enter the code {device['user_code']}")
+        person.open_browser(where)
         interval = float(device.get("interval", 5))
-        deadline = time.monotonic() + min(timeout, float(device.get("expires_in", timeout)))
+        deadline = time.monotonic() + min(
+            person.timeout, float(device.get("expires_in", person.timeout))
+        )
         while True:
             try:
                 token: dict[str, Any] = session.fetch_token(
@@ -425,7 +421,7 @@ def _device_code(
             time.sleep(interval)
 
 
-def _client_credentials(client: OAuthClient, *_: Any) -> dict[str, Any]:
+def _client_credentials(client: OAuthClient, person: _Person | None = None) -> dict[str, Any]:
     if not client.client_secret:
         raise SecretError("client credentials need a client secret")
     with _session(client) as session:

@@ -117,14 +117,8 @@ class FileSource:
         path = self.path
         if not path.exists():
             return None
-        mode = path.stat().st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise SecretError(
-                f"refusing to read secrets from {path}: others may read it "
-                f"(mode {stat.filemode(mode)}); run `chmod 600 {path}`"
-            )
         try:
-            table = tomllib.loads(path.read_text())
+            table = tomllib.loads(read_owner_only(path, "secrets"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise SecretError(f"{path} is not valid TOML: {exc}") from None
         entry = table.get(name)
@@ -153,6 +147,17 @@ class KeyringSource:
         hosts = backend.get_password(KEYRING_SERVICE, f"{name}.hosts") or ""
         found = tuple(h.strip() for h in hosts.split(",") if h.strip())
         return Secret(name, value, found, "OS keyring")
+
+
+def read_owner_only(path: Path, what: str) -> str:
+    """The text of `path`; SecretError if its group or others may read it."""
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise SecretError(
+            f"refusing to read {what} from {path}: others may read it "
+            f"(mode {stat.filemode(mode)}); run `chmod 600 {path}`"
+        )
+    return path.read_text()
 
 
 def _keyring_backend() -> Any:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import httpx
 
 from tests.http.test_secrets import closed_port
 from tests.support.npm import packages
+from tests.support.service_process import running
 
 SERVICE_SECRET = "svc-secret-5d1e7a9c3b2f4e60"
 RESOURCE_SECRET = "rs-secret-0a9b8c7d6e5f4a3b"
@@ -56,29 +56,9 @@ def start(log: Path, access_ttl: int) -> Iterator[Provider]:
     root = packages().parent
     shutil.copy(Path(__file__).parent / "provider.mjs", root / "provider.mjs")
     port = closed_port()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            ["node", "provider.mjs", str(port), str(access_ttl)],
-            cwd=root,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-        )
-    provider = Provider(f"http://127.0.0.1:{port}", process)
-    try:
-        deadline = time.monotonic() + 60
-        while b"listening" not in log.read_bytes():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"oidc-provider did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.1)
-        yield provider
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    command = ["node", "provider.mjs", str(port), str(access_ttl)]
+    with running(command, log=log, ready=b"listening", timeout=60, cwd=root) as process:
+        yield Provider(f"http://127.0.0.1:{port}", process)
 
 
 def browse(url: str) -> httpx.Response:

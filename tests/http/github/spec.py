@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ import httpx
 
 from tests.http.test_secrets import closed_port
 from tests.support.npm import packages
+from tests.support.service_process import running
 
 START_TIMEOUT = 120  # seconds; Prism reads the 13 MB document in about 17 s here
 
@@ -82,27 +81,11 @@ def prism(log: Path) -> Iterator[str]:
     document = for_prism()
     port = closed_port()
     binary = packages() / ".bin" / "prism"
-    command = [str(binary), "mock", "-h", "127.0.0.1", "-p", str(port)]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*command, str(document)], stdin=subprocess.DEVNULL, stdout=out, stderr=out
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while b"Prism is listening" not in log.read_bytes():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"Prism did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
+    command = [str(binary), "mock", "-h", "127.0.0.1", "-p", str(port), str(document)]
+    with running(command, log=log, ready=b"Prism is listening", timeout=START_TIMEOUT):
+        url = f"http://127.0.0.1:{port}"
         httpx.get(f"{url}/zen", timeout=10).raise_for_status()
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def violations(headers: Any) -> list[Any]:
