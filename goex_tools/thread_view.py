@@ -34,12 +34,13 @@ from goex_tools.threads import rewind as rewind_thread
 
 __all__ = ["COLUMNS", "ThreadView", "checkpoint_of", "rewind", "thread"]
 
-COLUMNS = ("checkpoint", "graph", "made at", "tool calls right after it", "calls since", "undo")
+COLUMNS = ("point", "where", "made at", "tool calls right after it", "calls since", "undo")
 
 
 class ThreadView:
-    """A thread's checkpoints (those its tool calls ran after), newest first, each with the
-    tool calls made after it; and, after a rewind, what it undid or why it stopped."""
+    """A thread's points (the checkpoints its tool calls ran after, the points named with
+    `mark`), newest first, each with the tool calls made after it; and, after a rewind, what
+    it undid or why it stopped."""
 
     def __init__(
         self,
@@ -59,13 +60,14 @@ class ThreadView:
         self.error = error
 
     def rows(self) -> list[tuple[str, ...]]:
-        """One row per checkpoint (COLUMNS): its id, its graph level (`root` or a subgraph's
-        namespace), when it was made, the tools called right after it, how many calls were
-        made after it, and how many effects a rewind to it would undo now."""
+        """One row per point (COLUMNS): its id, where it is (a checkpoint's graph level, `root`
+        or a subgraph's namespace, or the name a person gave it), when it was made, the tools
+        called right after it, how many calls were made after it, and how many effects a
+        rewind to it would undo now."""
         return [
             (
                 c.checkpoint_id,
-                c.checkpoint_ns or "root",
+                f"named {c.name!r}" if c.name is not None else c.checkpoint_ns or "root",
                 c.created_at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if c.created_at else "-",
                 ", ".join(self.tools.get(call, "?") for call in c.next_calls) or "-",
                 str(len(c.calls)),
@@ -75,7 +77,7 @@ class ThreadView:
         ]
 
     def title(self) -> str:
-        return f"thread {self.thread_id}: {len(self.checkpoints)} checkpoint(s) with tool calls"
+        return f"thread {self.thread_id}: {len(self.checkpoints)} point(s) to rewind to"
 
     def outcome(self) -> str:
         """What the rewind did (or would do), or why it stopped."""

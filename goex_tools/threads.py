@@ -24,12 +24,21 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import TypedDict
 
 from pydantic import BaseModel, Field
 
-from goex_tools.errors import GoexError, InvalidArgument, RollbackFailed
+from goex_tools.errors import GoexError, InvalidArgument, NotFound, RollbackFailed
 from goex_tools.journal import Journal, get_journal
-from goex_tools.model import JSONDict, RollbackReport, Step, StepOutcome, StepStatus
+from goex_tools.model import (
+    JSONDict,
+    RollbackReport,
+    Run,
+    RunStatus,
+    Step,
+    StepOutcome,
+    StepStatus,
+)
 from goex_tools.owner import Liveness, liveness
 from goex_tools.recovery import settle
 from goex_tools.rollback import (
@@ -48,9 +57,12 @@ __all__ = [
     "Checkpoint",
     "CheckpointCalls",
     "Place",
+    "RewindOptions",
     "RewindReport",
     "checkpoint_time",
     "made_after",
+    "mark",
+    "named_point",
     "place_of",
     "plan_rewind",
     "rewind",
@@ -198,6 +210,17 @@ def _plan(checkpoint: Checkpoint, journal: Journal) -> tuple[list[Step], list[st
     todo = [s for s in steps if top[s.id] in after and needs_undo(s)]
     todo.sort(key=lambda s: s.seq or 0, reverse=True)
     return todo, list(dict.fromkeys(top[s.id] for s in todo))
+
+
+class RewindOptions(TypedDict, total=False):
+    """The keywords of `rewind` that front doors pass on (`**options`)."""
+
+    journal: Journal | str | None
+    dry_run: bool
+    force: bool
+    on_irreversible: OnIrreversible
+    retry: RetryPolicy | None
+    live: bool
 
 
 class RewindReport(RollbackReport):
@@ -405,35 +428,68 @@ def _undo(
 
 
 class CheckpointCalls(BaseModel):
-    """A checkpoint of a thread that a tool call ran after: the tool calls made after it
-    (ids, oldest first), those of them that ran right after it (`next_calls`, in the step it
-    started), and how many effects a rewind to it would undo now (`to_undo`)."""
+    """A point of a thread: a checkpoint that a tool call ran after, or a point a person
+    named (`mark`, then `name` is set); the tool calls made after it (ids, oldest first),
+    those of them that ran right after a checkpoint (`next_calls`), and how many effects a
+    rewind to it would undo now (`to_undo`)."""
 
     checkpoint_id: str
     checkpoint_ns: str = ""
     created_at: datetime | None = None
+    name: str | None = None
     calls: list[str] = Field(default_factory=list)
     next_calls: list[str] = Field(default_factory=list)
     to_undo: int = 0
 
 
+def mark(thread_id: str, name: str, *, journal: Journal | str | None = None) -> Checkpoint:
+    """Name this moment of a thread, to rewind to it later (`named_point`, then `rewind`):
+    for frameworks whose conversations have no checkpoint ids of their own, e.g. a LlamaIndex
+    workflow whose `Context` is saved (`ctx.to_dict()`) to be resumed later. The point is
+    journaled as an empty run of the thread (metadata `point`), made now."""
+    store = get_journal(journal)
+    run = store.create_run(
+        Run(name=f"point {name!r}", metadata={"thread_id": thread_id, "point": name})
+    )
+    store.end_run(run.id, RunStatus.COMPLETED)
+    return Checkpoint(thread_id=thread_id, checkpoint_id=run.id, created_at=run.started_at)
+
+
+def named_point(thread_id: str, name: str, *, journal: Journal | str | None = None) -> Checkpoint:
+    """The point of the thread named `name` (the latest, if named several times).
+
+    Raises: NotFound if the thread has no point of that name.
+    """
+    runs = get_journal(journal).find_runs(thread_id=thread_id, point=name)
+    if not runs:
+        raise NotFound(f"thread {thread_id!r} has no point named {name!r}")
+    run = runs[-1]
+    return Checkpoint(thread_id=thread_id, checkpoint_id=run.id, created_at=run.started_at)
+
+
 def thread_checkpoints(
     thread_id: str, *, journal: Journal | str | None = None
 ) -> list[CheckpointCalls]:
-    """The checkpoints of a thread the journal knows (those its tool calls ran after), newest
-    first, each with the tool calls made after it."""
-    steps = thread_steps(thread_id, journal=journal)
+    """The points of a thread the journal knows, newest first, each with the tool calls made
+    after it: the checkpoints its tool calls ran after, and the points named with `mark`."""
+    store = get_journal(journal)
+    steps = thread_steps(thread_id, journal=store)
     top = _calls(steps)
     calls = [s for s in steps if top[s.id] == s.id]
-    known: dict[str, tuple[str, datetime]] = {}
+    known: dict[str, tuple[str, datetime, str | None]] = {}
     for call in calls:
         place = place_of(call)
         for ns, checkpoint_id in (place.checkpoints if place else {}).items():
             made = checkpoint_time(checkpoint_id) or call.created_at - timedelta(microseconds=1)
             if checkpoint_id not in known or made < known[checkpoint_id][1]:
-                known[checkpoint_id] = (ns, made)
+                known[checkpoint_id] = (ns, made, None)
+    for run in store.find_runs(thread_id=thread_id):
+        if "point" in run.metadata:
+            known[run.id] = ("", _aware(run.started_at), str(run.metadata["point"]))
     listed = []
-    for checkpoint_id, (ns, made) in sorted(known.items(), key=lambda kv: kv[1][1], reverse=True):
+    for checkpoint_id, (ns, made, name) in sorted(
+        known.items(), key=lambda kv: kv[1][1], reverse=True
+    ):
         point = Checkpoint(
             thread_id=thread_id, checkpoint_id=checkpoint_id, checkpoint_ns=ns, created_at=made
         )
@@ -450,9 +506,14 @@ def thread_checkpoints(
                 checkpoint_id=checkpoint_id,
                 checkpoint_ns=ns,
                 created_at=made,
+                name=name,
                 calls=after,
                 next_calls=right_after,
                 to_undo=undo,
             )
         )
     return listed
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -1,4 +1,5 @@
-"""The notebooks run end to end (agent acts on real files, database and service; rollback)."""
+"""The notebooks run end to end (agent acts on real files, database and service; rollback,
+and time travel that rewinds the world with the agent)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,19 @@ from nbclient import NotebookClient
 from tests.integrations.conftest import REPO
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+ROLLBACK = [p for p in NOTEBOOKS if p.stem.endswith("_rollback")]
 
 
-def test_there_is_a_notebook_per_framework() -> None:
-    assert [p.name for p in NOTEBOOKS] == ["langchain_rollback.ipynb", "llamaindex_rollback.ipynb"]
+def test_there_is_a_notebook_per_framework_and_one_for_time_travel() -> None:
+    assert [p.name for p in NOTEBOOKS] == [
+        "langchain_rollback.ipynb",
+        "langgraph_time_travel.ipynb",
+        "llamaindex_rollback.ipynb",
+    ]
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_and_restores_everything(path: Path, tmp_path: Path) -> None:
+def executed(path: Path) -> str:
+    """Run the notebook end to end; the text of every output (HTML unescaped)."""
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
         notebook,
@@ -35,7 +41,12 @@ def test_notebook_runs_and_restores_everything(path: Path, tmp_path: Path) -> No
         if cell.cell_type == "code"
         for out in cell.outputs
     ]
-    text = html.unescape("\n".join(outputs))
+    return html.unescape("\n".join(outputs))
+
+
+@pytest.mark.parametrize("path", ROLLBACK, ids=lambda p: p.stem)
+def test_notebook_runs_and_restores_everything(path: Path) -> None:
+    text = executed(path)
     assert "restored exactly" in text
     assert "undid 1 step(s) in this rollback; 1 of the run's 7 effect(s)" in text  # the last
     assert "undid 6 step(s) in this rollback; 7 of the run's 7 effect(s)" in text  # the rest
@@ -46,3 +57,14 @@ def test_notebook_runs_and_restores_everything(path: Path, tmp_path: Path) -> No
     assert "- {'id': 2, 'name': 'Grace', 'tier': 'silver'}" in text
     assert "+ {'id': 2, 'name': 'Grace', 'tier': 'gold'}" in text
     assert ", journal='sqlite:///" in text  # the hint names the notebook's journal
+
+
+def test_time_travel_notebook_rewinds_the_world_with_the_agent_and_replays() -> None:
+    text = executed(REPO / "notebooks" / "langgraph_time_travel.ipynb")
+    assert "undid 2 step(s) of 2 run(s)" in text  # the second turn's two calls
+    assert "the world is as it was at that checkpoint" in text
+    assert "gift card in the catalog: False" in text
+    assert "the replay reached the same end state as the first run" in text
+    assert "write_file     conflict" in text and "stopped before undoing anything" in text
+    assert "undid 4 step(s) of 4 run(s): the world as at checkpoint" in text
+    assert "restored exactly" in text

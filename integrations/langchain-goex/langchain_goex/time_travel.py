@@ -15,7 +15,7 @@ agent, a hand-built `StateGraph`, subgraphs).
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from typing_extensions import Unpack
@@ -23,7 +23,7 @@ from typing_extensions import Unpack
 from goex_tools.errors import InvalidArgument, NotFound
 from goex_tools.journal import Journal, get_journal
 from goex_tools.rollback import OnIrreversible, RetryPolicy
-from goex_tools.threads import Checkpoint, RewindReport, place_of
+from goex_tools.threads import Checkpoint, RewindOptions, RewindReport, place_of
 from goex_tools.threads import rewind as rewind_thread
 
 __all__ = ["fork", "rewind"]
@@ -85,17 +85,6 @@ def rewind(
         if not dry_run:
             report.config = dict(graph.update_state(snapshot.config, None, as_node=COPY))
     return report
-
-
-class RewindOptions(TypedDict, total=False):
-    """The keywords of `rewind` that `fork` passes on."""
-
-    journal: Journal | str | None
-    dry_run: bool
-    force: bool
-    on_irreversible: OnIrreversible
-    retry: RetryPolicy | None
-    live: bool
 
 
 def fork(

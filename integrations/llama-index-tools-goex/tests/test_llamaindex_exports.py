@@ -13,7 +13,9 @@ EXPECTED_ALL = [
     "goex_function_tool",
     "installed_handlers",
     "is_goex_tool",
+    "mark",
     "reversible_function_tool",
+    "rewind",
 ]
 
 

@@ -1,4 +1,5 @@
-"""LlamaIndex integration of goex-tools: reversible FunctionTools and a journaling handler.
+"""LlamaIndex integration of goex-tools: reversible FunctionTools, a journaling handler, and
+named points of a workflow to bring the world back to (`mark`, `rewind`).
 
 `scripted_llm`, the scripted LLM of the tests and demos, is imported from
 `llama_index.tools.goex.scripted`.
@@ -6,6 +7,7 @@
 
 from llama_index.tools.goex.base import GoexToolSpec
 from llama_index.tools.goex.handler import GoexSpanHandler, ToolCallFailed, installed_handlers
+from llama_index.tools.goex.time_travel import mark, rewind
 from llama_index.tools.goex.tools import (
     GoexFunctionTool,
     goex_function_tool,
@@ -24,5 +26,7 @@ __all__ = [
     "goex_function_tool",
     "installed_handlers",
     "is_goex_tool",
+    "mark",
     "reversible_function_tool",
+    "rewind",
 ]

@@ -5,6 +5,10 @@ It listens on LlamaIndex's instrumentation dispatcher. A root span (an agent's o
 tool call (`call`/`acall` span of a tool) becomes a step with the span's id. See
 `goex_tools.tracker` for how goex tools, read-only tools and other tools are journaled.
 
+Each call records its thread: the `thread_id` instrument tag when the caller sets one
+(`with instrument_tags({"thread_id": ...}): workflow.run(...)`), which ties together the
+runs of a workflow resumed from a serialized `Context`; else the workflow run's own id.
+
 LlamaIndex ignores errors raised by span handlers, so the handler cannot stop a non-goex tool:
 such tools are journaled as irreversible without asking the gate. To put a tool under policy,
 make it a goex tool (`reversible_function_tool`, `undo=None` for a one-way action).
@@ -25,9 +29,12 @@ from pydantic import PrivateAttr
 
 from goex_tools.journal import Journal
 from goex_tools.runtime import Gate, register_pause
+from goex_tools.threads import Place
 from goex_tools.tracker import HandlerConflict, RunTracker, ToolKind, TrackedRuns
 
 TOOL_METHODS = ("call", "acall")
+THREAD_TAG = "thread_id"  # an instrument tag naming the conversation a run belongs to
+RUN_TAG = "llamaindex.run_id"  # the tag workflows give every span of one run
 
 try:  # workflows >= 2.9 pause a step by raising this, and replay the step on the event
     from workflows.runtime.types.results import WaitingForEvent
@@ -129,6 +136,7 @@ class GoexSpanHandler(TrackedRuns, BaseSpanHandler[SimpleSpan]):
             name=name,
             tool=kind,
             inputs=_inputs(bound_args) if kind else None,
+            place=_place(tags or {}, parent_span_id) if kind else None,
         )
         return SimpleSpan(id_=id_, parent_id=parent_span_id, tags=tags or {})
 
@@ -200,6 +208,17 @@ def _inputs(bound_args: inspect.BoundArguments) -> dict[str, Any]:
     if args:
         inputs["args"] = list(args)
     return inputs
+
+
+def _place(tags: dict[str, Any], parent_span_id: str | None) -> Place | None:
+    """Where a tool call runs: its thread (the `thread_id` instrument tag the caller set, as
+    `with instrument_tags({"thread_id": ...})`, else the workflow run's id) and the workflow
+    step that called it (`point`)."""
+    thread_id = tags.get(THREAD_TAG) or tags.get(RUN_TAG)
+    if thread_id is None:
+        return None
+    step = parent_span_id.rsplit("-", 5)[0] if parent_span_id else None
+    return Place(thread_id=str(thread_id), point=step)
 
 
 def _is_context(value: Any) -> bool:

@@ -2,7 +2,9 @@
 
 Each turn is a list of tool calls `(tool name, arguments)` or a final text answer. It is
 LlamaIndex's own `MockFunctionCallingLLM` driven by the script, so agents (`FunctionAgent`,
-`AgentWorkflow`) run their real loop over it, offline and deterministically.
+`AgentWorkflow`) run their real loop over it, offline and deterministically. With
+`replayable=True` the turn is chosen by the conversation (the number of assistant messages
+in it so far): an agent resumed from an older saved `Context` gets the same answers again.
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ from llama_index.core.llms.mock import MockFunctionCallingLLM
 Turn = str | list[tuple[str, dict[str, Any]]]
 
 
-def scripted_llm(script: Sequence[Turn]) -> MockFunctionCallingLLM:
-    """An LLM whose n-th chat answer is the n-th turn of `script`."""
+def scripted_llm(script: Sequence[Turn], *, replayable: bool = False) -> MockFunctionCallingLLM:
+    """An LLM whose n-th chat answer (or, `replayable`, the answer after the n-th assistant
+    message of the conversation) is the n-th turn of `script`."""
     turns = list(script)
     position = 0
 
     def answer(messages: Sequence[ChatMessage], **kwargs: Any) -> ChatMessage:
         nonlocal position
+        if replayable:
+            position = sum(m.role == MessageRole.ASSISTANT for m in messages)
         if position >= len(turns):
             raise RuntimeError(f"the script has only {len(turns)} turns; none is left")
         turn = turns[position]
