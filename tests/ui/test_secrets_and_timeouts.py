@@ -112,3 +112,19 @@ def test_ui_answers_404_for_an_unknown_ask_and_changes_nothing(journal: goex.Jou
         answer = client.post("/approvals/nope/approve", headers={"X-Goex-CSRF": csrf})
         assert answer.status_code == 404
         assert httpx.get(page.base + "/approvals/nope/approve", timeout=5).status_code == 403
+
+
+def test_ui_shows_markup_from_an_agent_as_text(tmp_path: Path, journal: goex.Journal) -> None:
+    """A run name, a file and a tool's inputs are the agent's words: shown, never run."""
+    root = tmp_path / "workspace"
+    root.mkdir()
+    workspace = Workspace(root, store=tmp_path / "store", sandbox="none")
+    attack = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+    with goex.run(attack, journal=journal) as ctx:
+        workspace.write_file("page.html", f"{attack}\n")
+    with review_page(journal.url) as page:
+        client, _ = logged_in(page)
+        for path in ("/", f"/runs/{ctx.id}"):
+            shown = client.get(path).text
+            assert "<script>alert" not in shown and "<img src=x" not in shown, path
+            assert "&lt;script&gt;alert(1)&lt;/script&gt;" in shown, path
