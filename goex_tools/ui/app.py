@@ -113,6 +113,7 @@ def create_app(journal: Journal, keys: Keys, hosts: list[str]) -> Starlette:
             methods=["POST"],
         ),
         Route("/events", events),
+        Route("/favicon.ico", lambda request: Response(status_code=204)),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     return Starlette(routes=routes, middleware=[Middleware(Guard, keys=keys, hosts=hosts)])
