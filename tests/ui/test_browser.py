@@ -204,6 +204,7 @@ def test_ui_reviews_an_agent_run_and_undoes_it_exactly(
         click(browser, "#plan-run")
         plan = shown(browser, "#the-plan", "run_sql", "http_request", "edit_file")
         assert "delete_path" not in plan.text  # undone already
+        assert "CONFLICT" not in plan.text  # nobody changed what the agent left
         click(browser, "#confirm")
         result = shown(browser, "#the-result", "Undone: the whole run", "rolled back")
         assert "CONFLICT" not in result.text and "FAILED" not in result.text
@@ -329,7 +330,8 @@ def test_ui_keeps_and_discards_held_commands_and_shows_a_conflict(world: Any, br
         (world.root / "notes.txt").write_text("a person's change\n")  # after the agent's
         notes = next(s.id for s in world.journal.steps(ctx.id) if s.tool == "write_file")
         click(browser, f"#step-{notes} button.undo-step")
-        shown(browser, "#the-plan", "write_file")
+        plan = shown(browser, "#the-plan", "write_file", "CONFLICT: changed since", "notes.txt")
+        assert "1 step(s) would meet a conflict" in plan.text  # foreseen, before any undo
         click(browser, "#confirm")
         stopped = shown(browser, "#the-result.stopped", "CONFLICT", "notes.txt")
         assert "Undone" not in stopped.text
