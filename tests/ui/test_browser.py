@@ -218,12 +218,20 @@ def test_ui_reviews_an_agent_run_and_undoes_it_exactly(
 
 def test_ui_undoes_one_step_and_everything_after_a_step(world: Any, browser: Any) -> None:
     before = world.snapshot()
-    with goex.run("three writes", journal=world.journal) as ctx:
+    rules = world.dir / "policy.yaml"
+    rules.write_text(
+        "default: refuse\nfs:\n  rules:\n    - name: text\n      paths: ['*.txt']\n"
+        "      decision: allow\n"
+    )
+    policy = Policy.from_file(rules)
+    with goex.run("three writes", journal=world.journal, gate=policy) as ctx:
         for name in ("a", "b", "c"):
             world.workspace.write_file(f"{name}.txt", f"{name}\n")
     with review_page(world.journal.url) as page:
         browser.get(f"{page.base}/runs/{ctx.id}?token={page.token}")
         steps = {s.inputs["path"]: s.id for s in world.journal.steps(ctx.id)}
+        decision = text_of(browser, f"#step-{steps['a.txt']} dd.decision")
+        assert decision.startswith("allowed by rule text") and f"{rules}:4" in decision
 
         click(browser, f"#step-{steps['b.txt']} button.undo-step")
         shown(browser, "#the-plan", "step #2", "write_file")
