@@ -503,7 +503,9 @@ def cmd_rewind(args: argparse.Namespace, journal: Journal) -> int:
 
     Every step is checked first: a conflict, an irreversible step (unless
     --skip-irreversible), a pending step or a run still being run stops it before anything
-    is undone. Resume the graph from the config printed last.
+    is undone. Resume the graph from the config printed last. From the journal alone goex
+    cannot tell two graphs apart that use the same thread id (langchain_goex.rewind, given
+    the graph, leaves the other graph's calls alone).
 
     Example:
 

@@ -70,6 +70,7 @@ __all__ = [
     "thread_steps",
 ]
 
+ROOT = ""  # the namespace of a root graph's checkpoints
 THREAD_KEY = "thread"
 """The key of a tool call's `effect` holding its `Place`."""
 
@@ -132,12 +133,19 @@ def checkpoint_time(checkpoint_id: str) -> datetime | None:
 
 class Checkpoint(BaseModel):
     """A point of a thread to rewind to: a checkpoint, and when it was made (read from its id
-    unless `created_at` is given)."""
+    unless `created_at` is given).
+
+    `known`: every root-graph checkpoint id the thread's checkpointer holds, when the caller
+    can tell (the LangGraph door reads them from the graph). A tool call that ran after a
+    root checkpoint not among them belongs to another graph using the same thread id: it is
+    left alone, and the report's notes name it.
+    """
 
     thread_id: str
     checkpoint_id: str
     checkpoint_ns: str = ""
     created_at: datetime | None = None
+    known: frozenset[str] | None = None
 
     @property
     def time(self) -> datetime:
@@ -201,15 +209,32 @@ def plan_rewind(checkpoint: Checkpoint, *, journal: Journal | str | None = None)
     return _plan(checkpoint, get_journal(journal))[0]
 
 
-def _plan(checkpoint: Checkpoint, journal: Journal) -> tuple[list[Step], list[str]]:
-    """The steps to undo, newest first, and the tool calls they belong to."""
+def _plan(checkpoint: Checkpoint, journal: Journal) -> tuple[list[Step], list[str], list[str]]:
+    """The steps to undo, newest first, the tool calls they belong to, and the calls made
+    after the checkpoint that belong to another graph using the same thread id."""
     steps = thread_steps(checkpoint.thread_id, journal=journal)
     top = _calls(steps)
     by_id = {s.id: s for s in steps}
     after = {call for call in set(top.values()) if made_after(by_id[call], checkpoint)}
-    todo = [s for s in steps if top[s.id] in after and needs_undo(s)]
+    foreign = {call for call in after if not _ours(by_id[call], checkpoint)}
+    todo = [s for s in steps if top[s.id] in after - foreign and needs_undo(s)]
     todo.sort(key=lambda s: s.seq or 0, reverse=True)
-    return todo, list(dict.fromkeys(top[s.id] for s in todo))
+    others = [s.id for s in steps if s.id in foreign and _has_effects(s, top, steps)]
+    return todo, list(dict.fromkeys(top[s.id] for s in todo)), others
+
+
+def _ours(call: Step, checkpoint: Checkpoint) -> bool:
+    """False for a call that ran after a root checkpoint the thread's checkpointer does not
+    hold (`Checkpoint.known`): another graph (another checkpointer) using the same id."""
+    place = place_of(call)
+    if checkpoint.known is None or place is None or ROOT not in place.checkpoints:
+        return True
+    return place.checkpoints[ROOT] in checkpoint.known
+
+
+def _has_effects(call: Step, top: dict[str, str], steps: list[Step]) -> bool:
+    """True if the call, or a step nested in it, has an effect left to undo."""
+    return any(top[s.id] == call.id and needs_undo(s) for s in steps)
 
 
 class RewindOptions(TypedDict, total=False):
@@ -274,17 +299,17 @@ def rewind(
     """
     store = get_journal(journal)
     checkpoint.time  # noqa: B018 - InvalidArgument before anything else
-    todo, calls = _plan(checkpoint, store)
-    report = _report(checkpoint, todo, calls, dry_run)
+    todo, calls, others = _plan(checkpoint, store)
+    report = _report(checkpoint, todo, calls, others, dry_run)
     if dry_run:
         report.outcomes = _checks(store, todo, force, live)
         report.complete = not _stops(report.outcomes, on_irreversible)
         return report
     _settle_abandoned(store, todo)
-    todo, calls = _plan(checkpoint, store)
+    todo, calls, others = _plan(checkpoint, store)
     _refuse_if_stopped(report, _checks(store, todo, force, live), on_irreversible)
     closed = {run_id: store.close_run(run_id).status for run_id in _runs(todo)}
-    again, calls = _plan(checkpoint, store)  # a step journaled before the runs closed
+    again, calls, others = _plan(checkpoint, store)  # journaled before the runs closed
     if {s.id for s in again} != {s.id for s in todo}:
         try:
             _refuse_if_stopped(report, _checks(store, again, force, True), on_irreversible)
@@ -293,7 +318,7 @@ def rewind(
                 store.set_run_status(run_id, status)
             raise
         todo = again
-    report = _report(checkpoint, todo, calls, dry_run)
+    report = _report(checkpoint, todo, calls, others, dry_run)
     try:
         for step in todo:
             _undo(store, step, report, force, on_irreversible, retry)
@@ -305,9 +330,17 @@ def rewind(
 
 
 def _report(
-    checkpoint: Checkpoint, todo: list[Step], calls: list[str], dry_run: bool
+    checkpoint: Checkpoint, todo: list[Step], calls: list[str], others: list[str], dry_run: bool
 ) -> RewindReport:
+    notes = []
+    if others:
+        notes.append(
+            f"{len(others)} tool call(s) of thread {checkpoint.thread_id} made since ran after "
+            f"checkpoints this graph's checkpointer does not hold (another graph using the "
+            f"same thread id): left alone: {', '.join(others)}"
+        )
     return RewindReport(
+        notes=notes,
         run_id=checkpoint.thread_id,
         checkpoint_id=checkpoint.checkpoint_id,
         checkpoint_ns=checkpoint.checkpoint_ns,

@@ -110,3 +110,35 @@ def test_every_graph_with_a_checkpointer_rewinds_with_the_world(
         if point["configurable"]["checkpoint_ns"] == "":  # the root graph replays from it
             graph.invoke(None, {**report.config, "callbacks": [handler]})
             assert manifest(workspace) == end
+
+
+def test_a_rewind_leaves_alone_another_graph_using_the_same_thread_id(
+    journal: Journal, workspace: Path
+) -> None:
+    """Two agents, each with its own checkpointer, both call their conversation "1" and
+    journal to one journal, taking turns: rewinding one leaves the other's files alone."""
+    handler = GoexCallbackHandler(journal=journal)
+    config: Any = {"configurable": {"thread_id": "1"}, "callbacks": [handler]}
+
+    def agent(name: str) -> Any:
+        write = [("write_text", {"path": str(workspace / f"{name}.txt"), "text": f"{name}\n"})]
+        model = ScriptedChatModel(script=[write, "done", write, "done"], replayable=True)
+        return create_agent(model, [goex_tool(write_text)], checkpointer=InMemorySaver())
+
+    first, second = agent("first"), agent("second")
+    start = manifest(workspace)
+    first.invoke({"messages": [("user", "go")]}, config)
+    second.invoke({"messages": [("user", "go")]}, config)
+    first.invoke({"messages": [("user", "again")]}, config)
+    second.invoke({"messages": [("user", "again")]}, config)
+    assert len(handler.run_ids) == 4
+    theirs = manifest(workspace)["second.txt"]
+
+    oldest = list(first.get_state_history(config))[-1]
+    plan = rewind(first, oldest.config, journal=journal, dry_run=True)
+    assert len(plan.outcomes) == 2 and "another graph using the same thread id" in plan.notes[0]
+    report = rewind(first, oldest.config, journal=journal)
+    assert report.complete and len(report.compensated) == 2
+    after = manifest(workspace)
+    assert after.pop("second.txt") == theirs
+    assert after == start

@@ -66,7 +66,7 @@ def rewind(
     """
     store = get_journal(journal)
     snapshot = _snapshot(graph, config)
-    point = _checkpoint(snapshot)
+    point = _checkpoint(graph, snapshot)
     report = rewind_thread(
         point,
         journal=store,
@@ -124,13 +124,18 @@ def _snapshot(graph: Any, config: RunnableConfig) -> Any:
     return snapshot
 
 
-def _checkpoint(snapshot: Any) -> Checkpoint:
+def _checkpoint(graph: Any, snapshot: Any) -> Checkpoint:
+    """The checkpoint, with every root checkpoint of its thread this graph's checkpointer
+    holds: calls that ran after others are another graph's (one using the same thread id)."""
     configurable = snapshot.config["configurable"]
+    thread_id = str(configurable["thread_id"])
+    history = graph.get_state_history({"configurable": {"thread_id": thread_id}})
     return Checkpoint(
-        thread_id=str(configurable["thread_id"]),
+        thread_id=thread_id,
         checkpoint_id=str(configurable["checkpoint_id"]),
         checkpoint_ns=str(configurable.get("checkpoint_ns") or ""),
         created_at=snapshot.created_at,
+        known=frozenset(str(s.config["configurable"]["checkpoint_id"]) for s in history),
     )
 
 
