@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from goex_tools.errors import NotFound
 from goex_tools.journal import Journal
+from goex_tools.journal_engine import create_tables
 from goex_tools.model import JSONDict, new_id, utcnow
 from goex_tools.redaction import redact
 
@@ -69,7 +70,7 @@ class ApprovalBoard:
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
         with journal.transaction("create the approval board") as conn:
-            metadata.create_all(conn)
+            create_tables(conn, metadata)
 
     def post(self, run_id: str, request: JSONDict, timeout: float) -> Approval:
         """Put up an ask that stays open `timeout` seconds; its request is stored redacted."""

@@ -182,9 +182,15 @@ def _create(where: Target, **kwargs: Any) -> Engine:
 def create_schema(engine: Engine, metadata: sa.MetaData) -> None:
     """Create the journal's tables if missing; serialised between processes on PostgreSQL."""
     with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(SCHEMA_LOCK)))
-        metadata.create_all(conn)
+        create_tables(conn, metadata)
+
+
+def create_tables(conn: Connection, metadata: sa.MetaData) -> None:
+    """Create `metadata`'s missing tables in the transaction `conn` is in, serialised between
+    processes on PostgreSQL (concurrent CREATE TABLEs of one name collide there)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(SCHEMA_LOCK)))
+    metadata.create_all(conn)
 
 
 def missing_tables(engine: Engine, metadata: sa.MetaData) -> list[str]:
