@@ -170,27 +170,32 @@ def journal(tmp_path: Path) -> Iterator[Journal]:
 MYSQL_URL = os.environ.get("GOEX_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 
 
-@pytest.fixture
-def mysql_url() -> Iterator[str]:
-    """A new MySQL/MariaDB database with the shop's tables (no triggers); dropped afterwards."""
-    admin = sa.create_engine(MYSQL_URL, poolclass=sa.pool.NullPool)
+def mysql_database(server: str, script: str, hint: str = "") -> Iterator[str]:
+    """A new database on a MySQL/MariaDB server, made by `script`; dropped afterwards."""
+    admin = sa.create_engine(server, poolclass=sa.pool.NullPool)
     name = f"goex_{uuid.uuid4().hex[:12]}"
     try:
         with admin.connect() as conn:
             conn.exec_driver_sql(f"CREATE DATABASE `{name}`")
     except sa.exc.OperationalError as exc:
-        pytest.fail(f"MySQL/MariaDB at {MYSQL_URL} does not answer ({exc.orig})")
-    url = sa.engine.make_url(MYSQL_URL).set(database=name).render_as_string(hide_password=False)
-    execute_script(
-        url,
-        "CREATE TABLE customers (id int AUTO_INCREMENT PRIMARY KEY, name varchar(50) NOT NULL,"
-        " tier varchar(20) NOT NULL DEFAULT 'basic') ENGINE=InnoDB;"
-        "INSERT INTO customers (name, tier) VALUES ('ada', 'gold'), ('bob', 'basic');",
-    )
+        pytest.fail(f"MySQL/MariaDB at {server} does not answer ({exc.orig}){hint}")
+    url = sa.engine.make_url(server).set(database=name).render_as_string(hide_password=False)
+    execute_script(url, script)
     yield url
     with admin.connect() as conn:
         conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
     admin.dispose()
+
+
+@pytest.fixture
+def mysql_url() -> Iterator[str]:
+    """A new MySQL/MariaDB database with the shop's tables (no triggers); dropped afterwards."""
+    yield from mysql_database(
+        MYSQL_URL,
+        "CREATE TABLE customers (id int AUTO_INCREMENT PRIMARY KEY, name varchar(50) NOT NULL,"
+        " tier varchar(20) NOT NULL DEFAULT 'basic') ENGINE=InnoDB;"
+        "INSERT INTO customers (name, tier) VALUES ('ada', 'gold'), ('bob', 'basic');",
+    )
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -207,3 +212,40 @@ def run_killed(script: str, *args: str) -> None:
         timeout=120,
     )
     assert proc.returncode == -9, proc.stderr
+
+
+MYSQL_BINLOG_URL = os.environ.get(
+    "GOEX_TEST_MYSQL_BINLOG_URL", "mysql+pymysql://root@127.0.0.1:13307/test"
+)
+
+# The shop on MySQL/MariaDB: ON DELETE CASCADE, audit triggers, a generated column, a
+# table without a primary key.
+MYSQL_SCHEMA = """
+CREATE TABLE customers (id int AUTO_INCREMENT PRIMARY KEY, name varchar(50) NOT NULL,
+    tier varchar(20) NOT NULL DEFAULT 'basic', photo blob,
+    shout varchar(50) AS (upper(name)) VIRTUAL) ENGINE=InnoDB;
+CREATE TABLE orders (id int AUTO_INCREMENT PRIMARY KEY, customer_id int NOT NULL,
+    amount decimal(12,4) NOT NULL, status varchar(20) NOT NULL DEFAULT 'new',
+    FOREIGN KEY (customer_id) REFERENCES customers(id) ON DELETE CASCADE) ENGINE=InnoDB;
+CREATE TABLE order_lines (order_id int NOT NULL, line int NOT NULL, sku varchar(20) NOT NULL,
+    PRIMARY KEY (order_id, line),
+    FOREIGN KEY (order_id) REFERENCES orders(id) ON DELETE CASCADE) ENGINE=InnoDB;
+CREATE TABLE audit (id bigint AUTO_INCREMENT PRIMARY KEY, what text NOT NULL) ENGINE=InnoDB;
+CREATE TABLE tags (label varchar(20), weight int) ENGINE=InnoDB;
+CREATE TRIGGER orders_audit AFTER UPDATE ON orders FOR EACH ROW
+    INSERT INTO audit (what) SELECT CONCAT('order ', NEW.id, ': ', OLD.status, ' -> ',
+    NEW.status) FROM DUAL WHERE NOT (NEW.status <=> OLD.status);
+CREATE TRIGGER customers_audit AFTER DELETE ON customers FOR EACH ROW
+    INSERT INTO audit (what) VALUES (CONCAT('customer ', OLD.id, ' deleted'));
+"""
+
+
+@pytest.fixture
+def binlog_url() -> Iterator[str]:
+    """A new database with the shop on the MySQL/MariaDB server that writes a row-based
+    binary log (scripts/mysql-binlog-url.sh starts one); dropped afterwards."""
+    hint = (
+        "; run the tests with `bash scripts/test.sh`, which starts a server with a row-based "
+        "binary log, or set GOEX_TEST_MYSQL_BINLOG_URL"
+    )
+    yield from mysql_database(MYSQL_BINLOG_URL, MYSQL_SCHEMA + SEED, hint)

@@ -1,6 +1,7 @@
-"""MySQL/MariaDB: statements run in one transaction and are journaled; reads need no undo;
-data changes are declared irreversible (no row capture on this dialect yet), so policy can
-refuse them, and a confirm callback can still roll them back before COMMIT, except where
+"""MySQL/MariaDB without a row-based binary log (the server at 127.0.0.1:3306): statements run
+in one transaction and are journaled; reads need no undo; data changes are declared
+irreversible (their rows cannot be read back: test_mysql_binlog has a server that can), so
+policy can refuse them, and a confirm callback can still roll them back before COMMIT, except where
 ROLLBACK would not take them back (implicit commits, tables without transactions)."""
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def test_writes_are_irreversible_but_confirmable(mysql_url: str, journal: Journa
     assert proposal.reversibility is Reversibility.IRREVERSIBLE
     assert proposal.predicted["dialect"] == "mysql"
     assert proposal.predicted["reversible_by"] is None
-    assert "not supported on mysql" in proposal.notes[0]
+    assert "cannot be read back from the binary log" in proposal.notes[0]
+    assert "no binary log" in proposal.notes[0]  # says which setting is missing
 
     before = dump_all(mysql_url)
     with goex.run("declined", journal=journal):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from goex_tools.domains.sql import postgres, postgres_undo, sqlite
+from goex_tools.domains.sql import mysql_capture, mysql_undo, postgres, postgres_undo, sqlite
 from goex_tools.domains.sql.changes import conflict_report
 from goex_tools.model import JSONDict, Step
 from goex_tools.registry import EffectState, UndoContext, registry
@@ -65,3 +65,22 @@ def _preview_postgres(steps: list[Step]) -> dict[str, str]:
 )
 def _undo_postgres(args: JSONDict, ctx: UndoContext) -> None:
     postgres_undo.restore(args, ctx.force, ctx)
+
+
+def _probe_mysql(step: Step) -> EffectState:
+    return mysql_capture.probe(_args(step))
+
+
+def _preview_mysql(steps: list[Step]) -> dict[str, str]:
+    """As `_preview_sqlite`, with the MySQL/MariaDB binary-log undo (`mysql_undo.preview`)."""
+    return _per_database(steps, mysql_undo.preview)
+
+
+@registry.register(
+    mysql_capture.KIND,
+    args_model=mysql_capture.BinlogRowsArgs,
+    probe=_probe_mysql,
+    preview=_preview_mysql,
+)
+def _undo_mysql(args: JSONDict, ctx: UndoContext) -> None:
+    mysql_undo.restore(args, ctx.force, ctx)

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import URL, Engine
 
-from goex_tools.domains.sql import batch_text, functions, mysql, postgres, sqlite
+from goex_tools.domains.sql import batch_text, functions, mysql, mysql_capture, postgres, sqlite
 from goex_tools.domains.sql.changes import Captured, ChangeSummary, Decision, summarize
 from goex_tools.domains.sql.databases import DatabaseRef, lookup, require_credentials
 from goex_tools.domains.sql.results import StatementResult
@@ -81,6 +81,11 @@ def plan(sql: str, database: str | URL | Engine, *, safe_functions: Iterable[str
     """
     real_url, ref = lookup(database)
     how = _classified(sql, ref)
+    if how.kind is not None and ref.dialect == "mysql":
+        why = mysql_capture.problem(real_url, how.statements)
+        if why is not None:
+            why = f"irreversible: its rows cannot be read back from the binary log: {why}"
+            return _irreversible(ref, how.statements, why)
     if how.kind is not None:
         require_credentials(ref)
     if how.reversibility is not Reversibility.IRREVERSIBLE and ref.dialect == "postgresql":
@@ -112,9 +117,7 @@ def _classified(sql: str, ref: DatabaseRef) -> Plan:
         return _reversible(ref, statements, sqlite.MECHANISM, sqlite.KIND)
     if ref.dialect == "postgresql":
         return _reversible(ref, statements, postgres.MECHANISM, postgres.KIND)
-    return _irreversible(
-        ref, statements, f"irreversible: row capture is not supported on {ref.dialect} (yet)"
-    )
+    return _reversible(ref, statements, mysql_capture.MECHANISM, mysql_capture.KIND)
 
 
 def propose(
@@ -173,7 +176,11 @@ def _run(
 ) -> SqlResult:
     tx = _open(how, url, lock_timeout)
     try:
-        counted = how.ref.dialect == "mysql"  # affected-row counts, not captured rows
+        if isinstance(tx, mysql_capture.MysqlTransaction):  # its XA id outlives a crash
+            handle.set_compensation(_compensation(how, tx.pending_args(how.ref)))
+            handle.save("XA transaction started")
+        # MySQL without the binary log: affected-row counts, not captured rows
+        counted = how.ref.dialect == "mysql" and how.kind is None
         if isinstance(tx, postgres.SqlAlchemyTransaction) and counted:
             _check_mysql(handle, tx, how, confirming=confirm is not None)
         results = [tx.execute(s.sql, limit) for s in how.statements]
@@ -242,6 +249,8 @@ def _open(how: Plan, url: str, lock_timeout: float | None) -> Transaction:
     capture = how.kind is not None
     if how.ref.dialect == "sqlite":
         return sqlite.SqliteTransaction(url, capture=capture, read_only=how.read_only)
+    if how.ref.dialect == "mysql" and capture:
+        return mysql_capture.MysqlTransaction(url, lock_timeout=lock_timeout)
     return postgres.SqlAlchemyTransaction(
         url, capture=capture, read_only=how.read_only, lock_timeout=lock_timeout
     )
@@ -293,6 +302,15 @@ def _reversible(ref: DatabaseRef, statements: list[Statement], mechanism: str, k
     )
     if ref.dialect == "postgresql":
         note += "; sequence numbers taken are not given back (sequences are not transactional)"
+    if ref.dialect == "mysql":
+        note = (
+            f"reversible by {mechanism}: the batch runs as an XA transaction, and every row it "
+            f"changes (rows written by triggers and stored functions included) is read back "
+            f"from the server's binary log after XA PREPARE, before it commits; the undo "
+            f"replays those rows inverted, firing no trigger. Rows changed by a foreign key's "
+            f"ON DELETE/UPDATE action are not in the binary log: a batch setting one off is "
+            f"rolled back. AUTO_INCREMENT counters are not given back"
+        )
     return Plan(
         ref=ref,
         statements=statements,

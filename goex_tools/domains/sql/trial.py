@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import URL, Engine
 
-from goex_tools.domains.sql import postgres, sqlite
+from goex_tools.domains.sql import mysql_capture, postgres, sqlite
 from goex_tools.domains.sql.changes import ChangeSummary, summarize
 from goex_tools.domains.sql.databases import lookup
 from goex_tools.domains.sql.tool import Transaction, plan
@@ -19,8 +19,8 @@ from goex_tools.domains.sql.tool import Transaction, plan
 
 def trial(sql: str, database: str | URL | Engine) -> ChangeSummary | None:
     """Every row the batch would change, per table; None when its changes cannot be seen
-    (a read, MySQL, DDL, a function of unknown effects: see `plan`). Errors of the batch
-    are raised as they would be when it runs."""
+    (a read, MySQL without a row-based binary log, DDL, a function of unknown effects: see
+    `plan`). Errors of the batch are raised as they would be when it runs."""
     how = plan(sql, database)
     if how.kind is None or how.read_only:
         return None
@@ -28,6 +28,8 @@ def trial(sql: str, database: str | URL | Engine) -> ChangeSummary | None:
     tx: Transaction
     if how.ref.dialect == "sqlite":
         tx = sqlite.SqliteTransaction(url, capture=True)
+    elif how.ref.dialect == "mysql":  # XA PREPARE writes its rows to the binary log
+        tx = mysql_capture.MysqlTransaction(url)
     else:
         tx = postgres.SqlAlchemyTransaction(url, capture=True, read_only=False)
     try:
