@@ -1,4 +1,5 @@
-"""Sandboxes for shell commands: `bwrap` (default on Linux), `docker` (optional), `none`.
+"""Sandboxes for shell commands: `bwrap` (default on Linux), `docker` (a container per
+command on a Docker API engine), `none` (trusted use).
 
 Every backend runs the command over an overlay of the workspace, so the command never
 writes the workspace itself; goex-tools reads the overlay's upper layer to learn what changed.

@@ -1,7 +1,8 @@
 """One command in a fresh container: the engine side of the docker backend.
 
 The container's first process only waits (root, with no capabilities: the command, another
-user, cannot signal it); the command runs in the container through an `exec`, as the
+user, cannot signal it), and ends the container a little past the command's time limit
+should goex be gone by then; the command runs in the container through an `exec`, as the
 sandbox user. Keeping the container alive past the command lets goex freeze every process
 the command left, read the counters of the container's cgroup (which the engine deletes with
 the container), then remove it: nothing the command started survives it. The output is read
@@ -27,7 +28,11 @@ from goex_tools.sandbox.resources import Cgroup, exceeded
 OWNER_LABEL = "goex.owner"  # host:pid:start of the goex process that made the container
 API_TIMEOUT = 60.0  # seconds an engine call may take (never the command: it streams)
 POLL_SECONDS = 0.25  # how often a command whose output stays open is checked for its end
-WAIT = ["sh", "-c", "read -r _"]  # the first process: waits on stdin, which stays open
+# The first process waits, then ends the container (every process in it dies with it) at
+# the command's time limit plus GRACE: the end, should goex die and not remove it. An image
+# without `sleep` gets no such end: it waits on its stdin, which the engine keeps open.
+WAIT = 'sleep "$1" || read -r _'
+GRACE = 5  # seconds past the time limit; goex has frozen and removed it long before
 
 _clients: dict[tuple[int, str], Any] = {}
 _clients_lock = threading.Lock()
@@ -113,7 +118,7 @@ def create(
     )
     made = api.create_container(
         image,
-        WAIT,
+        ["sh", "-c", WAIT, "goex-wait", str(int(limits.timeout + 0.999) + GRACE)],
         user="0:0",
         stdin_open=True,
         network_disabled=not limits.network,

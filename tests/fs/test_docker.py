@@ -24,7 +24,7 @@ from goex_tools.domains.fs import Workspace
 from goex_tools.errors import InvalidArgument
 from goex_tools.sandbox import DEFAULT_IMAGE, Limits, SandboxUnavailable
 from goex_tools.sandbox import container as engine_side
-from goex_tools.sandbox.container import OWNER_LABEL, engine, owner
+from goex_tools.sandbox.container import GRACE, OWNER_LABEL, engine, owner
 from tests.fs.conftest import manifest, require_engine
 
 TOOL_IMAGE = "goex-test-toolchain:1"
@@ -155,7 +155,7 @@ def test_docker_leaves_no_container_and_no_mount_behind(
     assert _mounts_below(tmp_path) == []
 
 
-def test_docker_commands_cannot_signal_or_look_into_the_containers_first_process(
+def test_docker_commands_cannot_signal_or_enter_the_first_process(
     docker_ws: Workspace, journal: goex.Journal
 ) -> None:
     with goex.run("init", journal=journal):
@@ -183,17 +183,19 @@ KILLED_RUN = """
 import sys
 from goex_tools import Journal, run
 from goex_tools.domains.fs import Workspace
-ws = Workspace(sys.argv[1], store=sys.argv[2], sandbox="docker")
+from goex_tools.sandbox import Limits
+ws = Workspace(sys.argv[1], store=sys.argv[2], sandbox="docker", limits=Limits(timeout=1))
 with run("killed", journal=Journal(sys.argv[3])):
     ws.run_shell("echo started > started.txt; sleep " + sys.argv[4])
 """
 
 
-def test_docker_leftovers_of_a_killed_goex_are_swept_on_the_next_start(
+def test_docker_leftovers_of_a_killed_goex_end_and_are_swept_on_the_next_start(
     root: Path, tmp_path: Path, api: Any
 ) -> None:
-    """goex killed while its command runs: the container (and what runs in it) and the
-    overlay mounted on the host outlive it; the next goex process removes both."""
+    """goex killed while its command runs: the container ends itself (and every process in
+    it) a little past the command's time limit; the stopped container and the overlay
+    mounted on the host are removed by the next goex process."""
     seconds = f"{4000 + os.getpid() % 1000}.25"
     store = tmp_path / "store"
     child = subprocess.Popen(
@@ -217,7 +219,10 @@ def test_docker_leftovers_of_a_killed_goex_are_swept_on_the_next_start(
     left = api.containers(filters={"label": OWNER_LABEL})
     assert any(c["Labels"][OWNER_LABEL].split(":")[1] == str(child.pid) for c in left)
     assert _mounts_below(store) != []
-    time.sleep(0.1)
+    deadline = time.monotonic() + 1 + GRACE + 20
+    while _sleeping(seconds) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _sleeping(seconds), "the command outlived its container's end"
 
     engine_side._swept.discard(api.base_url)  # this process's first run after the crash
     ws = Workspace(root, store=store, sandbox="docker")
