@@ -31,11 +31,11 @@ python=.venv/bin/python
 
 say() { echo "start-container-engine: $*" >&2; }
 
-install_missing() {
-  local missing=()
-  command -v podman >/dev/null || missing+=(podman)
-  command -v runc >/dev/null || missing+=(runc)  # crun refuses hybrid cgroups (v1 + v2)
-  command -v debootstrap >/dev/null || missing+=(debootstrap)
+install_missing() {  # Debian packages named as their commands
+  local missing=() name
+  for name in "$@"; do
+    command -v "$name" >/dev/null || missing+=("$name")
+  done
   if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]} (Debian)"
     apt-get update -qq
@@ -145,16 +145,19 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 case "$what" in
   start)
-    install_missing
     mkdir -p "$run_dir"
     exec 9>"$run_dir/lock"
     flock 9  # one start at a time (test runs of several people on one machine)
+    install_missing podman runc debootstrap  # runc: crun refuses hybrid cgroups (v1 + v2)
     start_service
     import_image "unix://$socket"
     echo "DOCKER_HOST=unix://$socket"
     ;;
   image)
-    command -v debootstrap >/dev/null || install_missing
+    mkdir -p "$run_dir"
+    exec 9>"$run_dir/lock"
+    flock 9
+    install_missing debootstrap
     host=${DOCKER_HOST:-unix:///var/run/docker.sock}
     import_image "$host"
     echo "DOCKER_HOST=$host"
