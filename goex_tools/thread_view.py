@@ -70,7 +70,7 @@ class ThreadView:
                 f"named {c.name!r}" if c.name is not None else c.checkpoint_ns or "root",
                 c.created_at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if c.created_at else "-",
                 ", ".join(self.tools.get(call, "?") for call in c.next_calls) or "-",
-                str(len(c.calls)),
+                str(c.calls),
                 f"{c.to_undo} effect(s)" if c.to_undo else "nothing left",
             )
             for c in self.checkpoints

@@ -22,8 +22,11 @@ conflict. Any of them stops it with nothing undone, and the report names the ste
 from __future__ import annotations
 
 import uuid
+from bisect import bisect_right
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import TypedDict
 
 from pydantic import BaseModel, Field
@@ -112,6 +115,7 @@ def place_of(step: Step) -> Place | None:
     return Place.model_validate(data) if isinstance(data, dict) else None
 
 
+@lru_cache(maxsize=4096)
 def checkpoint_time(checkpoint_id: str) -> datetime | None:
     """When a checkpoint was made, read from its id (a time-ordered UUID: v1, v6 or v7, as
     LangGraph's checkpointers make them), or None for an id that carries no time."""
@@ -462,15 +466,15 @@ def _undo(
 
 class CheckpointCalls(BaseModel):
     """A point of a thread: a checkpoint that a tool call ran after, or a point a person
-    named (`mark`, then `name` is set); the tool calls made after it (ids, oldest first),
-    those of them that ran right after a checkpoint (`next_calls`), and how many effects a
+    named (`mark`, then `name` is set); how many tool calls were made after it (`calls`),
+    those that ran right after a checkpoint (`next_calls`, ids), and how many effects a
     rewind to it would undo now (`to_undo`)."""
 
     checkpoint_id: str
     checkpoint_ns: str = ""
     created_at: datetime | None = None
     name: str | None = None
-    calls: list[str] = Field(default_factory=list)
+    calls: int = 0
     next_calls: list[str] = Field(default_factory=list)
     to_undo: int = 0
 
@@ -504,48 +508,65 @@ def thread_checkpoints(
     thread_id: str, *, journal: Journal | str | None = None
 ) -> list[CheckpointCalls]:
     """The points of a thread the journal knows, newest first, each with the tool calls made
-    after it: the checkpoints its tool calls ran after, and the points named with `mark`."""
+    after it: the checkpoints its tool calls ran after, and the points named with `mark`.
+
+    `made_after` for every point and call, in O(n log n): a call was made after a point if
+    it ran after that very checkpoint, or if the latest of its start and of the checkpoints
+    it ran after is later than the point (calls sorted by that time, counted by bisection).
+    """
     store = get_journal(journal)
     steps = thread_steps(thread_id, journal=store)
     top = _calls(steps)
     calls = [s for s in steps if top[s.id] == s.id]
+    effects = Counter(top[s.id] for s in steps if needs_undo(s))
+    places = {c.id: place_of(c) for c in calls}
     known: dict[str, tuple[str, datetime, str | None]] = {}
+    direct: dict[str, list[Step]] = {}  # checkpoint -> the calls that ran right after it
     for call in calls:
-        place = place_of(call)
+        place = places[call.id]
         for ns, checkpoint_id in (place.checkpoints if place else {}).items():
             made = checkpoint_time(checkpoint_id) or call.created_at - timedelta(microseconds=1)
             if checkpoint_id not in known or made < known[checkpoint_id][1]:
                 known[checkpoint_id] = (ns, made, None)
+            direct.setdefault(checkpoint_id, []).append(call)
     for run in store.find_runs(thread_id=thread_id):
         if "point" in run.metadata:
             known[run.id] = ("", _aware(run.started_at), str(run.metadata["point"]))
+    latest = {c.id: _latest(c, places[c.id]) for c in calls}
+    order = sorted(calls, key=lambda c: latest[c.id])
+    times = [latest[c.id] for c in order]
+    undo_from = [0] * (len(order) + 1)  # effects left to undo in order[i:]
+    for i in range(len(order) - 1, -1, -1):
+        undo_from[i] = undo_from[i + 1] + effects[order[i].id]
     listed = []
     for checkpoint_id, (ns, made, name) in sorted(
         known.items(), key=lambda kv: kv[1][1], reverse=True
     ):
-        point = Checkpoint(
-            thread_id=thread_id, checkpoint_id=checkpoint_id, checkpoint_ns=ns, created_at=made
-        )
-        after = [c.id for c in calls if made_after(c, point)]
-        chosen = set(after)
-        undo = sum(1 for s in steps if top[s.id] in chosen and needs_undo(s))
-        right_after = [
-            c.id
-            for c in calls
-            if (place := place_of(c)) is not None and place.checkpoints.get(ns) == checkpoint_id
-        ]
+        later = bisect_right(times, made)
+        also = [c for c in direct.get(checkpoint_id, []) if latest[c.id] <= made]
         listed.append(
             CheckpointCalls(
                 checkpoint_id=checkpoint_id,
                 checkpoint_ns=ns,
                 created_at=made,
                 name=name,
-                calls=after,
-                next_calls=right_after,
-                to_undo=undo,
+                calls=len(order) - later + len(also),
+                next_calls=[
+                    c.id
+                    for c in direct.get(checkpoint_id, [])
+                    if (place := places[c.id]) is not None
+                    and place.checkpoints.get(ns) == checkpoint_id
+                ],
+                to_undo=undo_from[later] + sum(effects[c.id] for c in also),
             )
         )
     return listed
+
+
+def _latest(call: Step, place: Place | None) -> datetime:
+    """The latest of a call's start and of the checkpoints it ran after (see made_after)."""
+    made = [checkpoint_time(c) for c in (place.checkpoints.values() if place else ())]
+    return max([call.created_at, *(t for t in made if t is not None)])
 
 
 def _aware(value: datetime) -> datetime:

@@ -117,7 +117,7 @@ def test_a_workflow_resumed_from_a_saved_context_rewinds_to_the_named_point(
         assert place is not None and place.thread_id == thread
         assert place.point == "BaseWorkflowAgent.call_tool"
     named = [c for c in thread_checkpoints(thread, journal=world.journal) if c.name == POINT]
-    assert len(named) == 1 and len(named[0].calls) == 3  # the ask, the POST, the edit
+    assert len(named) == 1 and named[0].calls == 3  # the ask, the POST, the edit
     view = notebook.thread(thread, journal=world.journal)  # what `goex show --thread` prints
     assert [row[1] for row in view.rows()] == [f"named {POINT!r}"]
 

@@ -26,7 +26,13 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command, interrupt
 
 from goex_tools import RollbackFailed, RunStatus, StepStatus
-from goex_tools.threads import place_of
+from goex_tools.threads import (
+    Checkpoint,
+    made_after,
+    place_of,
+    thread_checkpoints,
+    thread_steps,
+)
 from tests.integrations import actions
 from tests.integrations.actions import slow_write, write_text
 
@@ -196,6 +202,13 @@ def test_rewind_to_each_checkpoint_restores_agent_and_world_and_replays(
         converse(agent, report.config, world, handler)  # the replay
         assert world.snapshot() == end
         assert comparable(agent.get_state(config).values) == final
+
+    points = thread_checkpoints(thread, journal=world.journal)  # counted by bisection
+    everything = [s for s in thread_steps(thread, journal=world.journal) if s.parent_id is None]
+    assert len(points) > len(calls) and len(everything) > len(calls)  # replays and branches
+    for point in points:
+        at = Checkpoint(thread_id=thread, checkpoint_id=point.checkpoint_id)
+        assert point.calls == sum(made_after(c, at) for c in everything)
 
     report = rewind(agent, history[-1].config, journal=world.journal)
     assert world.snapshot() == start

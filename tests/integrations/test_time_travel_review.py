@@ -74,7 +74,7 @@ def test_goex_show_thread_lists_its_checkpoints_with_the_calls_after_each(
     listed = shown["checkpoints"]
     expected = [h.config["configurable"]["checkpoint_id"] for h in conversation["ran_after"]]
     assert [c["checkpoint_id"] for c in listed] == expected  # newest first
-    assert [len(c["calls"]) for c in listed] == [1, 2, 3]
+    assert [c["calls"] for c in listed] == [1, 2, 3]
     assert [len(c["next_calls"]) for c in listed] == [1, 1, 1]
     assert [c["to_undo"] for c in listed] == [1, 2, 3]
 
