@@ -13,7 +13,7 @@ import shutil
 import stat
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -25,9 +25,10 @@ from goex_tools.domains.fs.errors import CommandTimedOut, FsError, WorkspaceChan
 from goex_tools.domains.fs.own import own_paths, refuse_inside
 from goex_tools.domains.fs.plan import plan_upper
 from goex_tools.domains.fs.results import ShellResult, changed
+from goex_tools.domains.fs.store import BlobStore
 from goex_tools.model import Proposal, Reversibility
 from goex_tools.runtime import StepHandle, execute
-from goex_tools.sandbox import Execution, LimitExceeded, Limits
+from goex_tools.sandbox import Execution, LimitExceeded, Limits, Sandbox
 from goex_tools.sandbox.overlay import (
     make_layers,
     remove_layers,
@@ -36,8 +37,18 @@ from goex_tools.sandbox.overlay import (
     remove_waiting_layers,
 )
 
-if TYPE_CHECKING:
-    from goex_tools.domains.fs.workspace import Workspace
+
+class Site(Protocol):
+    """What `run_shell` needs of a workspace; `Workspace` is one. Structural, so that this
+    module does not import `workspace.py`, which imports it."""
+
+    root: Path
+    store: BlobStore
+    sandbox: Sandbox
+    limits: Limits
+
+    def predicted(self, paths: list[str]) -> dict[str, Any]: ...
+
 
 OUTSIDE_EFFECTS = (
     "effects outside the workspace (network calls, processes on other machines) are not "
@@ -46,7 +57,7 @@ OUTSIDE_EFFECTS = (
 
 
 def run_shell(
-    ws: Workspace,
+    ws: Site,
     command: str,
     *,
     tentative: bool = False,
@@ -94,7 +105,7 @@ def run_shell(
 
 
 def _effect(
-    ws: Workspace, handle: StepHandle, command: str, limits: Limits, tentative: bool
+    ws: Site, handle: StepHandle, command: str, limits: Limits, tentative: bool
 ) -> ShellResult:
     refuse_inside(ws.root, handle.run.journal)
     scratch = ws.store.scratch / f"shell-{handle.id}"
@@ -112,7 +123,7 @@ def _effect(
 
 
 def _run_held(
-    ws: Workspace,
+    ws: Site,
     handle: StepHandle,
     command: str,
     limits: Limits,

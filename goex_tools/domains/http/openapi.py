@@ -32,7 +32,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 import yaml
 
-from goex_tools.domains.http.rules import TEMPLATE_PARAM, ChildRule, UndoRule
+from goex_tools.domains.http.rule import TEMPLATE_PARAM, ChildRule, UndoRule
 from goex_tools.errors import GoexError
 
 JSONDoc = dict[str, Any]

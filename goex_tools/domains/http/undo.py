@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from goex_tools.domains.http.call import HttpCall
 from goex_tools.domains.http.fields import project, rewrite
-from goex_tools.domains.http.rules import TEMPLATE_PARAM
+from goex_tools.domains.http.rule import TEMPLATE_PARAM
 from goex_tools.domains.http.send import (
     DEFAULT_TIMEOUT,
     HttpError,

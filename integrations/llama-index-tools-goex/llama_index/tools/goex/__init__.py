@@ -6,14 +6,10 @@ named points of a workflow to bring the world back to (`mark`, `rewind`).
 """
 
 from llama_index.tools.goex.base import GoexToolSpec
+from llama_index.tools.goex.function_tool import GoexFunctionTool, is_goex_tool
 from llama_index.tools.goex.handler import GoexSpanHandler, ToolCallFailed, installed_handlers
 from llama_index.tools.goex.time_travel import mark, rewind
-from llama_index.tools.goex.tools import (
-    GoexFunctionTool,
-    goex_function_tool,
-    is_goex_tool,
-    reversible_function_tool,
-)
+from llama_index.tools.goex.tools import goex_function_tool, reversible_function_tool
 
 from goex_tools.tracker import HandlerConflict
 

@@ -25,6 +25,7 @@ from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr
 from llama_index.core.instrumentation.span import SimpleSpan
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from llama_index.core.tools import BaseTool, FunctionTool, ToolOutput
+from llama_index.tools.goex.function_tool import is_goex_tool
 from pydantic import PrivateAttr
 
 from goex_tools.journal import Journal
@@ -173,8 +174,6 @@ class GoexSpanHandler(TrackedRuns, BaseSpanHandler[SimpleSpan]):
         self._tracker.end(id_, result, error=error)
 
     def _kind(self, tool: BaseTool, name: str) -> ToolKind:
-        from llama_index.tools.goex.tools import is_goex_tool
-
         if is_goex_tool(tool):
             return ToolKind.JOURNALED
         if name in self._read_only or _is_handoff(tool):

@@ -15,21 +15,21 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Annotated, Any, get_args, get_origin
 
 from llama_index.core.instrumentation.span import active_span_id
-from llama_index.core.tools import BaseTool, FunctionTool
+from llama_index.core.tools import FunctionTool
 from llama_index.core.workflow import Context
+from llama_index.tools.goex.function_tool import GoexFunctionTool, is_goex_tool
 from llama_index.tools.goex.handler import installed_handlers
 
 from goex_tools.model import JSONDict
 from goex_tools.toolset import check_undo, undoable_call
 from goex_tools.tracker import RunTracker, call_in_thread
 
-
-class GoexFunctionTool(FunctionTool):
-    """A FunctionTool whose function journals its effects with goex."""
-
-
-def is_goex_tool(tool: BaseTool) -> bool:
-    return isinstance(tool, GoexFunctionTool)
+__all__ = [
+    "GoexFunctionTool",
+    "goex_function_tool",
+    "is_goex_tool",
+    "reversible_function_tool",
+]
 
 
 def goex_function_tool(
