@@ -11,13 +11,19 @@ Importing this package registers the compensation kind `http.revert`.
 """
 
 from goex_tools.domains.http.call import HttpCall, HttpResult
-from goex_tools.domains.http.openapi import OpenAPIError, rules_from_openapi
+from goex_tools.domains.http.errors import (
+    HttpError,
+    HttpStatusError,
+    HttpUnreachable,
+    InvalidHttpCall,
+    OpenAPIError,
+)
+from goex_tools.domains.http.openapi import rules_from_openapi
 from goex_tools.domains.http.rules import ChildRule, UndoRule, UndoRules
-from goex_tools.domains.http.send import HttpError, HttpStatusError, HttpUnreachable, State
+from goex_tools.domains.http.send import State
 from goex_tools.domains.http.tool import (
     TOOL,
     HttpTool,
-    InvalidHttpCall,
     UndoProposer,
     UndoVerifier,
 )

@@ -15,9 +15,10 @@ from urllib.parse import quote
 
 import httpx
 
+from goex_tools.domains.http.errors import HttpError, HttpStatusError
 from goex_tools.domains.http.fields import SERVER_MANAGED, WRITE_ONLY, found, get, rewrite, split
 from goex_tools.domains.http.rule import ChildRule, UndoRule
-from goex_tools.domains.http.send import HttpError, HttpStatusError, State, read_listing, read_state
+from goex_tools.domains.http.send import State, read_listing, read_state
 from goex_tools.domains.http.undo import ChildState, UndoCall, view
 from goex_tools.model import JSONDict
 from goex_tools.redaction import redact

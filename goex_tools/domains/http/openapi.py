@@ -32,17 +32,13 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 import yaml
 
+from goex_tools.domains.http.errors import OpenAPIError
 from goex_tools.domains.http.rule import TEMPLATE_PARAM, ChildRule, UndoRule
-from goex_tools.errors import GoexError
 
 JSONDoc = dict[str, Any]
 MAX_DEPTH = 8  # how deep schemas are walked for readOnly / writeOnly / id fields
 INFERENCE = "1"  # part of the cache key: change it when what is inferred changes
 CACHE_ENV = "GOEX_CACHE_DIR"
-
-
-class OpenAPIError(GoexError):
-    """A document that is not a usable OpenAPI 3 or Swagger 2.0 description."""
 
 
 def load_document(document: object) -> tuple[JSONDoc, str | None]:

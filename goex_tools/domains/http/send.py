@@ -17,6 +17,7 @@ import httpx
 from pydantic import BaseModel, Field
 
 from goex_tools.domains.http.call import HttpCall, HttpResult
+from goex_tools.domains.http.errors import HttpError, HttpStatusError, HttpUnreachable
 from goex_tools.domains.http.fields import get, rewrite, split
 from goex_tools.errors import GoexError, TransientError
 from goex_tools.redaction import redact
@@ -25,23 +26,6 @@ from goex_tools.secrets import SecretStore, cut_partial, placeholders
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 5.0  # seconds a compensation waits for a Retry-After before retrying
 DEFAULT_TIMEOUT = 30.0
-
-
-class HttpError(GoexError):
-    """A request that could not be sent or answered; the message is redacted."""
-
-
-class HttpUnreachable(HttpError):
-    """No answer: the connection failed or timed out (worth retrying for an undo)."""
-
-
-class HttpStatusError(HttpError):
-    """The service answered with an error status."""
-
-    def __init__(self, message: str, status_code: int, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.retry_after = retry_after
 
 
 CONDITIONAL = frozenset(

@@ -17,12 +17,12 @@ from pydantic import ValidationError
 
 from goex_tools.domains.http.before import Before, Fields, find_id, journalable, read_before
 from goex_tools.domains.http.call import SAFE_METHODS, HttpCall, HttpResult, not_json
+from goex_tools.domains.http.errors import HttpError, InvalidHttpCall
 from goex_tools.domains.http.fields import SERVER_MANAGED, get, kept_by_service, project, split
 from goex_tools.domains.http.fields import found as fields_found
 from goex_tools.domains.http.rules import RuleMatch, UndoRule, UndoRules, match_template
 from goex_tools.domains.http.send import (
     DEFAULT_TIMEOUT,
-    HttpError,
     State,
     client_for,
     open_response,
@@ -31,7 +31,6 @@ from goex_tools.domains.http.send import (
     status_error,
 )
 from goex_tools.domains.http.undo import ChildState, UndoCall, revert, unavailable, view
-from goex_tools.errors import GoexError
 from goex_tools.model import Compensation, Proposal, Reversibility
 from goex_tools.redaction import MASK, redact
 from goex_tools.runtime import StepHandle, execute
@@ -46,10 +45,6 @@ UndoVerifier = Callable[[HttpCall, Compensation], bool]
 """Says whether a proposed undo was verified (e.g. tested against a copy of the service)."""
 
 Source = Literal["registered", "openapi", "llm"]
-
-
-class InvalidHttpCall(GoexError):
-    """A call that cannot be sent as written; nothing was journaled or sent."""
 
 
 @dataclass(frozen=True)

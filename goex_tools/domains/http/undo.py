@@ -22,11 +22,11 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from goex_tools.domains.http.call import HttpCall
+from goex_tools.domains.http.errors import HttpError
 from goex_tools.domains.http.fields import project, rewrite
 from goex_tools.domains.http.rule import TEMPLATE_PARAM
 from goex_tools.domains.http.send import (
     DEFAULT_TIMEOUT,
-    HttpError,
     State,
     as_transient,
     check_status,
@@ -37,7 +37,6 @@ from goex_tools.domains.http.send import (
 )
 from goex_tools.errors import (
     CompensationConflict,
-    GoexError,
     InvalidCompensation,
     TransientError,
 )
@@ -225,7 +224,7 @@ def _conflict(args: RevertArgs, current: State) -> str | None:
 def _revert(raw: JSONDict, ctx: UndoContext) -> None:
     args = RevertArgs.model_validate(raw)
     if args.unavailable:
-        raise GoexError(f"this step cannot be undone: {args.unavailable}")
+        raise HttpError(f"this step cannot be undone: {args.unavailable}")
     missing = _unresolved(args)
     if missing:
         raise InvalidCompensation(
@@ -321,7 +320,7 @@ def _restore_children(
                     )
                 )
             if child.call is None:
-                raise GoexError(f"{child.url} was deleted with its parent and cannot be re-created")
+                raise HttpError(f"{child.url} was deleted with its parent and cannot be re-created")
             _send(client, args, child.call, headers, current, child.call.url == child.url)
             restored = args.read(client, child.url, headers)
             if not args.same(restored, child.state):
