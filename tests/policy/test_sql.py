@@ -7,7 +7,7 @@ PostgreSQL.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from goex_tools import ActionRefused, Journal
 from goex_tools.domains.sql import run_sql
 from goex_tools.policy import ApprovalRequest, Policy
 from tests.policy.sqlstate import seed, state
+from tests.sql.conftest import MYSQL_BINLOG_URL, mysql_database
 
 MakePolicy = Callable[..., Policy]
 
@@ -396,3 +397,41 @@ def test_sql_on_mysql_a_trigger_makes_the_tables_changed_unknown(
     ):
         run_sql("UPDATE items SET qty = 3 WHERE id = 2", mysql_url)
     assert state(mysql_url) == before
+
+
+@pytest.fixture
+def binlog_db() -> Iterator[str]:
+    """An empty database on the MySQL/MariaDB server with a row-based binary log."""
+    yield from mysql_database(MYSQL_BINLOG_URL, "")
+
+
+def test_sql_on_mysql_with_a_binary_log_the_dry_run_sees_trigger_writes(
+    binlog_db: str, sqlite_journal: Journal, policy_file: MakePolicy
+) -> None:
+    """With the rows read back from the binary log, the dry run knows which tables a trigger
+    writes: the rule on those tables decides, not "cannot be told"."""
+    seed(binlog_db)
+    engine = sa.create_engine(binlog_db)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER items_audit AFTER UPDATE ON items FOR EACH ROW "
+            "INSERT INTO audit_log (id, event) VALUES (NEW.id + 100, 'changed')"
+        )
+    engine.dispose()
+    before = state(binlog_db)
+    with (
+        goex.run("agent", journal=sqlite_journal, gate=policy_file(RULES)),
+        pytest.raises(ActionRefused, match=r"rule 'audit-is-append-only'"),
+    ):
+        run_sql("UPDATE items SET qty = 3 WHERE id = 2", binlog_db)
+    assert state(binlog_db) == before
+    engine = sa.create_engine(binlog_db)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER items_audit")
+    engine.dispose()
+    before = state(binlog_db)
+    with goex.run("agent", journal=sqlite_journal, gate=policy_file(RULES)) as run:
+        result = run_sql("UPDATE items SET qty = 3 WHERE id = 2", binlog_db)
+    assert result.reversible_by == "mysql-binlog-rows"
+    assert goex.rollback(run.id, journal=sqlite_journal).complete
+    assert state(binlog_db) == before

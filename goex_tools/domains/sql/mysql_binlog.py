@@ -24,6 +24,7 @@ import decimal
 import json
 import random
 import struct
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,7 @@ OPS.update({WRITE_V2: "insert", UPDATE_V2: "update", DELETE_V2: "delete"})
 MARIADB_GTID, MARIADB_ANNOTATE, MYSQL_GTID, ROWS_QUERY = 162, 160, 33, 29
 HARMLESS = {MARIADB_ANNOTATE, ROWS_QUERY, TABLE_MAP, MARIADB_GTID, MYSQL_GTID}
 HEADER = 19  # bytes of an event's common header
+EMPTY_SET = "empty set"  # pymysqlreplication's NONE_SOURCE.EMPTY_SET
 
 
 class Position(BaseModel):
@@ -235,7 +237,9 @@ def _stream(url: str, start: Position) -> Iterator[tuple[int, Any, bytes]]:
     try:
         while True:
             try:
-                event = stream.fetchone()
+                with warnings.catch_warnings():  # the reader connects with pymysql's old `db`
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    event = stream.fetchone()
             except pymysql.err.MySQLError as exc:
                 raise GoexError(f"reading the binary log failed: {exc.args[-1]}") from None
             if event is None:
@@ -284,11 +288,11 @@ def _rows(event: Any, raw: bytes, maps: dict[int, TableMap]) -> RowsEvent:
     end = event.event_size  # the body's size, without header and checksum
     while packet.read_bytes + 1 < end:
         at = packet.read_bytes
-        first = event._read_column_data(bitmaps[0])
+        first = _values(event, bitmaps[0])
         mid = packet.read_bytes
         image = raw[HEADER + at : HEADER + mid]
         if len(bitmaps) == 2:
-            second = event._read_column_data(bitmaps[1])
+            second = _values(event, bitmaps[1])
             after = raw[HEADER + mid : HEADER + packet.read_bytes]
             found.rows.append(Row(before=image, after=after, old=first, new=second))
         elif found.op == "insert":
@@ -298,18 +302,27 @@ def _rows(event: Any, raw: bytes, maps: dict[int, TableMap]) -> RowsEvent:
     return found
 
 
+def _values(event: Any, bitmap: bytes) -> dict[str, Any]:
+    """One image's values; an empty SET is an empty set (the decoder says None, as for NULL)."""
+    values: dict[str, Any] = event._read_column_data(bitmap)
+    for name, why in event._get_none_sources(values).items():
+        if why == EMPTY_SET:
+            values[name] = set()
+    return values
+
+
 # -- values, compared and shown ---------------------------------------------------------------
 
 # binlog column types (pymysqlreplication.constants.FIELD_TYPE)
-FLOAT, DOUBLE, BIT, JSON, ENUM, SET, NEWDECIMAL, DECIMAL = 4, 5, 16, 245, 247, 248, 246, 0
+FLOAT, DOUBLE, YEAR, BIT, JSON, ENUM, SET, STRING = 4, 5, 13, 16, 245, 247, 248, 254
 
 
 def canon(ftype: int, value: Any) -> Any:
     """A value in one comparable JSON form, whether it was decoded from the binary log or
     read with SQL: floats by their bits (the binary log holds FLOAT as 4 bytes), BIT as a
     number, SET as a sorted list, bytes as hex, times in ISO form."""
-    if value is None:
-        return None
+    if value is None or value == b"":
+        return None if value is None else ""  # the decoder gives an empty BLOB as ''
     if ftype == FLOAT:
         return ["f4", struct.pack("<f", float(value) or 0.0).hex()]  # SQL reads -0 as 0
     if ftype == DOUBLE:
@@ -330,6 +343,10 @@ def canon(ftype: int, value: Any) -> Any:
             return ["json", json.dumps(json.loads(value), sort_keys=True)]
         except ValueError:
             return value if isinstance(value, str) else ["b", value.hex()]
+    if ftype == STRING and isinstance(value, bytes):  # BINARY(n): the log drops the padding
+        return ["b", value.rstrip(b"\0").hex()]
+    if ftype == YEAR and value == 1900:  # the decoder adds 1900 to the stored 0 of YEAR 0000
+        return 0
     return plain(value)
 
 

@@ -384,7 +384,7 @@ def probe(args: JSONDict) -> EffectState:
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
-            prepared = {str(r[3]) for r in conn.exec_driver_sql("XA RECOVER").all()}
+            prepared = {_text(r[3]) for r in conn.exec_driver_sql("XA RECOVER").all()}
         if parsed.xid in prepared:
             _rollback_prepared(engine, parsed.xid)
             return EffectState.NOT_HAPPENED
@@ -412,3 +412,7 @@ def fate(url: str, start: Position, xid: str) -> EffectState:
         return EffectState.UNKNOWN  # the log is gone (purged) or unreadable: a person decides
     # never prepared: the session died before XA PREPARE, and the server rolled it back
     return EffectState.UNKNOWN if prepared else EffectState.NOT_HAPPENED
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes | bytearray) else str(value)
