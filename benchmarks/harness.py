@@ -57,13 +57,21 @@ def measure(
 
 
 def interleaved(
-    operations: list[Callable[[], Any]], *, rounds: int = 7, per_round: int = 1
+    operations: list[Callable[[], Any]],
+    *,
+    rounds: int = 7,
+    per_round: int = 1,
+    setups: list[Callable[[], Any] | None] | None = None,
 ) -> list[Timing]:
     """Time each operation once per round, in turn, so that load from elsewhere (and the
-    machine's state: caches, writeback) hits all of them alike, not the one measured last."""
+    machine's state: caches, writeback) hits all of them alike, not the one measured last.
+    `setups[i]`, if given, runs (untimed) before each timing of `operations[i]`."""
     samples: list[list[float]] = [[] for _ in operations]
+    prepare = setups or [None] * len(operations)
     for _ in range(rounds):
-        for operation, kept in zip(operations, samples, strict=True):
+        for operation, setup, kept in zip(operations, prepare, samples, strict=True):
+            if setup is not None:
+                setup()
             start = time.perf_counter()
             for _ in range(per_round):
                 operation()

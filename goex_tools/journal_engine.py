@@ -187,10 +187,13 @@ def create_schema(engine: Engine, metadata: sa.MetaData) -> None:
 
 def create_tables(conn: Connection, metadata: sa.MetaData) -> None:
     """Create `metadata`'s missing tables in the transaction `conn` is in, serialised between
-    processes on PostgreSQL (concurrent CREATE TABLEs of one name collide there)."""
+    processes on PostgreSQL (concurrent CREATE TABLEs of one name collide there). Indexes
+    listed in `metadata.info["added_indexes"]` are made on tables that predate them."""
     if conn.dialect.name == "postgresql":
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(SCHEMA_LOCK)))
     metadata.create_all(conn)
+    for index in metadata.info.get("added_indexes", ()):
+        index.create(conn, checkfirst=True)
 
 
 def missing_tables(engine: Engine, metadata: sa.MetaData) -> list[str]:

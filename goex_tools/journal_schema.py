@@ -40,6 +40,18 @@ steps_table = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# What a rollback counts in a run (is any effect left?) without reading the rows: SQLite
+# keeps a row's columns in order, so the status of a step whose inputs hold 256 KiB sits
+# past their overflow pages (a run of 32 such steps made `undo_step` of a small one 5x slower).
+run_status_index = sa.Index(
+    "ix_goex_steps_run_status",
+    steps_table.c.run_id,
+    steps_table.c.status,
+    steps_table.c.reversibility,
+)
+# Indexes added since journals were first written: made on a journal that predates them.
+metadata.info["added_indexes"] = [run_status_index]
+
 events_table = sa.Table(
     "goex_events",
     metadata,
