@@ -13,14 +13,14 @@ are irreversible (no row capture yet), and batches a ROLLBACK would not take bac
 """
 
 from goex_tools.domains.sql import compensations as _compensations  # registers the kinds
-from goex_tools.domains.sql.changes import ChangeSummary, RowChange, TableChanges
+from goex_tools.domains.sql.changes import ChangeSummary, ConfirmAnswer, RowChange, TableChanges
 from goex_tools.domains.sql.databases import DatabaseRef, register_database
+from goex_tools.domains.sql.errors import DeclinedByConfirm, InvalidSql, SqlError
 from goex_tools.domains.sql.functions import declare_safe_functions
 from goex_tools.domains.sql.results import StatementResult
-from goex_tools.domains.sql.statements import InvalidSql, Statement, classify
+from goex_tools.domains.sql.statements import Statement, classify
 from goex_tools.domains.sql.tool import (
     Confirm,
-    DeclinedByConfirm,
     Plan,
     SqlResult,
     plan,
@@ -33,11 +33,13 @@ del _compensations
 __all__ = [
     "ChangeSummary",
     "Confirm",
+    "ConfirmAnswer",
     "DatabaseRef",
     "DeclinedByConfirm",
     "InvalidSql",
     "Plan",
     "RowChange",
+    "SqlError",
     "SqlResult",
     "Statement",
     "StatementResult",
@@ -46,6 +48,6 @@ __all__ = [
     "declare_safe_functions",
     "plan",
     "propose",
-    "run_sql",
     "register_database",
+    "run_sql",
 ]

@@ -60,7 +60,9 @@ class ChangeSummary(BaseModel):
         }
 
 
-Decision = Literal["commit", "rollback"]
+ConfirmAnswer = Literal["commit", "rollback"]
+"""What a `run_sql` confirm callback may answer besides True/False."""
+Decision = ConfirmAnswer  # the former name; `goex_tools.Decision` is the policy decision
 E = TypeVar("E")
 T = TypeVar("T")
 

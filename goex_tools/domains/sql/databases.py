@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import URL, Engine
 
+from goex_tools.domains.sql.errors import SqlError
 from goex_tools.errors import GoexError
 from goex_tools.secrets import default_store, placeholders
 
@@ -75,7 +76,7 @@ def resolve(ref: DatabaseRef) -> str:
             "a rollback can find its credentials"
         )
     )
-    raise GoexError(f"no credentials for database {ref.url}: {where}")
+    raise SqlError(f"no credentials for database {ref.url}: {where}")
 
 
 def lookup(database: str | URL | Engine) -> tuple[str, DatabaseRef]:
@@ -92,7 +93,7 @@ def lookup(database: str | URL | Engine) -> tuple[str, DatabaseRef]:
     elif isinstance(database, str) and "://" not in database:
         from_env = os.environ.get(env_var(database))
         if from_env is None:
-            raise GoexError(
+            raise SqlError(
                 f"unknown database {database!r}: register_database({database!r}, url) "
                 f"or set {env_var(database)}"
             )
@@ -118,7 +119,7 @@ def env_var(name: str) -> str:
 def dialect_of(url: URL) -> str:
     dialect = DIALECTS.get(url.get_backend_name())
     if dialect is None:
-        raise GoexError(
+        raise SqlError(
             f"run_sql supports SQLite, PostgreSQL and MySQL/MariaDB, not {url.get_backend_name()!r}"
         )
     return dialect
@@ -128,19 +129,17 @@ def sqlite_path(url: str) -> str:
     """The file of an SQLite URL; in-memory databases cannot be rolled back later."""
     database = sa.engine.make_url(url).database
     if not database or database == ":memory:":
-        raise GoexError("run_sql needs an SQLite file: an in-memory database dies with its process")
+        raise SqlError("run_sql needs an SQLite file: an in-memory database dies with its process")
     return database
 
 
 def require_credentials(ref: DatabaseRef) -> None:
-    """Raises GoexError, before a write runs, when its undo could never reach the database:
+    """Raises SqlError, before a write runs, when its undo could never reach the database:
     a URL with a password, named nowhere (the journal keeps no password)."""
     try:
         resolve(ref)
     except GoexError as exc:
-        raise GoexError(
-            f"refused before it ran (its undo would need the password): {exc}"
-        ) from None
+        raise SqlError(f"refused before it ran (its undo would need the password): {exc}") from None
 
 
 def _registered_as(hidden: str) -> str | None:

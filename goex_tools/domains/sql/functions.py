@@ -21,8 +21,9 @@ from itertools import pairwise
 
 from sqlglot.tokenizer_core import TokenType
 
+from goex_tools.domains.sql.errors import InvalidSql
 from goex_tools.domains.sql.postgres import lookup
-from goex_tools.domains.sql.statements import SQLGLOT_DIALECTS, InvalidSql, Statement, tokens_of
+from goex_tools.domains.sql.statements import SQLGLOT_DIALECTS, Statement, tokens_of
 
 _declared: set[str] = set()
 

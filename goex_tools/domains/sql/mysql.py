@@ -26,10 +26,10 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from goex_tools.domains.sql.changes import ChangeSummary, TableChanges
+from goex_tools.domains.sql.errors import InvalidSql, SqlError
 from goex_tools.domains.sql.functions import called
 from goex_tools.domains.sql.results import StatementResult
-from goex_tools.domains.sql.statements import InvalidSql, Statement
-from goex_tools.errors import GoexError
+from goex_tools.domains.sql.statements import Statement
 
 TRANSACTIONAL_ENGINES = frozenset({"innodb", "rocksdb", "tokudb"})
 DDL_NOTE = (
@@ -86,7 +86,7 @@ def non_transactional(conn: Connection, statements: list[Statement]) -> list[str
 def refuse_confirm_without_rollback(tables: list[str]) -> None:
     """A confirm callback must not be offered a rollback that keeps the rows anyway."""
     if tables:
-        raise GoexError(
+        raise SqlError(
             f"{', '.join(tables)}: this engine has no transactions, so a confirm callback "
             f"could not roll the batch back; nothing was run (run it without confirm, or move "
             f"the table to InnoDB)"
@@ -169,7 +169,7 @@ def uncounted(conn: Connection, statements: list[Statement]) -> list[str]:
 def refuse_confirm_uncounted(reasons: list[str]) -> None:
     """A confirm callback must not approve a batch on counts that leave rows out."""
     if reasons:
-        raise GoexError(
+        raise SqlError(
             f"a confirm callback would see only the affected-row counts of each statement, "
             f"which leave out rows changed here by {'; '.join(reasons)}; nothing was run "
             f"(run it without confirm, where policy sees it as irreversible)"

@@ -33,7 +33,7 @@ import pymysql
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from goex_tools.errors import GoexError
+from goex_tools.domains.sql.errors import SqlError
 
 XA_PREFIX = "goex-"
 # binlog event types (the same numbers on MySQL and MariaDB)
@@ -122,7 +122,7 @@ def position(conn: Any) -> Position:
             cur.execute("SHOW BINARY LOG STATUS")
         found = cur.fetchone()
     if found is None:
-        raise GoexError("the server writes no binary log (SHOW MASTER STATUS is empty)")
+        raise SqlError("the server writes no binary log (SHOW MASTER STATUS is empty)")
     return Position(file=str(found[0]), pos=int(found[1]))
 
 
@@ -189,7 +189,7 @@ def connect_args(url: str) -> dict[str, Any]:
 def read_transaction(url: str, start: Position, xid: str) -> ReadBack:
     """The row events of the XA transaction `xid`, prepared after `start`.
 
-    Raises GoexError when they cannot all be read (purged, an event goex cannot read, an
+    Raises SqlError when they cannot all be read (purged, an event goex cannot read, an
     image that is not whole), saying why.
     """
     fde, checksum = b"", True
@@ -207,7 +207,7 @@ def read_transaction(url: str, start: Position, xid: str) -> ReadBack:
             events.append(_rows(event, raw, maps))
         elif kind == XA_PREPARE and event.xid == xid:
             if strange:
-                raise GoexError(
+                raise SqlError(
                     f"the binary log holds events of type {strange} in this batch, which goex "
                     f"cannot read (compressed or partial row events?), so it cannot be undone"
                 )
@@ -216,7 +216,7 @@ def read_transaction(url: str, start: Position, xid: str) -> ReadBack:
             continue
         elif kind not in HARMLESS:
             strange.append(kind)
-    raise GoexError(
+    raise SqlError(
         f"the binary log holds no prepared transaction {xid} after {start.file}:{start.pos}"
     )
 
@@ -241,7 +241,7 @@ def _stream(url: str, start: Position) -> Iterator[tuple[int, Any, bytes]]:
                     warnings.simplefilter("ignore", DeprecationWarning)
                     event = stream.fetchone()
             except pymysql.err.MySQLError as exc:
-                raise GoexError(f"reading the binary log failed: {exc.args[-1]}") from None
+                raise SqlError(f"reading the binary log failed: {exc.args[-1]}") from None
             if event is None:
                 return
             raw = bytes(event.packet.packet._data[1:])  # the event as logged (no OK byte)
@@ -267,10 +267,10 @@ def _table_map(event: Any, raw: bytes) -> TableMap:
 
 
 def _rows(event: Any, raw: bytes, maps: dict[int, TableMap]) -> RowsEvent:
-    """Split a rows event into its rows' images (bytes and decoded values). Raises GoexError
+    """Split a rows event into its rows' images (bytes and decoded values). Raises SqlError
     for an image that is not whole (a session that set binlog_row_image = MINIMAL)."""
     if event.table_id not in maps:
-        raise GoexError("a rows event without its table map in the binary log")
+        raise SqlError("a rows event without its table map in the binary log")
     packet = event.packet
     ncols = event.number_of_columns
     bitmaps = [event.columns_present_bitmap]
@@ -279,7 +279,7 @@ def _rows(event: Any, raw: bytes, maps: dict[int, TableMap]) -> RowsEvent:
     for bitmap in bitmaps:
         if any(not (bitmap[i // 8] >> (i % 8)) & 1 for i in range(ncols)):
             name = maps[event.table_id]
-            raise GoexError(
+            raise SqlError(
                 f"the binary log holds only some columns of {name.schema}.{name.table}'s rows "
                 f"(binlog_row_image is not FULL for this batch), so it cannot be undone"
             )

@@ -29,6 +29,7 @@ from sqlglot.errors import ParseError, TokenError
 from goex_tools.domains.sql import mysql, mysql_binlog
 from goex_tools.domains.sql.changes import Captured, Operation, RowChange
 from goex_tools.domains.sql.databases import DatabaseRef
+from goex_tools.domains.sql.errors import SqlError
 from goex_tools.domains.sql.mysql_binlog import Position, ReadBack, b64, canon, shown
 from goex_tools.domains.sql.quoting import pack, unpack
 from goex_tools.domains.sql.results import StatementResult, collect
@@ -181,7 +182,7 @@ class MysqlTransaction:
         try:
             why = mysql_binlog.capture_problem(self.conn)
             if why is not None:  # changed since the batch was planned
-                raise GoexError(f"its rows could not be read back ({why}); nothing was run")
+                raise SqlError(f"its rows could not be read back ({why}); nothing was run")
             with self.conn.cursor() as cur:
                 if lock_timeout is not None:
                     cur.execute(
@@ -345,7 +346,7 @@ def _refuse_cascades(engine: sa.Engine, read: ReadBack) -> None:
         for schema, table, op in sorted(touched):
             for child, rule, action in _actions(conn, f"{schema}.{table}"):
                 if (rule == "delete" and op == "delete") or (rule == "update" and op == "update"):
-                    raise GoexError(
+                    raise SqlError(
                         f"the batch {'deleted' if op == 'delete' else 'updated'} rows of "
                         f"{table}, whose foreign key from {child} acts ON {rule.upper()} "
                         f"{action}: MySQL/MariaDB do not write the rows such an action changes "

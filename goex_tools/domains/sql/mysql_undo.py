@@ -39,6 +39,7 @@ import sqlalchemy as sa
 
 from goex_tools.domains.sql.changes import conflict_report, unforceable_report, until_conflict
 from goex_tools.domains.sql.databases import resolve
+from goex_tools.domains.sql.errors import SqlError
 from goex_tools.domains.sql.mysql_binlog import FLOAT, HEADER, canon
 from goex_tools.domains.sql.mysql_capture import BinlogLog, BinlogRowsArgs, LoggedEvent
 from goex_tools.errors import CompensationConflict, GoexError, TransientError
@@ -91,7 +92,7 @@ def preview(chain: list[JSONDict]) -> list[list[str]]:
 def _log_of(parsed: BinlogRowsArgs) -> BinlogLog:
     log = parsed.unpacked()
     if log is None:
-        raise GoexError(
+        raise SqlError(
             "this batch's rows were never read back from the binary log (its process died "
             "first); run `goex recover`, which tells whether it committed"
         )
@@ -168,13 +169,13 @@ class _Table:
             )
             facts = cur.fetchall()
         if not facts:
-            raise GoexError(
+            raise SqlError(
                 f"table {logged.schema_}.{logged.table} no longer exists; its rows cannot be "
                 f"restored"
             )
         names = [str(f[0]) for f in facts]
         if names != logged.columns:
-            raise GoexError(
+            raise SqlError(
                 f"table {logged.schema_}.{logged.table} has other columns than when the step "
                 f"ran ({', '.join(names)} now, {', '.join(logged.columns)} then); its rows "
                 f"cannot be restored"
@@ -277,7 +278,7 @@ class _Table:
             if here[image] < n
         ]
         if problems and force:
-            raise GoexError(unforceable_report(problems))
+            raise SqlError(unforceable_report(problems))
         return problems
 
 
@@ -324,7 +325,7 @@ def _replay(conn: Any, log: BinlogLog, tables: dict[int, _Table], ops: list[Op])
             try:
                 cur.execute(f"BINLOG '{base64.b64encode(body).decode()}'")
             except pymysql.err.MySQLError as exc:
-                raise GoexError(_replay_error(exc)) from None
+                raise SqlError(_replay_error(exc)) from None
 
 
 def _replay_error(exc: pymysql.err.MySQLError) -> str:
@@ -405,7 +406,7 @@ def _check_foreign_keys(conn: Any, log: BinlogLog, tables: dict[int, _Table]) ->
                     cur, values, table.quoted, cols, (child, refs), name, "is still referenced"
                 )
     if broken:
-        raise GoexError(
+        raise SqlError(
             "the undo would break a foreign key, so it was not applied (force cannot override "
             "this): " + "; ".join(broken[:5])
         )

@@ -51,10 +51,10 @@ from goex_tools.domains.sql.changes import (
     RowChange,
 )
 from goex_tools.domains.sql.databases import DatabaseRef
+from goex_tools.domains.sql.errors import SqlError
 from goex_tools.domains.sql.postgres_lock_watch import LockWatch
 from goex_tools.domains.sql.quoting import ident, pack, unpack
 from goex_tools.domains.sql.results import StatementResult, collect
-from goex_tools.errors import GoexError
 from goex_tools.model import JSONDict
 from goex_tools.redaction import UNDO_HELD_A_SECRET, holds_secret
 
@@ -360,9 +360,9 @@ class SqlAlchemyTransaction:
             result = self.conn.exec_driver_sql(escaped(sql))
         except sa.exc.DBAPIError as exc:
             if self.watch is not None and self.watch.settle():
-                raise GoexError(self.watch.reason()) from None
+                raise SqlError(self.watch.reason()) from None
             if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
-                raise GoexError(_lock_timeout_message(self.lock_timeout, "the batch")) from None
+                raise SqlError(_lock_timeout_message(self.lock_timeout, "the batch")) from None
             raise
         if result.returns_rows:
             return collect(result, list(result.keys()), limit)
@@ -436,7 +436,7 @@ def _install_capture(
         txid, counters = _script(conn, "".join(f"{s};\n" for s in setup) + INSTALL)
     except Exception as exc:  # the driver's own error: the script ran on its cursor
         if getattr(exc, "sqlstate", None) == LOCK_NOT_AVAILABLE:
-            raise GoexError(_lock_timeout_message(lock_timeout, "row capture")) from None
+            raise SqlError(_lock_timeout_message(lock_timeout, "row capture")) from None
         diag = getattr(exc, "diag", None)
         if getattr(diag, "message_hint", None) != NOT_OWNED:
             raise
@@ -444,7 +444,7 @@ def _install_capture(
     else:
         return str(txid[0][0]), postgres_counters.counts(counters)
     more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
-    raise GoexError(
+    raise SqlError(
         "row capture creates triggers (living only inside the step's transaction) on every "
         "table, since any table may change by cascade or trigger, and dropping them needs "
         f"the tables' owner: this role does not own {', '.join(foreign[:3])}{more}; run "
@@ -464,21 +464,21 @@ def _finish_capture(
     conn: Connection, baseline: postgres_counters.Counts
 ) -> tuple[list[Any], list[Any]]:
     """Check the tuple counters against the log, drop the triggers and read the log and its
-    sample, in one round trip. Raises GoexError when the counters saw writes the log did not
+    sample, in one round trip. Raises SqlError when the counters saw writes the log did not
     (the caller rolls the batch back)."""
     counters, log, sample = _script(conn, FINISH)
     unseen = postgres_counters.unseen_writes(
         baseline, counters, ((r[0], r[1], r[2], int(r[3])) for r in log)
     )
     if unseen:
-        raise GoexError(postgres_counters.refusal(unseen))
+        raise SqlError(postgres_counters.refusal(unseen))
     inexact = [
         f"{s}.{t}"
         for s, t in sorted({(r[0], r[1]) for r in log if r[8]})
         if not _json_round_trips(conn, s, t)
     ]
     if inexact:
-        raise GoexError(
+        raise SqlError(
             f"{', '.join(inexact)}: a json value the batch changed has whitespace before or "
             f"after it, or is a string with escapes, which PostgreSQL drops or rewrites when "
             f"the row is rebuilt from its image, so the undo could not restore it exactly; "

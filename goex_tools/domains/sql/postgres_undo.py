@@ -37,6 +37,7 @@ from goex_tools.domains.sql.changes import (
     until_conflict,
 )
 from goex_tools.domains.sql.databases import resolve
+from goex_tools.domains.sql.errors import SqlError
 from goex_tools.domains.sql.postgres import LoggedRows, RestoreRowsArgs, engine_for
 from goex_tools.domains.sql.quoting import concat, ident
 from goex_tools.errors import CompensationConflict, GoexError, TransientError
@@ -68,7 +69,7 @@ def restore(args: JSONDict, force: bool, ctx: UndoContext | None = None) -> None
 
 
 def _undone_already(url: str, ctx: UndoContext) -> bool:
-    """Did an earlier undo of this step commit? Raises GoexError while one is in progress."""
+    """Did an earlier undo of this step commit? Raises SqlError while one is in progress."""
     noted = [
         e.detail.removeprefix(UNDO_TRANSACTION).strip()
         for e in ctx.journal.events(ctx.step.id)
@@ -84,7 +85,7 @@ def _undone_already(url: str, ctx: UndoContext) -> bool:
             for txid in noted
         ]
     if "in progress" in states:
-        raise GoexError(
+        raise SqlError(
             "an earlier undo of this step is still in progress on the server (its process "
             "died or hangs); run the rollback again once that transaction has ended"
         )
@@ -116,7 +117,7 @@ def preview(chain: list[JSONDict]) -> list[list[str]]:
 def _undo(conn: Connection, parsed: RestoreRowsArgs, force: bool) -> list[str]:
     """Undo the row log inside the caller's transaction, table by table; returns the
     conflicts (then, unless `force`, the rows are left half-undone: roll back). Raises
-    GoexError for a foreign key the undo would break."""
+    SqlError for a foreign key the undo would break."""
     _replica_role(conn)
     rows = parsed.unpacked()
     runs: dict[tuple[str, str], list[LoggedRows]] = {}
@@ -158,7 +159,7 @@ def _check_foreign_keys(
             touched[table.name].key = table.key
     broken = postgres_keys.violations(conn, touched)
     if broken:
-        raise GoexError(
+        raise SqlError(
             "the undo would break a foreign key, so it was not applied (force cannot override "
             "this): " + "; ".join(broken)
         )
@@ -193,7 +194,7 @@ class _Table:
             {"name": name},
         ).all()
         if not facts:
-            raise GoexError(f"table {schema}.{table} no longer exists; its rows cannot be restored")
+            raise SqlError(f"table {schema}.{table} no longer exists; its rows cannot be restored")
         return cls(
             name,
             [str(f[0]) for f in facts],
@@ -319,7 +320,7 @@ UNION ALL SELECT NULL, (SELECT count(*) FROM gone), (SELECT count(*) FROM taken)
             f"{self.name} row {v} was changed or deleted since the step" for v, *_ in missing if v
         ]
         if problems and force:
-            raise GoexError(unforceable_report(problems))
+            raise SqlError(unforceable_report(problems))
         gone, taken = missing[-1][1], missing[-1][2]
         if not problems and gone != taken:  # changed by someone while the undo ran
             raise CompensationConflict(
@@ -416,7 +417,7 @@ def _replica_role(conn: Connection) -> None:
             conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
         conn.exec_driver_sql("SET LOCAL extra_float_digits = 3")  # rows compared as text
     except sa.exc.DBAPIError as exc:
-        raise GoexError(
+        raise SqlError(
             "restoring rows exactly needs triggers and foreign-key actions off during the "
             "undo (SET session_replication_role = replica): grant it to this role "
             "(superuser, or on PostgreSQL 15+ GRANT SET ON PARAMETER session_replication_role)"

@@ -39,10 +39,11 @@ from goex_tools.domains.sql.changes import (
     until_conflict,
 )
 from goex_tools.domains.sql.databases import DatabaseRef, resolve, sqlite_path
+from goex_tools.domains.sql.errors import SqlError
 from goex_tools.domains.sql.quoting import ident, pack, unpack
 from goex_tools.domains.sql.results import StatementResult, collect
 from goex_tools.domains.sql.sqlite_keyless import KeylessRun
-from goex_tools.errors import CompensationConflict, GoexError
+from goex_tools.errors import CompensationConflict
 from goex_tools.model import JSONDict
 from goex_tools.redaction import UNDO_HELD_A_SECRET, holds_secret
 from goex_tools.registry import EffectState
@@ -341,7 +342,7 @@ def _check_null_keys(conn: apsw.Connection, before: dict[str, list[Row]]) -> Non
     now = _null_key_rows(conn)
     changed = sorted(t for t in set(now) | set(before) if now.get(t, []) != before.get(t, []))
     if changed:
-        raise GoexError(
+        raise SqlError(
             f"the batch wrote rows whose primary key is NULL in {', '.join(changed)} (SQLite "
             f"allows NULL there, outside INTEGER PRIMARY KEY and WITHOUT ROWID tables); the "
             f"session extension does not record such rows, so the batch could not be undone: "
@@ -436,9 +437,7 @@ def _apply_inverse(args: ChangesetArgs, force: bool, *, keep: bool) -> list[str]
         if keep and (force or not conflicts):
             conn.execute("COMMIT")
     except apsw.ConstraintError as exc:
-        raise GoexError(
-            f"the undo would break a constraint, so it was not applied: {exc}"
-        ) from None
+        raise SqlError(f"the undo would break a constraint, so it was not applied: {exc}") from None
     finally:
         if not conn.get_autocommit():
             conn.execute("ROLLBACK")
@@ -474,7 +473,7 @@ def _invert(conn: apsw.Connection, args: ChangesetArgs, force: bool, *, keep: bo
     """Apply the inverse inside the caller's transaction; returns the conflicts. Rows of
     tables without a primary key are the rows at their rowid only while they hold the step's
     values (VACUUM renumbers rowids): a deleted row whose rowid another row holds now is
-    re-added beside it, and one that changed since cannot be forced (raises GoexError)."""
+    re-added beside it, and one that changed since cannot be forced (raises SqlError)."""
     conflicts: list[str] = []
     changed_since: list[tuple[UpdatedRows, Row, Row]] = []  # (table, key, after)
     reported: set[tuple[str, Row]] = set()  # rows `_changed_since` already named
@@ -530,7 +529,7 @@ def _invert(conn: apsw.Connection, args: ChangesetArgs, force: bool, *, keep: bo
             flags=apsw.SQLITE_CHANGESETAPPLY_INVERT | apsw.SQLITE_CHANGESETAPPLY_FKNOACTION,
         )
     if force and unforceable:
-        raise GoexError(unforceable_report(unforceable))
+        raise SqlError(unforceable_report(unforceable))
     for table, values in readd:
         _add_row(conn, table, values)
     if force and changed_since:
@@ -542,7 +541,7 @@ def _invert(conn: apsw.Connection, args: ChangesetArgs, force: bool, *, keep: bo
     suspect = keep and (broken_keys or (force and bool(changed_since)))
     violations = _foreign_key_violations(conn) if suspect else []
     if violations or (keep and broken_keys):
-        raise GoexError(
+        raise SqlError(
             "the undo would break a foreign key, so it was not applied (force cannot "
             "override this): " + "; ".join(violations or conflicts[-3:])
         )

@@ -29,8 +29,8 @@ import apsw
 from pydantic import BaseModel
 
 from goex_tools.domains.sql.changes import SAMPLE_ROWS, unforceable_report
+from goex_tools.domains.sql.errors import SqlError
 from goex_tools.domains.sql.quoting import concat, ident, literal
-from goex_tools.errors import GoexError
 
 LOG = "goex_keyless"
 Operation = Literal["insert", "update", "delete"]
@@ -89,7 +89,7 @@ class Capture:
         conn.execute(";\n".join(statements))
 
     def runs(self) -> list[KeylessRun]:
-        """The log as runs (after the batch); raises GoexError if a table's row count says a
+        """The log as runs (after the batch); raises SqlError if a table's row count says a
         row was deleted without a trigger firing (see the module)."""
         if self._runs is None:
             self._runs = []
@@ -120,7 +120,7 @@ class Capture:
             moved[run.table] += {"insert": run.count, "delete": -run.count}.get(run.op, 0)
         wrong = [t for t, n in self._counted.items() if _count(self.conn, t) != n + moved[t]]
         if wrong:
-            raise GoexError(
+            raise SqlError(
                 f"rows of {', '.join(wrong)} (no primary key) were removed without a trigger "
                 f"firing (REPLACE over a UNIQUE index), so they were not recorded; the batch "
                 f"was rolled back, nothing changed"
@@ -134,7 +134,7 @@ def undo(
     after: dict[str, list[list[Any]]] | None = None,
 ) -> list[str]:
     """Undo the runs (inside the caller's transaction); returns the conflicts, changing
-    nothing of a table that has one. Raises GoexError for a conflict under `force`. A table
+    nothing of a table that has one. Raises SqlError for a conflict under `force`. A table
     whose rows are counted as before the step (`after`: the counts the step left, see
     `counts`) is not undone again: that is a conflict too (the caller may find the whole
     step undone already)."""
@@ -152,7 +152,7 @@ def undo(
         if not missing:
             _apply(conn, table, its)
     if conflicts and force:
-        raise GoexError(unforceable_report(conflicts))
+        raise SqlError(unforceable_report(conflicts))
     return conflicts
 
 

@@ -15,7 +15,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokenizer_core import Token, TokenType
 
-from goex_tools.errors import GoexError
+from goex_tools.domains.sql.errors import InvalidSql
 
 StatementKind = Literal["read", "write", "ddl", "other"]
 
@@ -49,10 +49,6 @@ LITERAL_ROWS = frozenset(
 TRANSACTION_WORDS = frozenset(
     {"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE", "XA"}
 )
-
-
-class InvalidSql(GoexError):
-    """SQL that cannot be parsed, or that run_sql must not run (transaction control)."""
 
 
 class Statement(BaseModel):

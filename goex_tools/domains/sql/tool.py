@@ -19,18 +19,19 @@ from pydantic import BaseModel, Field
 from sqlalchemy.engine import URL, Engine
 
 from goex_tools.domains.sql import batch_text, functions, mysql, mysql_capture, postgres, sqlite
-from goex_tools.domains.sql.changes import Captured, ChangeSummary, Decision, summarize
+from goex_tools.domains.sql.changes import Captured, ChangeSummary, ConfirmAnswer, summarize
 from goex_tools.domains.sql.databases import DatabaseRef, lookup, require_credentials
+from goex_tools.domains.sql.errors import DeclinedByConfirm
 from goex_tools.domains.sql.results import StatementResult
 from goex_tools.domains.sql.statements import Statement, classify
-from goex_tools.errors import GoexError
+from goex_tools.errors import InvalidArgument
 from goex_tools.model import Compensation, JSONDict, Proposal, Reversibility
 from goex_tools.runtime import StepHandle, execute
 
 TOOL = "run_sql"
 DOMAIN = "sql"
 RESULT_ROWS = 100
-Confirm = Callable[[ChangeSummary], Decision | bool]
+Confirm = Callable[[ChangeSummary], ConfirmAnswer | bool]
 
 
 class SqlResult(BaseModel):
@@ -41,10 +42,6 @@ class SqlResult(BaseModel):
     results: list[StatementResult] = Field(default_factory=list)
     changes: ChangeSummary | None = None
     message: str = ""
-
-
-class DeclinedByConfirm(GoexError):
-    """The confirm callback chose to roll the batch back; nothing reached the database."""
 
 
 class Transaction(Protocol):
@@ -256,11 +253,11 @@ def _open(how: Plan, url: str, lock_timeout: float | None) -> Transaction:
     )
 
 
-def _confirmed(answer: Decision | bool) -> bool:
+def _confirmed(answer: ConfirmAnswer | bool) -> bool:
     if isinstance(answer, bool):
         return answer
     if answer not in ("commit", "rollback"):
-        raise GoexError(f"a confirm callback answers 'commit' or 'rollback', not {answer!r}")
+        raise InvalidArgument(f"a confirm callback answers 'commit' or 'rollback', not {answer!r}")
     return answer == "commit"
 
 
