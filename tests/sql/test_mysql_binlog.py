@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from goex_tools.domains.sql import ChangeSummary, propose, run_sql
 from goex_tools.errors import GoexError, RollbackFailed
 from goex_tools.redaction import UNDO_HELD_A_SECRET, redactor
 from tests.sql.conftest import ROOT, dump_all, execute_script, run_killed
+from tests.sql.test_undo_crash import ROLLBACK
 
 
 def undone(url: str, journal: Journal, batch: str, **kwargs: Any) -> goex.Step:
@@ -34,6 +36,23 @@ def undone(url: str, journal: Journal, batch: str, **kwargs: Any) -> goex.Step:
     assert goex.rollback(run.id, journal=journal).complete
     assert dump_all(url) == before
     return step
+
+
+def purge_logs(url: str) -> None:
+    """Rotate the binary log and purge every file but the new one (the server keeps a file
+    until its transactions are checkpointed: try again until it is gone)."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        for _ in range(100):
+            conn.exec_driver_sql("FLUSH BINARY LOGS")
+            current = conn.exec_driver_sql("SHOW MASTER STATUS").one()[0]
+            conn.exec_driver_sql(f"PURGE BINARY LOGS TO '{current}'")
+            if [r[0] for r in conn.exec_driver_sql("SHOW BINARY LOGS")] == [current]:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the server kept its old binary logs")
+    engine.dispose()
 
 
 def prepared(url: str) -> list[str]:
@@ -257,6 +276,23 @@ def test_mysql_cascade_set_off_by_a_trigger_rolls_the_batch_back(
     assert prepared(binlog_url) == []
 
 
+def test_mysql_a_function_switching_off_the_binary_log_fails_the_batch(
+    binlog_url: str, journal: Journal
+) -> None:
+    """The server refuses sql_log_bin (and binlog_format) changes inside a stored function
+    or a transaction, so a batch cannot write rows the binary log misses."""
+    execute_script(
+        binlog_url,
+        "CREATE FUNCTION quiet() RETURNS int DETERMINISTIC "
+        "BEGIN SET sql_log_bin = 0; INSERT INTO tags VALUES ('quiet', 0); RETURN 1; END;",
+    )
+    before = dump_all(binlog_url)
+    with goex.run("agent", journal=journal), pytest.raises(sa.exc.OperationalError):
+        run_sql("UPDATE orders SET amount = quiet() WHERE id = 1", binlog_url)
+    assert dump_all(binlog_url) == before
+    assert prepared(binlog_url) == []
+
+
 def test_mysql_a_function_setting_minimal_images_is_refused(
     binlog_url: str, journal: Journal
 ) -> None:
@@ -312,12 +348,7 @@ def test_mysql_undo_from_another_process_after_the_log_is_purged(
     before = dump_all(binlog_url)
     with goex.run("agent", journal=journal) as run:
         run_sql("UPDATE customers SET tier = 'vip', photo = x'0102'", binlog_url)
-    execute_script(binlog_url, "FLUSH BINARY LOGS;")
-    engine = sa.create_engine(binlog_url, poolclass=sa.pool.NullPool)
-    with engine.connect() as conn:
-        current = conn.exec_driver_sql("SHOW MASTER STATUS").one()[0]
-        conn.exec_driver_sql(f"PURGE BINARY LOGS TO '{current}'")
-    engine.dispose()
+    purge_logs(binlog_url)
     done = subprocess.run(
         [sys.executable, "-m", "goex_tools.cli", "--journal", journal.url, "rollback", run.id],
         cwd=ROOT,
@@ -386,14 +417,41 @@ def test_mysql_killed_after_commit_is_applied_by_recover_and_undone(
 def test_mysql_crash_whose_log_is_purged_stays_unknown(binlog_url: str, journal: Journal) -> None:
     """Committed, but the binary log that says so is gone: recover does not guess."""
     run_killed(AGENT, journal.url, binlog_url, "after_commit")
-    execute_script(binlog_url, "FLUSH BINARY LOGS;")
-    engine = sa.create_engine(binlog_url, poolclass=sa.pool.NullPool)
-    with engine.connect() as conn:
-        current = conn.exec_driver_sql("SHOW MASTER STATUS").one()[0]
-        conn.exec_driver_sql(f"PURGE BINARY LOGS TO '{current}'")
-    engine.dispose()
+    purge_logs(binlog_url)
     [outcome] = goex.recover(journal)
     assert outcome.resolution == "unknown"
     [run] = journal.list_runs()
     [step] = journal.steps(run.id)
     assert step.status is StepStatus.PENDING
+
+
+def test_mysql_undo_killed_after_its_commit_runs_again_as_a_no_op(
+    binlog_url: str, journal: Journal
+) -> None:
+    """The undo is an XA transaction noted in the journal once prepared: killed between its
+    commit and the `compensated` mark, the next rollback finds it committed and does nothing
+    (instead of stopping on a conflict with goex's own changes)."""
+    before = dump_all(binlog_url)
+    with goex.run("undone twice", journal=journal) as run:
+        run_sql("UPDATE orders SET status = 'held' WHERE id = 2; DELETE FROM tags", binlog_url)
+    run_killed(ROLLBACK, run.id, journal.url)
+    assert dump_all(binlog_url) == before  # the undo committed
+    [step] = journal.steps(run.id)
+    assert step.status is StepStatus.COMPENSATING
+    [outcome] = goex.recover(journal)
+    assert outcome.resolution == "released"
+    assert goex.rollback(run.id, journal=journal).complete
+    assert dump_all(binlog_url) == before
+    assert journal.get_step(step.id).status is StepStatus.COMPENSATED
+
+
+def test_mysql_batch_failing_half_way_changes_nothing(binlog_url: str, journal: Journal) -> None:
+    before = dump_all(binlog_url)
+    batch = "DELETE FROM order_lines WHERE order_id = 1; INSERT INTO orders (id, customer_id, "
+    batch += "amount) VALUES (1, 1, 0)"
+    with goex.run("half", journal=journal) as run, pytest.raises(sa.exc.IntegrityError):
+        run_sql(batch, binlog_url)
+    assert dump_all(binlog_url) == before
+    [step] = journal.steps(run.id)
+    assert step.status is StepStatus.FAILED
+    assert prepared(binlog_url) == []

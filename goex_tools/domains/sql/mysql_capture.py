@@ -42,6 +42,7 @@ from goex_tools.registry import EffectState
 MECHANISM = "mysql-binlog-rows"
 KIND = "sql.mysql_binlog_rows"
 ACTIONS = ("CASCADE", "SET NULL", "SET DEFAULT")
+SESSION_LOGS = "SELECT @@session.sql_log_bin, @@session.binlog_format, @@session.binlog_row_image"
 
 
 class LoggedTable(BaseModel):
@@ -203,8 +204,12 @@ class MysqlTransaction:
         return BinlogRowsArgs(database=ref, xid=self.xid, start=self.start).model_dump(mode="json")
 
     def execute(self, sql: str, limit: int) -> StatementResult:
+        """Run one statement; its errors are SQLAlchemy's (as on the other paths)."""
         with self.conn.cursor() as cur:
-            cur.execute(sql)
+            try:
+                cur.execute(sql)
+            except pymysql.err.Error as exc:
+                raise sa.exc.DBAPIError.instance(sql, None, exc, pymysql.err.Error) from None
             if cur.description:
                 columns = [d[0] for d in cur.description]
                 return collect(cur.fetchall(), columns, limit)
@@ -214,6 +219,13 @@ class MysqlTransaction:
         """XA END, XA PREPARE, and the batch's events as the binary log holds them."""
         if self._read is None:
             with self.conn.cursor() as cur:
+                cur.execute(SESSION_LOGS)  # a stored function may have switched them
+                if tuple(str(v).upper() for v in cur.fetchone()) != ("1", "ROW", "FULL"):
+                    raise SqlError(
+                        "the batch switched its session's binary logging (sql_log_bin, "
+                        "binlog_format or binlog_row_image), so its rows cannot all be read "
+                        "back; it was rolled back, nothing changed"
+                    )
                 cur.execute(f"XA END '{self.xid}'")
                 self.state = "ended"
                 cur.execute(f"XA PREPARE '{self.xid}'")
@@ -385,7 +397,7 @@ def probe(args: JSONDict) -> EffectState:
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
-            prepared = {_text(r[3]) for r in conn.exec_driver_sql("XA RECOVER").all()}
+            prepared = {text_of(r[3]) for r in conn.exec_driver_sql("XA RECOVER").all()}
         if parsed.xid in prepared:
             _rollback_prepared(engine, parsed.xid)
             return EffectState.NOT_HAPPENED
@@ -415,5 +427,5 @@ def fate(url: str, start: Position, xid: str) -> EffectState:
     return EffectState.UNKNOWN if prepared else EffectState.NOT_HAPPENED
 
 
-def _text(value: Any) -> str:
+def text_of(value: Any) -> str:
     return value.decode() if isinstance(value, bytes | bytearray) else str(value)

@@ -31,7 +31,7 @@ import struct
 import zlib
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import pymysql
@@ -40,11 +40,17 @@ import sqlalchemy as sa
 from goex_tools.domains.sql.changes import conflict_report, unforceable_report, until_conflict
 from goex_tools.domains.sql.databases import resolve
 from goex_tools.domains.sql.errors import SqlError
-from goex_tools.domains.sql.mysql_binlog import FLOAT, HEADER, canon
-from goex_tools.domains.sql.mysql_capture import BinlogLog, BinlogRowsArgs, LoggedEvent
+from goex_tools.domains.sql.mysql_binlog import FLOAT, HEADER, Position, canon, new_xid, position
+from goex_tools.domains.sql.mysql_capture import (
+    BinlogLog,
+    BinlogRowsArgs,
+    LoggedEvent,
+    fate,
+    text_of,
+)
 from goex_tools.errors import CompensationConflict, GoexError, TransientError
 from goex_tools.model import JSONDict
-from goex_tools.registry import UndoContext
+from goex_tools.registry import EffectState, UndoContext
 
 STMT_END, NO_FOREIGN_KEY_CHECKS = 0x0001, 0x0002
 TYPES = {
@@ -54,19 +60,66 @@ TYPES = {
 EVENT_BYTES = 1 << 20  # rows per replayed event, at most
 STATEMENT_BYTES = 4 << 20  # events per BINLOG statement, at most (max_allowed_packet: 16 MB+)
 CHUNK = 500  # keys per query
+UNDO_TRANSACTION = "undo transaction"  # a journal event: the undo's XA id, once prepared
 Op = tuple[int, str, list[bytes]]  # table id, operation, row payloads (update: both images)
 
 
 def restore(args: JSONDict, force: bool, ctx: UndoContext | None = None) -> None:
-    """Undo a committed batch's rows in one transaction (the compensation)."""
+    """Undo a committed batch's rows in one transaction (the compensation).
+
+    With `ctx`, the undo runs as an XA transaction whose id is noted in the step's journal
+    events once prepared, before its commit; an undo finding an earlier one of its own
+    committed does nothing (its process died between that commit and the journal's
+    `compensated` mark), and one left prepared is committed (it had been decided)."""
     parsed = BinlogRowsArgs.model_validate(args)
     log = _log_of(parsed)
-    with _session(resolve(parsed.database)) as conn:
+    url = resolve(parsed.database)
+    if ctx is not None and _undone_already(url, ctx):
+        return
+    xid = new_xid() if ctx is not None else None
+    with _session(url, xid) as conn:
         conflicts = _undo(conn, log, force)
         if conflicts and not force:
-            conn.rollback()
             raise CompensationConflict(conflict_report(conflicts))
-        conn.commit()
+        if ctx is None or xid is None:
+            conn.commit()
+            return
+        start = position(conn)
+        with conn.cursor() as cur:
+            cur.execute(f"XA END '{xid}'")
+            cur.execute(f"XA PREPARE '{xid}'")
+        ctx.journal.note(ctx.step.id, f"{UNDO_TRANSACTION} {xid} {start.file} {start.pos}")
+        with conn.cursor() as cur:
+            cur.execute(f"XA COMMIT '{xid}'")
+
+
+def _undone_already(url: str, ctx: UndoContext) -> bool:
+    """Did an earlier undo of this step commit? Raises SqlError when nobody can tell."""
+    noted = [
+        e.detail.removeprefix(UNDO_TRANSACTION).split()
+        for e in ctx.journal.events(ctx.step.id)
+        if e.detail.startswith(UNDO_TRANSACTION)
+    ]
+    for xid, file, pos in noted:
+        with _session(url, None) as conn, conn.cursor() as cur:
+            cur.execute("XA RECOVER")
+            left = {text_of(r[3]) for r in cur.fetchall()}
+            conn.rollback()
+        if xid in left:  # prepared, decided, never committed: finish it
+            with _session(url, None) as conn, conn.cursor() as cur:
+                conn.rollback()
+                conn.autocommit(True)
+                cur.execute(f"XA COMMIT '{xid}'")
+            return True
+        state = fate(url, Position(file=file, pos=int(pos)), xid)
+        if state is EffectState.HAPPENED:
+            return True
+        if state is EffectState.UNKNOWN:
+            raise SqlError(
+                f"an earlier undo of this step ({xid}) may have committed, and the binary log "
+                f"that would say so is gone; check the rows and mark the step by hand"
+            )
+    return False
 
 
 def preview(chain: list[JSONDict]) -> list[list[str]]:
@@ -100,8 +153,9 @@ def _log_of(parsed: BinlogRowsArgs) -> BinlogLog:
 
 
 @contextmanager
-def _session(url: str) -> Iterator[Any]:
-    """A pymysql connection in a transaction, TIMESTAMPs in UTC (as the binary log's)."""
+def _session(url: str, xid: str | None = None) -> Iterator[Any]:
+    """A pymysql connection in a transaction (XA `xid`, if given), TIMESTAMPs in UTC (as
+    the binary log's)."""
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
         raw = engine.raw_connection()
@@ -113,17 +167,31 @@ def _session(url: str) -> Iterator[Any]:
         conn.autocommit(False)
         with conn.cursor() as cur:
             cur.execute("SET SESSION time_zone = '+00:00'")
-            cur.execute("START TRANSACTION")
+            cur.execute(f"XA START '{xid}'" if xid else "START TRANSACTION")
         yield conn
     except pymysql.err.OperationalError as exc:
-        conn.rollback()
+        _abandon(conn, xid)
         raise TransientError(f"database connection failed: {exc.args[-1]}") from None
     except BaseException:
-        conn.rollback()
+        _abandon(conn, xid)
         raise
     finally:
         raw.close()
         engine.dispose()
+
+
+def _abandon(conn: Any, xid: str | None) -> None:
+    """Roll back whatever the session holds (an XA transaction in any state)."""
+    try:
+        if xid is None:
+            conn.rollback()
+            return
+        with conn.cursor() as cur:
+            with suppress(pymysql.err.MySQLError):  # already ended or prepared
+                cur.execute(f"XA END '{xid}'")
+            cur.execute(f"XA ROLLBACK '{xid}'")
+    except pymysql.err.MySQLError:
+        pass  # the connection is gone: the server rolls back what was not prepared
 
 
 def _undo(conn: Any, log: BinlogLog, force: bool) -> list[str]:
