@@ -77,6 +77,7 @@ __all__ = [
     "StepStatus",
     "TransientError",
     "UndoContext",
+    "__version__",
     "action",
     "call_compensation",
     "current_run",

@@ -25,6 +25,24 @@ from __future__ import annotations
 
 from goex_tools.model import RollbackReport
 
+__all__ = [
+    "ActionRefused",
+    "BudgetSpent",
+    "CompensationConflict",
+    "GoexError",
+    "InvalidArgument",
+    "InvalidCompensation",
+    "JournalDetached",
+    "JournalError",
+    "JournalNotFound",
+    "JournalUnavailable",
+    "NotFound",
+    "RollbackFailed",
+    "RunClosed",
+    "StaleTransition",
+    "TransientError",
+]
+
 
 class GoexError(Exception):
     """Base of every goex-tools error."""

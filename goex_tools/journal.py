@@ -61,6 +61,15 @@ from goex_tools.model import (
 )
 from goex_tools.redaction import UNDO_HELD_A_SECRET, redact
 
+__all__ = [
+    "DEFAULT_PATH",
+    "URL_ENV",
+    "Journal",
+    "Move",
+    "default_url",
+    "get_journal",
+]
+
 DEFAULT_PATH = Path(".goex") / "journal.db"
 URL_ENV = "GOEX_JOURNAL_URL"
 

@@ -13,14 +13,37 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+__all__ = [
+    "CLOSED_RUN_STATUSES",
+    "UNDOABLE_STATUSES",
+    "Compensation",
+    "Decision",
+    "Event",
+    "JSONDict",
+    "Outcome",
+    "Proposal",
+    "Reversibility",
+    "RollbackReport",
+    "Run",
+    "RunStatus",
+    "Step",
+    "StepOutcome",
+    "StepStatus",
+    "new_id",
+    "utcnow",
+    "weaker",
+]
+
 JSONDict = dict[str, Any]
 
 
 def utcnow() -> datetime:
+    """Now, as an aware UTC datetime (every journaled time is one)."""
     return datetime.now(UTC)
 
 
 def new_id() -> str:
+    """A new run or step id: 32 hex digits, unique across processes and machines."""
     return uuid.uuid4().hex
 
 

@@ -34,6 +34,20 @@ from goex_tools.thread_view import ThreadView as ThreadView
 from goex_tools.thread_view import rewind as rewind
 from goex_tools.thread_view import thread as thread
 
+__all__ = [
+    "Change",
+    "RunView",
+    "ThreadView",
+    "call_order",
+    "change_of",
+    "rewind",
+    "rollback",
+    "show",
+    "shown_steps",
+    "step_numbers",
+    "thread",
+]
+
 COLUMNS = ("#", "tool", "domain", "status", "what changed", "undo")
 _EFFECTS = frozenset(  # steps that changed the world (and may have been undone since)
     {
@@ -189,6 +203,9 @@ def rollback(
 
 
 class Change(NamedTuple):
+    """What a step changed, as the notebook shows it: a one-line `summary` and a `detail` (a
+    unified diff, rows before and after)."""
+
     summary: str  # one line
     detail: str = ""  # e.g. a unified diff
 

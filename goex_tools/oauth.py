@@ -54,6 +54,20 @@ from goex_tools.secrets import (
     register,
 )
 
+__all__ = [
+    "DEFAULT_TOKENS",
+    "TOKENS_ENV",
+    "Flow",
+    "Grant",
+    "OAuthClient",
+    "OAuthSource",
+    "TokenStore",
+    "Tokens",
+    "grants",
+    "login",
+    "logout",
+]
+
 Flow = Literal["authorization_code", "device_code", "client_credentials"]
 TOKENS_ENV = "GOEX_TOKENS_FILE"
 DEFAULT_TOKENS = Path(".goex") / "tokens.json"
@@ -105,6 +119,9 @@ class OAuthClient(BaseModel):
 
 
 class Tokens(BaseModel):
+    """An OAuth2 grant's tokens as the token endpoint gave them (`expires_at` in seconds since
+    the epoch); `fresh()` says whether the access token can still be sent."""
+
     access_token: str
     token_type: str = "Bearer"
     refresh_token: str | None = None

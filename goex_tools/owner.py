@@ -21,11 +21,23 @@ from enum import StrEnum
 from functools import cache
 from pathlib import Path
 
+__all__ = [
+    "Identity",
+    "Liveness",
+    "Verdict",
+    "liveness",
+    "owner_tag",
+    "parse",
+]
+
 INIT_PID_NAMESPACE = 0xEFFFFFFC  # the initial pid namespace's inode (PROC_PID_INIT_INO)
 PROC = Path("/proc")
 
 
 class Liveness(StrEnum):
+    """Whether a run's owner process still runs: alive, dead, or unknown (another machine,
+    another PID namespace, a tag too old to tell)."""
+
     ALIVE = "alive"
     DEAD = "dead"
     UNKNOWN = "unknown"
@@ -41,6 +53,9 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Identity:
+    """A process, told apart from any other that reuses its pid: host, pid, boot id, PID and
+    time namespaces and start time. `tag()` is what the journal records as a run's owner."""
+
     host: str
     pid: int
     boot: str = ""

@@ -18,6 +18,8 @@ from goex_tools.model import Reversibility, Step, StepStatus
 from goex_tools.owner import Liveness, liveness
 from goex_tools.registry import EffectState, registry
 
+__all__ = ["RecoveryOutcome", "Resolution", "recover", "settle"]
+
 Resolution = Literal["applied", "failed", "released", "unknown", "alive"]
 
 

@@ -12,6 +12,15 @@ from typing import Any
 
 from goex_tools.secret_forms import Masker
 
+__all__ = [
+    "MASK",
+    "UNDO_HELD_A_SECRET",
+    "Redactor",
+    "holds_secret",
+    "redact",
+    "redactor",
+]
+
 MASK = "[REDACTED]"
 _MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary text everywhere
 
@@ -57,6 +66,7 @@ redactor = Redactor()
 
 
 def redact(data: Any) -> Any:
+    """`data` (text, bytes, or JSON-like containers) with every registered secret value masked."""
     return redactor.redact(data)
 
 

@@ -34,6 +34,24 @@ from goex_tools.owner import owner_tag as owner_tag  # re-exported: its old home
 from goex_tools.redaction import redact
 from goex_tools.registry import EffectState, registry
 
+__all__ = [
+    "OUTPUT_LIMIT",
+    "Gate",
+    "RunContext",
+    "StepHandle",
+    "activate",
+    "current_run",
+    "current_step_id",
+    "execute",
+    "get_journal",
+    "is_pause",
+    "owner_tag",
+    "parent_step",
+    "register_pause",
+    "run",
+    "summarize",
+]
+
 T = TypeVar("T")
 OUTPUT_LIMIT = 4000  # characters of a result kept in the journal
 
@@ -336,6 +354,7 @@ def run(
 
 
 def current_run() -> RunContext | None:
+    """The run the caller is inside (`with goex.run(...)`), or None."""
     return _current_run.get()
 
 

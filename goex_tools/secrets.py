@@ -35,6 +35,30 @@ from urllib.parse import quote
 from goex_tools.errors import ActionRefused, GoexError
 from goex_tools.redaction import redact, redactor
 
+__all__ = [
+    "DEFAULT_FILE",
+    "ENV_PREFIX",
+    "FILE_ENV",
+    "KEYRING_SERVICE",
+    "MIN_LENGTH",
+    "PLACEHOLDER",
+    "EnvSource",
+    "FileSource",
+    "KeyringSource",
+    "Secret",
+    "SecretError",
+    "SecretNotAllowed",
+    "SecretSource",
+    "SecretStore",
+    "cut_partial",
+    "default_store",
+    "map_strings",
+    "placeholders",
+    "read_owner_only",
+    "redact_log_records",
+    "register",
+]
+
 PLACEHOLDER = re.compile(r"\{\{\s*secret:([A-Za-z0-9_.-]+)\s*\}\}")
 ENV_PREFIX = "GOEX_SECRET_"
 FILE_ENV = "GOEX_SECRETS_FILE"
@@ -53,6 +77,9 @@ class SecretNotAllowed(ActionRefused):
 
 @dataclass(frozen=True)
 class Secret:
+    """A secret's value, the hosts it may be sent to, and the source that gave it; its repr
+    never shows the value."""
+
     name: str
     value: str
     hosts: tuple[str, ...]

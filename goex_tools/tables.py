@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Sequence
 
+__all__ = ["html_table"]
+
 
 def html_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     """`title` in bold above a table of `rows` under `columns`, every value escaped."""

@@ -73,6 +73,9 @@ class ApprovalRequest:
 
 
 class Approver(Protocol):
+    """Asked before an action policy marks `ask`: returns True to approve, False to refuse
+    (`ConsolePrompt`, `WebApprover`, or any callable taking an `ApprovalRequest`)."""
+
     def __call__(self, request: ApprovalRequest) -> bool: ...
 
 

@@ -43,6 +43,8 @@ METERED = ("rows_changed", "bytes_written")  # known only once the effect is wor
 
 
 class Usage(BaseModel):
+    """What a run used of its budgets: steps, rows changed, bytes written, HTTP calls."""
+
     steps: int = 0
     rows_changed: int = 0
     bytes_written: int = 0

@@ -82,6 +82,9 @@ class SandboxCeilings(_Strict):
 
 
 class FsPolicy(_Strict):
+    """The `fs` section: path and command rules, network access, sandbox requirement,
+    limits' ceilings and the docker images run_shell may use."""
+
     default: Verdict | None = None
     rules: list[FsRule] = Field(default_factory=list)
     network: Verdict = "refuse"  # run_shell asking for network access
@@ -91,12 +94,16 @@ class FsPolicy(_Strict):
 
 
 class SqlPolicy(_Strict):
+    """The `sql` section: statement kind and table rules, and the rows one action may change."""
+
     default: Verdict | None = None
     rules: list[SqlRule] = Field(default_factory=list)
     max_rows_changed: int | None = Field(default=None, ge=0)  # per action, measured in a dry run
 
 
 class HttpPolicy(_Strict):
+    """The `http` section: host, method and path rules."""
+
     default: Verdict | None = None
     rules: list[HttpRule] = Field(default_factory=list)
 

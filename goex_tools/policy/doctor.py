@@ -21,16 +21,29 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+__all__ = [
+    "Check",
+    "DoctorReport",
+    "Status",
+    "doctor",
+    "sandbox_problem",
+    "sandbox_works",
+]
+
 Status = Literal["ok", "warn", "fail"]
 
 
 class Check(BaseModel):
+    """One check of `goex doctor`: its name, `ok`/`warn`/`fail`, and what it found."""
+
     name: str
     status: Status
     detail: str
 
 
 class DoctorReport(BaseModel):
+    """Every check `doctor()` ran; `ok` is False if any failed."""
+
     checks: list[Check]
 
     @property
@@ -53,6 +66,7 @@ def sandbox_problem(backend: str) -> str | None:
 
 
 def sandbox_works(backend: str) -> bool:
+    """Whether the sandbox `backend` can run a command on this machine (`sandbox_problem`)."""
     return sandbox_problem(backend) is None
 
 

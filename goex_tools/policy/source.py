@@ -45,7 +45,11 @@ class PolicySource:
 
 
 def load_policy(path: str | Path) -> PolicySource:
-    """Read and validate a policy file; `.toml` is TOML, anything else YAML."""
+    """Read and validate a policy file; `.toml` is TOML, anything else YAML.
+
+    Raises:
+        PolicyError: the file cannot be read, parsed or validated (each problem with its line).
+    """
     file = Path(path)
     try:
         text = file.read_text()
@@ -56,6 +60,15 @@ def load_policy(path: str | Path) -> PolicySource:
 
 
 def parse_policy(text: str, *, name: str = "<policy>", kind: str = "yaml") -> PolicySource:
+    """Validate a policy given as text.
+
+    - `text`: the policy, YAML or TOML;
+    - `name`: what problems are reported against (`name:line`), such as the file's path;
+    - `kind`: `"yaml"` or `"toml"`.
+
+    Raises:
+        PolicyError: the text cannot be parsed or does not validate (each problem with its line).
+    """
     data, lines = _parse_toml(text, name) if kind == "toml" else _parse_yaml(text, name)
     try:
         config = PolicyConfig.model_validate(data)

@@ -7,7 +7,7 @@ writes the workspace itself; goex-tools reads the overlay's upper layer to learn
 
 from __future__ import annotations
 
-from goex_tools.errors import InvalidArgument
+from goex_tools.errors import InvalidArgument as _InvalidArgument
 from goex_tools.sandbox.base import (
     Execution,
     Layers,
@@ -28,14 +28,14 @@ def get_sandbox(name: str = DEFAULT, *, image: str | None = None) -> Sandbox:
     """The backend called `name`: "bwrap", "docker" or "none"; `image`: the docker
     backend's image (default `DEFAULT_IMAGE`), which only it takes."""
     if image is not None and name != "docker":
-        raise InvalidArgument(f"an image is for the docker sandbox, not {name!r}")
+        raise _InvalidArgument(f"an image is for the docker sandbox, not {name!r}")
     if name == "bwrap":
         return BwrapSandbox()
     if name == "docker":
         return DockerSandbox(image)
     if name == "none":
         return NoSandbox()
-    raise InvalidArgument(f"unknown sandbox {name!r}; choose one of {', '.join(BACKENDS)}")
+    raise _InvalidArgument(f"unknown sandbox {name!r}; choose one of {', '.join(BACKENDS)}")
 
 
 def available_backends() -> dict[str, str | None]:

@@ -31,6 +31,9 @@ from goex_tools.sandbox.resources import Cgroup, exceeded, wrap
 
 
 class BwrapSandbox:
+    """Runs a command under bubblewrap (Linux namespaces): no network unless asked, an explicit
+    view of the system, goex's files hidden, the workspace seen through an overlay."""
+
     name = "bwrap"
 
     def __init__(self, executable: str = "bwrap") -> None:

@@ -48,6 +48,9 @@ _CHECK_MOUNTED = '[ -e "$1" ] && { echo "goex: $1" >&2; exit 125; }; shift; exec
 
 
 class DockerSandbox:
+    """Runs a command in a container of `image` on a Docker API engine (Docker, podman), over
+    the same overlay of the workspace as the other backends."""
+
     name = "docker"
 
     def __init__(self, image: str | None = None) -> None:

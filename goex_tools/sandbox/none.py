@@ -21,6 +21,9 @@ _BIND_THEN_RUN = 'mount --bind "$1" "$2" && cd "$2" && shift 2 && exec "$@"'
 
 
 class NoSandbox:
+    """Runs a command as goex's own user with no confinement (trusted use): only the overlay
+    keeps its changes from the workspace until goex applies them."""
+
     name = "none"
 
     def problem(self) -> str | None:

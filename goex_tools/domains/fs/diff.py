@@ -21,6 +21,8 @@ _TEXT_BYTES = bytes({7, 8, 9, 10, 12, 13, 27} | set(range(0x20, 0x100)) - {0x7F}
 
 
 class FileDiff(BaseModel):
+    """One path's change in a step: its entries before and after, and a unified diff for text."""
+
     path: str
     change: ChangeKind
     before: Entry
@@ -30,6 +32,8 @@ class FileDiff(BaseModel):
 
 
 class StepDiff(BaseModel):
+    """What one filesystem step changed, path by path (`goex diff STEP`); `text()` prints it."""
+
     step_id: str
     tool: str
     status: str

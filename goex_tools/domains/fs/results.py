@@ -8,6 +8,8 @@ from goex_tools.domains.fs.changes import PathChange
 
 
 class Changed(BaseModel):
+    """One path a file tool or command changed, and how (`created`, `modified`, `deleted`, ...)."""
+
     path: str
     change: str
 

@@ -49,6 +49,8 @@ KIND = "http.revert"
 
 
 class UndoCall(BaseModel):
+    """A REST call an undo sends (`json_body`: its JSON body, if any)."""
+
     method: str
     url: str
     json_body: Any = None

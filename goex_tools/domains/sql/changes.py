@@ -26,6 +26,8 @@ VALUE_LIMIT = 200  # characters of one value shown
 
 
 class RowChange(BaseModel):
+    """One row a batch changed: its image before and after (None where it did not exist)."""
+
     table: str
     op: Operation
     before: Image | None = None
@@ -33,6 +35,9 @@ class RowChange(BaseModel):
 
 
 class TableChanges(BaseModel):
+    """Rows a batch inserted, updated and deleted in one table, with a sample of them (`rows`;
+    `truncated` when the sample leaves rows out)."""
+
     inserted: int = 0
     updated: int = 0
     deleted: int = 0
