@@ -16,7 +16,9 @@ from collections.abc import Callable, Mapping
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from goex_tools.errors import JournalError
 from goex_tools.journal import Journal
+from goex_tools.journal_engine import create_tables
 
 metadata = sa.MetaData()
 
@@ -42,15 +44,20 @@ class Shortfall(Exception):
 
 
 class BudgetLedger:
-    """Per run, per budget name, the amount taken; shared by every gate on the journal."""
+    """Per run, per budget name, the amount taken; shared by every gate on the journal.
+
+    Its reads and writes go through the journal's transactions, so that a fault (a lock held
+    too long, a full disk, a server gone) is a JournalError and the action does not run.
+    """
 
     def __init__(self, journal: Journal, names: tuple[str, ...], baseline: Baseline) -> None:
-        self.engine = journal.engine
+        self.journal = journal
         self.names = names
         self._baseline = baseline
         self._opened: set[str] = set()
         self._lock = threading.Lock()
-        metadata.create_all(self.engine)
+        with journal.transaction("create the budget ledger") as conn:
+            create_tables(conn, metadata)
 
     def used(self, run_id: str) -> dict[str, int]:
         """What the run has taken of each budget so far."""
@@ -58,7 +65,7 @@ class BudgetLedger:
         query = sa.select(budgets_table.c.name, budgets_table.c.used).where(
             budgets_table.c.run_id == run_id
         )
-        with self.engine.connect() as conn:
+        with self.journal.reading("read the run's budgets") as conn:
             found = {name: int(used) for name, used in conn.execute(query)}
         return {name: found.get(name, 0) for name in self.names}
 
@@ -66,7 +73,8 @@ class BudgetLedger:
         """Take every amount, or none: raises Shortfall naming the first budget in `limits`
         that cannot cover its amount. Budgets without a limit are counted, never refused."""
         self._open(run_id)
-        with self.engine.begin() as conn:  # a Shortfall rolls back what was taken before it
+        # a Shortfall rolls back what was taken before it
+        with self.journal.transaction("take from the run's budgets") as conn:
             for name in sorted(n for n, amount in amounts.items() if amount):
                 if not self._add(conn, run_id, name, amounts[name], limits.get(name)):
                     raise Shortfall(name, self._used(conn, run_id, name))
@@ -98,16 +106,18 @@ class BudgetLedger:
             if run_id in self._opened:
                 return
         query = sa.select(budgets_table.c.name).where(budgets_table.c.run_id == run_id)
-        with self.engine.connect() as conn:
+        with self.journal.reading("read the run's budgets") as conn:
             present = set(conn.execute(query).scalars())
         missing = [name for name in self.names if name not in present]
         if missing:
             start = self._baseline(run_id)
             rows = [{"run_id": run_id, "name": n, "used": start.get(n, 0)} for n in missing]
             try:
-                with self.engine.begin() as conn:
+                with self.journal.transaction("open the run's budgets") as conn:
                     conn.execute(budgets_table.insert(), rows)
-            except sa.exc.IntegrityError:  # another gate opened it meanwhile
-                pass
+            except JournalError as exc:
+                if not isinstance(exc.__cause__, sa.exc.IntegrityError):
+                    raise
+                # another gate opened it meanwhile
         with self._lock:
             self._opened.add(run_id)

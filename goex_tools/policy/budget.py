@@ -129,7 +129,7 @@ class RunBudgets:
     def _ledger(self, journal: Journal) -> BudgetLedger:
         with self._lock:
             ledger = self._ledgers.get(id(journal))
-            if ledger is None or ledger.engine is not journal.engine:
+            if ledger is None or ledger.journal.engine is not journal.engine:
                 ledger = BudgetLedger(journal, tuple(WHAT), _baseline(journal))
                 self._ledgers[id(journal)] = ledger
             return ledger

@@ -8,6 +8,7 @@ context copied, as agent frameworks do for parallel tool calls), and compares th
 from __future__ import annotations
 
 import contextvars
+import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -175,3 +176,28 @@ def test_budget_reserved_in_one_process_is_seen_by_another_gate(
             ws.write_file("c.txt", "c")
     assert not (ws.root / "c.txt").exists()
     assert [s.status.value for s in journal.steps(run.id)] == ["applied"] * 3 + ["refused"]
+
+
+def test_budget_ledger_behind_a_held_journal_lock_is_a_journal_error(
+    ws: Workspace, tmp_path: Path, policy_file: MakePolicy
+) -> None:
+    """The ledger is the journal's: another process holding its lock past the timeout makes
+    the gate's take a JournalUnavailable (not SQLAlchemy's error), and nothing is written."""
+    url = f"sqlite:///{tmp_path}/held.db"
+    journal = Journal(url, timeout=0.5)
+    gate = policy_file("default: allow\nbudgets:\n  max_steps: 5\n")
+    with goex.run("before", journal=journal, gate=gate):
+        ws.write_file("before.txt", "b")
+    holder = sqlite3.connect(tmp_path / "held.db", isolation_level=None)
+    try:
+        for run_name in ("before", "new"):  # a run whose budgets are open, and a new one
+            with goex.run(run_name, journal=journal, gate=gate):
+                holder.execute("BEGIN IMMEDIATE")
+                try:
+                    with pytest.raises(goex.JournalUnavailable, match="budgets"):
+                        ws.write_file(f"{run_name}.txt", "x")
+                finally:
+                    holder.execute("ROLLBACK")
+    finally:
+        holder.close()
+    assert sorted(p.name for p in ws.root.glob("*.txt")) == ["before.txt"]
