@@ -1,8 +1,9 @@
-"""Row capture cost and undo time of run_sql, on SQLite and PostgreSQL.
+"""Row capture cost and undo time of run_sql, on SQLite, PostgreSQL and MariaDB.
 
 - UPDATE and DELETE touching 1, 1,000 and 100,000 rows of a 100,000-row table: run_sql
   (classify, journal, capture every changed row, commit) vs the same raw statement in a
-  transaction on the same driver (apsw for SQLite, psycopg for PostgreSQL). Each statement
+  transaction on the same driver (apsw for SQLite, psycopg for PostgreSQL, PyMySQL for
+  MariaDB, whose rows are read back from its binary log). Each statement
   is a step of one open run, as an agent's tool calls are (a run's start and end are
   bench_journal's business).
 - Undoing such a step (goex.undo_step) vs the raw inverse statement.
@@ -14,7 +15,10 @@
 Target (issue 4): capture + statement under 2x the raw statement. Undo of the shapes (issue
 13): within 10x the raw forward statement.
 
-Run: .venv/bin/python -m benchmarks.bench_sql [--quick] [--sqlite-only]
+MariaDB: the server of GOEX_TEST_MYSQL_BINLOG_URL (log_bin, binlog_format=ROW,
+binlog_row_image=FULL; scripts/mysql-binlog-url.sh starts one); skipped with --no-mariadb.
+
+Run: .venv/bin/python -m benchmarks.bench_sql [--quick] [--sqlite-only] [--no-mariadb]
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ from goex_tools.domains.sql import run_sql
 POSTGRES_URL = os.environ.get(
     "GOEX_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+MARIADB_URL = os.environ.get(
+    "GOEX_TEST_MYSQL_BINLOG_URL", "mysql+pymysql://root@127.0.0.1:13307/test"
+)
 TABLE_ROWS = 100_000
 FILL = "INSERT INTO bench (id, v, s) SELECT x, x % 97, 'row ' || x FROM series"
 
@@ -43,9 +50,14 @@ FILL = "INSERT INTO bench (id, v, s) SELECT x, x % 97, 'row ' || x FROM series"
 class Database:
     """A 100,000-row table on one dialect, with a raw executor and a refill."""
 
-    def __init__(self, url: str, raw: Callable[[str], None]) -> None:
+    def __init__(self, url: str, raw: Callable[[str], None], dialect: str = "") -> None:
         self.url = url
         self.raw = raw
+        self.dialect = dialect or sa.engine.make_url(url).get_backend_name()
+
+    def cat(self, a: str, b: str) -> str:
+        """SQL concatenating two texts (MySQL's `||` is OR)."""
+        return f"CONCAT({a}, {b})" if self.dialect == "mysql" else f"{a} || {b}"
 
     def refill(self) -> None:
         self.raw("DELETE FROM bench")
@@ -97,6 +109,37 @@ def postgres_database() -> tuple[Database, Callable[[], None]]:
     return db, drop
 
 
+def mariadb_database() -> tuple[Database, Callable[[], None]]:
+    """The bench table in a new database on the MariaDB with a row-based binary log."""
+    admin = sa.create_engine(MARIADB_URL, poolclass=sa.pool.NullPool)
+    name = f"goex_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE `{name}`")
+    url = sa.engine.make_url(MARIADB_URL).set(database=name).render_as_string(False)
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE bench (id int PRIMARY KEY, v int, s text) ENGINE=InnoDB")
+
+    def raw(sql: str) -> None:
+        with engine.begin() as conn:
+            for statement in sql.split(";\n"):  # the shapes' scripts: one statement a line
+                if statement.strip():
+                    conn.exec_driver_sql(statement.replace("%", "%%"))
+
+    def drop() -> None:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.dispose()
+
+    db = Database(url, raw, dialect="mysql")
+    db.fill_sql = (
+        f"INSERT INTO bench (id, v, s) SELECT seq, seq % 97, CONCAT('row ', seq) "
+        f"FROM seq_1_to_{TABLE_ROWS}"  # MariaDB's Sequence engine
+    )
+    return db, drop
+
+
 def bench(report: Report, label: str, db: Database, sizes: list[int], rounds: int) -> None:
     """Each statement is one step of a run left open, as an agent's tool calls are: the run's
     own start and end (two journal commits, measured by bench_journal) are not counted."""
@@ -105,7 +148,8 @@ def bench(report: Report, label: str, db: Database, sizes: list[int], rounds: in
     with goex.run("bench", journal=journal):
         for rows in sizes:
             r = max(3, rounds if rows < 100_000 else 3)
-            update = f"UPDATE bench SET v = v + 1, s = s || '.' WHERE id <= {rows}"
+            dotted = db.cat("s", "'.'")
+            update = f"UPDATE bench SET v = v + 1, s = {dotted} WHERE id <= {rows}"
             delete = f"DELETE FROM bench WHERE id <= {rows}"
             for verb, sql, setup in (("UPDATE", update, None), ("DELETE", delete, db.refill)):
                 base = measure(lambda s=sql: db.raw(s), rounds=r, setup=setup)
@@ -146,15 +190,18 @@ def undo_step(
     rounds: int,
 ) -> None:
     """goex.undo_step of one statement's step vs the raw statement that reverses it."""
+    named = db.cat("'row '", "x")
     inverse = (
         f"UPDATE bench SET v = v - 1, s = substr(s, 1, length(s) - 1) WHERE id <= {rows}"
         if verb == "UPDATE"
-        else "INSERT INTO bench (id, v, s) SELECT x, x % 97, 'row ' || x FROM "
+        else f"INSERT INTO bench (id, v, s) SELECT x, x % 97, {named} FROM "
         + (
             f"(WITH RECURSIVE series(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM series "
             f"WHERE x < {rows}) SELECT x FROM series) AS series"
-            if db.url.startswith("sqlite")
+            if db.dialect == "sqlite"
             else f"generate_series(1, {rows}) AS series(x)"
+            if db.dialect == "postgresql"
+            else f"(SELECT seq AS x FROM seq_1_to_{rows}) AS series"
         )
     )
     pending: list[str] = []
@@ -202,20 +249,32 @@ INSERT INTO track SELECT g, 'track ' || g, g * 1000 FROM generate_series(1, 3503
 CREATE TABLE points (x int, label text);
 CREATE TABLE docs (id int PRIMARY KEY, body text);
 """,
+    "mysql": """
+CREATE TABLE track (id int PRIMARY KEY, name text, milliseconds int) ENGINE=InnoDB;
+CREATE TABLE track_audit (id bigint AUTO_INCREMENT PRIMARY KEY, track_id int, what text)
+    ENGINE=InnoDB;
+CREATE TRIGGER track_audit AFTER UPDATE ON track FOR EACH ROW
+    INSERT INTO track_audit (track_id, what)
+    VALUES (NEW.id, CONCAT('ms ', OLD.milliseconds, ' -> ', NEW.milliseconds));
+INSERT INTO track SELECT seq, CONCAT('track ', seq), seq * 1000 FROM seq_1_to_3503;
+CREATE TABLE points (x int, label text) ENGINE=InnoDB;
+CREATE TABLE docs (id int PRIMARY KEY, body longtext) ENGINE=InnoDB;
+""",
 }
 
 
 def shapes(report: Report, label: str, db: Database, quick: bool) -> None:
     """Undo of the issue-13 shapes vs their raw forward statement; journal bytes per step."""
-    dialect = "sqlite" if db.url.startswith("sqlite") else "postgresql"
+    dialect = db.dialect
     db.raw(SHAPES[dialect])
     journal = goex.Journal(f"sqlite:///{tempfile.mkdtemp()}/journal.db")
-    series = (
-        "WITH RECURSIVE s(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM s WHERE x < {n}) "
-        "INSERT INTO points SELECT x % 50, 'p' || (x % 50) FROM s"
-        if dialect == "sqlite"
-        else "INSERT INTO points SELECT x % 50, 'p' || (x % 50) FROM generate_series(1, {n}) x"
-    )
+    series = {
+        "sqlite": "WITH RECURSIVE s(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM s WHERE x < {n}) "
+        "INSERT INTO points SELECT x % 50, 'p' || (x % 50) FROM s",
+        "postgresql": "INSERT INTO points SELECT x % 50, 'p' || (x % 50) "
+        "FROM generate_series(1, {n}) x",
+        "mysql": "INSERT INTO points SELECT seq % 50, CONCAT('p', seq % 50) FROM seq_1_to_{n}",
+    }[dialect]
     cases = [("UPDATE of 3,503 audited rows", "UPDATE track SET milliseconds = milliseconds + 1")]
     cases += [
         (f"keyless INSERT of {n:,} rows", series.format(n=n))
@@ -265,7 +324,7 @@ def shapes(report: Report, label: str, db: Database, quick: bool) -> None:
         )
 
 
-def main(quick: bool = False, sqlite_only: bool = False) -> None:
+def main(quick: bool = False, sqlite_only: bool = False, mariadb: bool = True) -> None:
     sizes = [1, 1_000] if quick else [1, 1_000, 100_000]
     rounds = 3 if quick else 7
     report = Report("sql-sqlite" if sqlite_only else "sql")
@@ -279,8 +338,19 @@ def main(quick: bool = False, sqlite_only: bool = False) -> None:
             shapes(report, "PostgreSQL", db, quick)
         finally:
             drop()
+    if not sqlite_only and mariadb:
+        db, drop = mariadb_database()
+        try:
+            bench(report, "MariaDB", db, sizes, rounds)
+            shapes(report, "MariaDB", db, quick)
+        finally:
+            drop()
     report.write()
 
 
 if __name__ == "__main__":
-    main(quick="--quick" in sys.argv, sqlite_only="--sqlite-only" in sys.argv)
+    main(
+        quick="--quick" in sys.argv,
+        sqlite_only="--sqlite-only" in sys.argv,
+        mariadb="--no-mariadb" not in sys.argv,
+    )

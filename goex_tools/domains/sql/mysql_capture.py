@@ -21,16 +21,14 @@ from typing import Any
 
 import pymysql
 import sqlalchemy as sa
-import sqlglot
 from pydantic import BaseModel, TypeAdapter
-from sqlglot import exp
-from sqlglot.errors import ParseError, TokenError
 
 from goex_tools.domains.sql import mysql, mysql_binlog
 from goex_tools.domains.sql.changes import Captured, Operation, RowChange
 from goex_tools.domains.sql.databases import DatabaseRef
 from goex_tools.domains.sql.errors import SqlError
 from goex_tools.domains.sql.mysql_binlog import Position, ReadBack, b64, canon, shown
+from goex_tools.domains.sql.postgres import catalog_engine
 from goex_tools.domains.sql.quoting import pack, unpack
 from goex_tools.domains.sql.results import StatementResult, collect
 from goex_tools.domains.sql.statements import Statement
@@ -92,20 +90,47 @@ LOG = TypeAdapter(BinlogLog)
 
 def problem(url: str, statements: list[Statement]) -> str | None:
     """Why this batch's rows could not be undone from the binary log (None if they can)."""
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as conn:
-            raw = conn.connection.driver_connection
-            why = mysql_binlog.capture_problem(raw)
-            if why is None:
-                found = mysql.non_transactional(conn, statements)
-                if found:
-                    why = f"{', '.join(found)}: this engine has no transactions"
-            if why is None:
-                why = _cascading_named(conn, statements)
-    finally:
-        engine.dispose()
-    return why
+    for attempt in (1, 2):
+        try:
+            with catalog_engine(url).connect() as conn:
+                why = mysql_binlog.capture_problem(conn.connection.driver_connection)
+                if why is None:
+                    why = _non_transactional(conn, statements)
+                if why is None:
+                    why = _cascading_named(conn, statements)
+            return why
+        except sa.exc.DBAPIError as exc:  # a pooled session the server closed: once more
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _non_transactional(conn: Any, statements: list[Statement]) -> str | None:
+    """A table the batch writes whose engine has no transactions (its rows are logged apart
+    from the XA transaction, and kept whatever ROLLBACK says); or, when a trigger or stored
+    function may write elsewhere, any such table in the server's databases."""
+    writes = [s for s in statements if s.kind == "write"]
+    written = [
+        s.model_copy(update={"tables": [found[0]]}) if (found := mysql.target(s)) else s
+        for s in writes
+    ]
+    tables = mysql.non_transactional(conn, written)
+    if tables:
+        return f"{', '.join(tables)}: this engine has no transactions"
+    if not mysql.uncounted(conn, writes):  # no trigger, stored function or cascade involved
+        return None
+    other = conn.exec_driver_sql(
+        "SELECT CONCAT(table_schema, '.', table_name, ' (', engine, ')') FROM "
+        "information_schema.tables WHERE table_type = 'BASE TABLE' AND engine NOT IN "
+        "('InnoDB', 'SEQUENCE') AND table_schema NOT IN ('mysql', 'information_schema', "
+        "'performance_schema', 'sys') LIMIT 1"
+    ).scalar()
+    if other is None:
+        return None
+    return (
+        f"a trigger or stored function of the batch may write to {other}, whose engine has "
+        f"no transactions (its rows would not be in the batch's transaction)"
+    )
 
 
 def _cascading_named(conn: Any, statements: list[Statement]) -> str | None:
@@ -129,21 +154,18 @@ def _cascading_named(conn: Any, statements: list[Statement]) -> str | None:
 
 
 def _verb(statement: Statement) -> tuple[str, list[str]]:
-    """('delete' | 'update' | 'insert', tables) of a write; a REPLACE or an upsert deletes or
-    updates; what sqlglot cannot read counts as both."""
-    text = statement.sql.lstrip().upper()
-    if text.startswith("REPLACE"):
+    """('delete' | 'update' | 'insert', tables) of a write by its first word; a REPLACE
+    deletes, an upsert updates, and anything else counts as an update and a delete."""
+    words = statement.sql.lstrip().split(None, 1)
+    first = words[0].upper() if words else ""
+    if first in ("REPLACE", "DELETE"):
         return "delete", statement.tables
-    try:
-        tree = sqlglot.parse_one(statement.sql, read="mysql")
-    except (ParseError, TokenError):
-        return "delete", statement.tables
-    if isinstance(tree, exp.Delete):
-        return "delete", statement.tables
-    if isinstance(tree, exp.Insert):
-        upsert = tree.args.get("conflict") is not None or "ON DUPLICATE KEY" in text
+    if first == "INSERT":
+        upsert = "ON DUPLICATE KEY" in statement.sql.upper()
         return ("update" if upsert else "insert"), statement.tables
-    return "update", statement.tables
+    if first == "UPDATE":
+        return "update", statement.tables
+    return "both", statement.tables
 
 
 def _actions(conn: Any, table: str) -> list[tuple[str, str, str]]:
@@ -171,7 +193,8 @@ class MysqlTransaction:
 
     def __init__(self, url: str, *, lock_timeout: float | None = None) -> None:
         self.url = url
-        self.engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        self.engine = sa.create_engine(url, poolclass=sa.pool.NullPool)  # a fresh session
+        self.catalog = catalog_engine(url)  # goex's own lookups, pooled
         self.raw = self.engine.raw_connection()
         conn: Any = self.raw.driver_connection
         self.conn = conn
@@ -231,7 +254,7 @@ class MysqlTransaction:
                 cur.execute(f"XA PREPARE '{self.xid}'")
                 self.state = "prepared"
             self._read = mysql_binlog.read_transaction(self.url, self.start, self.xid)
-            _refuse_cascades(self.engine, self._read)
+            _refuse_cascades(self.catalog, self._read)
         return self._read
 
     def changes(self) -> Captured[tuple[int, int]]:
@@ -264,7 +287,7 @@ class MysqlTransaction:
         read = self.read_back()
         used = {e.table_id for e in read.events}
         found = []
-        with self.engine.connect() as conn:
+        with self.catalog.connect() as conn:
             for table_id in sorted(used):
                 table = read.maps[table_id]
                 if not _primary_key(conn, table.schema, table.table):
