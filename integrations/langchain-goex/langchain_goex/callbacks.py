@@ -6,7 +6,10 @@ the same id, so `goex.rollback(str(root_run_id))` undoes the whole invocation an
 Each tool call is a step whose id is the tool's LangChain run id; see `goex_tools.tracker` for
 how goex tools, read-only tools and other tools are journaled. An invocation resumed after an
 interrupt (human in the loop) is a new invocation, so a run of its own; both carry the
-LangGraph `thread_id` in their metadata.
+LangGraph `thread_id` in their metadata. Inside a graph with a checkpointer each tool call
+also records where it ran: the thread and the checkpoint every graph level was at
+(`goex_tools.threads.Place`), which `langchain_goex.rewind` needs to bring the world back
+to a checkpoint.
 """
 
 from __future__ import annotations
