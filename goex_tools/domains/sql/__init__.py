@@ -7,9 +7,11 @@
     goex.rollback(run_id)      # restores every row the DELETE removed, cascades included
 
 SQLite is captured by the session extension (apsw), PostgreSQL by row triggers that live only
-in the step's transaction; MySQL/MariaDB batches run and are journaled, but data changes there
-are irreversible (no row capture yet), and batches a ROLLBACK would not take back are refused
-(see `mysql`). DDL is irreversible everywhere. An undo never leaves a broken foreign key.
+in the step's transaction, MySQL/MariaDB by reading the batch's rows back from the server's
+row-based binary log after XA PREPARE (`mysql_capture`, undone by `mysql_undo`); without such
+a binary log, data changes there are irreversible, and batches a ROLLBACK would not take back
+are refused (see `mysql`). DDL is irreversible everywhere. An undo never leaves a broken
+foreign key.
 """
 
 from goex_tools.domains.sql import compensations as _compensations  # registers the kinds

@@ -1,7 +1,8 @@
 """MySQL/MariaDB: where ROLLBACK takes a batch back, and where it would only pretend to.
 
-There is no row capture here. Triggers are schema objects (creating one commits at once), so
-PostgreSQL's triggers that live only inside the step's transaction do not exist, and a
+On a server with a row-based binary log, writes are captured from it (`mysql_capture`). Here
+is the rest: a server without one. Triggers are schema objects (creating one commits at once),
+so PostgreSQL's triggers that live only inside the step's transaction do not exist, and a
 before-image SELECT would miss cascades and trigger writes. Data changes are therefore declared
 irreversible; before COMMIT a confirm callback can still roll them back, but only where ROLLBACK
 works. DDL (and any statement goex-tools does not classify as a read or write) commits
