@@ -196,11 +196,15 @@ def read_transaction(url: str, start: Position, xid: str) -> ReadBack:
     maps: dict[int, TableMap] = {}
     events: list[RowsEvent] = []
     strange: list[int] = []  # events inside the transaction that goex cannot read
+    others = False  # inside another session's transaction (MariaDB names XA ids up front)
     for kind, event, raw in _stream(url, start):
         if kind == FORMAT_DESCRIPTION:
             fde, checksum = raw, _checksummed(raw)
         elif kind in (MARIADB_GTID, MYSQL_GTID):
             maps, events, strange = {}, [], []  # a transaction starts
+            others = kind == MARIADB_GTID and _gtid_xid(raw) not in (None, xid)
+        elif others:
+            continue  # its rows are not decoded
         elif kind == TABLE_MAP:
             maps[event.table_id] = _table_map(event, raw)
         elif kind in OPS:
@@ -219,6 +223,22 @@ def read_transaction(url: str, start: Position, xid: str) -> ReadBack:
     raise SqlError(
         f"the binary log holds no prepared transaction {xid} after {start.file}:{start.pos}"
     )
+
+
+FL_GROUP_COMMIT_ID, FL_XA = 0x02, 0x40 | 0x80  # MariaDB GTID flags: commit id, XA prepared
+
+
+def _gtid_xid(raw: bytes) -> str | None:
+    """The XA id a MariaDB GTID event names (None: not an XA transaction's)."""
+    at = HEADER + 8 + 4  # sequence number, domain
+    flags = raw[at]
+    at += 1
+    if flags & FL_GROUP_COMMIT_ID:
+        at += 8
+    if not flags & FL_XA:
+        return None
+    gtrid, bqual = raw[at + 4], raw[at + 5]
+    return raw[at + 6 : at + 6 + gtrid + bqual].decode("utf-8", "replace")
 
 
 def _stream(url: str, start: Position) -> Iterator[tuple[int, Any, bytes]]:

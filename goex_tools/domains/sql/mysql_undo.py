@@ -380,8 +380,9 @@ def _replay(conn: Any, log: BinlogLog, tables: dict[int, _Table], ops: list[Op])
             size = 0
         statements[-1].append((tid, event))
         size += len(event)
+    fde = base64.b64encode(base64.b64decode(log.fde, validate=True)).decode()  # no quotes
     with conn.cursor() as cur:
-        cur.execute(f"BINLOG '{log.fde}'")
+        cur.execute(f"BINLOG '{fde}'")
         for statement in statements:
             used = sorted({tid for tid, _ in statement})
             maps = [base64.b64decode(log.tables[tid].map) for tid in used]
